@@ -1,0 +1,254 @@
+"""FungiTransformer: the scikit-learn face of FUNGI (glue only, no torch maths)."""
+
+from __future__ import annotations
+
+import copy
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.utils.validation import check_is_fitted
+
+from ._engine import FeatureExtractor
+from ._gradients import supported_layers
+from ._image_inputs import as_images
+from ._projection import make_projection
+from ._seeding import base_seed
+from .backbones import resolve_backbone
+from .losses import make_loss
+
+__all__ = ["FungiTransformer"]
+
+
+class FungiTransformer(TransformerMixin, BaseEstimator):
+    """FUNGI features: a frozen embedding plus projected self-supervised gradients.
+
+    For each sample, the transformer computes the backbone's embedding and,
+    for every loss, the per-sample gradient of that loss with respect to one
+    layer of the frozen backbone (summed over the loss's views), projects each
+    gradient with one seeded random matrix, L2-normalises every block and
+    concatenates ``[embedding, loss_1, ..., loss_n]``. Nothing is trained.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module, str or backbone adapter
+        The frozen encoder: any ``nn.Module`` taking image batches (wrap it in
+        :class:`~skfungi.backbones.ImageBackbone` to give an embedding
+        function, a preprocessing callable or an input size), a timm model,
+        or a spec string such as ``"timm:vit_small_patch16_224"``. It is
+        resolved in ``fit``, never modified, and not copied by ``clone``.
+    losses : sequence of str or FungiLoss, default=("kl", "dino", "simclr")
+        Losses whose gradients are features, in output order: names
+        (``"kl"``, ``"dino"``, ``"simclr"``, with the paper's settings) or
+        loss objects (:class:`~skfungi.losses.KLLoss`, ...). An empty
+        sequence gives the embedding alone.
+    layer : str, default="auto"
+        Dotted path of the target layer (``nn.Linear`` or 1x1 ``nn.Conv2d``);
+        ``"auto"`` takes the adapter's default (``blocks.<last>.attn.proj``
+        for timm ViTs).
+    include_embedding : bool, default=True
+        Put the L2-normalised embedding first in the output.
+    projection : {"rademacher", "gaussian", "kronecker"} or projection object, \
+default="rademacher"
+        Random projection of the gradients, shared by all losses.
+    projection_dim : int or "auto", default="auto"
+        Width of each gradient block; ``"auto"`` is the embedding width.
+    batch_size : int, default=32
+        Samples per batch. A loss forwards the views of as many whole samples
+        as fit in ``max(batch_size, n_views)`` images at once.
+    random_state : int, RandomState instance or None, default=None
+        Seeds every random choice (heads, projection, views, negatives). Pass
+        an int for features that are identical across runs and processes.
+    verbose : int, default=0
+        Show a progress bar while transforming when positive.
+
+    Attributes
+    ----------
+    backbone_ : ImageBackbone
+        The resolved backbone adapter.
+    layer_ : str
+        The target layer's dotted path.
+    losses_ : list of FungiLoss
+        Fitted copies of the losses (random heads, negative banks).
+    projection_ : projection object
+        The fitted projection (its seed, never its matrix).
+    embedding_dim_ : int
+        Width of the backbone's embedding.
+    gradient_shape_ : tuple of int
+        ``(d_out, d_in + bias)`` of the target layer's weight gradient.
+    seed_ : int
+        Base seed derived from ``random_state``.
+    n_features_out_ : int
+        Number of output features.
+
+    See Also
+    --------
+    skfungi.losses.KLLoss, skfungi.losses.DINOLoss, skfungi.losses.SimCLRLoss
+    skfungi.RademacherProjection, skfungi.KroneckerProjection
+
+    Examples
+    --------
+    >>> import numpy as np, torch.nn as nn
+    >>> from skfungi import FungiTransformer
+    >>> from skfungi.backbones import ImageBackbone
+    >>> net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 16, 1),
+    ...                     nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    >>> images = np.random.default_rng(0).integers(0, 256, (6, 20, 20, 3), dtype=np.uint8)
+    >>> fungi = FungiTransformer(ImageBackbone(net, input_size=16), losses=("kl", "simclr"),
+    ...                          layer="2", random_state=0)
+    >>> fungi.fit_transform(images).shape
+    (6, 48)
+    >>> fungi.get_feature_names_out()[[0, 16, 32]].tolist()
+    ['embedding0', 'kl0', 'simclr0']
+    """
+
+    def __init__(
+        self,
+        backbone,
+        *,
+        losses=("kl", "dino", "simclr"),
+        layer="auto",
+        include_embedding=True,
+        projection="rademacher",
+        projection_dim="auto",
+        batch_size=32,
+        random_state=None,
+        verbose=0,
+    ):
+        self.backbone = backbone
+        self.losses = losses
+        self.layer = layer
+        self.include_embedding = include_embedding
+        self.projection = projection
+        self.projection_dim = projection_dim
+        self.batch_size = batch_size
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_clone__(self):
+        # The backbone (possibly a multi-GB module) is shared, never deep-copied;
+        # every other parameter is cloned as scikit-learn would.
+        params = self.get_params(deep=False)
+        params = {name: value if name == "backbone" else clone(value, safe=False) for name, value in params.items()}
+        cloned = type(self)(**params)
+        if hasattr(self, "_sklearn_output_config"):
+            cloned._sklearn_output_config = copy.deepcopy(self._sklearn_output_config)
+        return cloned
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
+    def fit(self, X, y=None):
+        """Resolve the backbone, draw heads and projection, build negative banks.
+
+        Parameters
+        ----------
+        X : images
+            ``(N, H, W, C)`` array, ``(N, C, H, W)`` tensor, or a list of PIL
+            images, file paths or arrays (sizes may differ).
+        y : ignored
+
+        Returns
+        -------
+        self : FungiTransformer
+        """
+        losses, include_embedding, batch_size, projection_dim = self._checked_params()
+        backbone = resolve_backbone(self.backbone)
+        layer = self._layer_path(backbone)
+        images = as_images(X)
+        seed = base_seed(self.random_state)
+        projection = clone(make_projection(self.projection))
+        extractor = FeatureExtractor(
+            backbone, layer, losses, projection, include_embedding, batch_size, seed, self.verbose
+        )
+        embedding_dim, gradient_shape = extractor.fit(images, projection_dim)
+        self.backbone_ = backbone
+        self.layer_ = layer
+        self.seed_ = seed
+        self.losses_ = losses
+        self.projection_ = projection
+        self.embedding_dim_ = embedding_dim
+        self.gradient_shape_ = gradient_shape
+        self.n_features_out_ = sum(extractor.block_widths())
+        return self
+
+    def transform(self, X):
+        """FUNGI features of ``X``.
+
+        Parameters
+        ----------
+        X : images
+            Same forms as in :meth:`fit`.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, n_features_out_), float32
+        """
+        check_is_fitted(self)
+        return self._extractor().transform(as_images(X))
+
+    def get_feature_names_out(self, input_features=None):
+        """``embedding0, ..., kl0, ..., dino0, ..., simclr0, ...`` in output order."""
+        check_is_fitted(self)
+        names = []
+        for prefix, width in zip(self._block_prefixes(), self._extractor().block_widths(), strict=True):
+            names.extend(f"{prefix}{i}" for i in range(width))
+        return np.asarray(names, dtype=object)
+
+    # -- internals ------------------------------------------------------------
+
+    def _extractor(self) -> FeatureExtractor:
+        return FeatureExtractor(
+            self.backbone_,
+            self.layer_,
+            self.losses_,
+            self.projection_,
+            self.include_embedding,
+            self.batch_size,
+            self.seed_,
+            self.verbose,
+            embedding_dim=self.embedding_dim_,
+        )
+
+    def _block_prefixes(self) -> list[str]:
+        return (["embedding"] if self.include_embedding else []) + [loss.name for loss in self.losses_]
+
+    def _checked_params(self):
+        specs = (self.losses,) if isinstance(self.losses, str) else self.losses
+        if not isinstance(specs, (list, tuple)):
+            raise TypeError(f"losses must be a list or tuple of names or loss objects, got {self.losses!r}.")
+        losses = [clone(make_loss(spec)) for spec in specs]
+        names = [loss.name for loss in losses]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"losses contains more than one {duplicates} loss; each loss may appear once.")
+        if not isinstance(self.include_embedding, (bool, np.bool_)):
+            raise TypeError(f"include_embedding must be a bool, got {self.include_embedding!r}.")
+        if not losses and not self.include_embedding:
+            raise ValueError("losses is empty and include_embedding=False: there would be no features.")
+        if not _positive_int(self.batch_size):
+            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}.")
+        if self.projection_dim != "auto" and not _positive_int(self.projection_dim):
+            raise ValueError(f"projection_dim must be 'auto' or a positive int, got {self.projection_dim!r}.")
+        return losses, bool(self.include_embedding), int(self.batch_size), self.projection_dim
+
+    def _layer_path(self, backbone) -> str:
+        if self.layer != "auto":
+            if not isinstance(self.layer, str):
+                raise TypeError(f"layer must be a dotted path string or 'auto', got {self.layer!r}.")
+            return self.layer
+        if backbone.default_layer is None:
+            candidates = supported_layers(backbone.module)[-8:]
+            raise ValueError(
+                f"{backbone!r} has no default target layer; pass layer=... with the dotted path of an "
+                f"nn.Linear or 1x1 nn.Conv2d (deepest candidates: {', '.join(candidates) or 'none'})."
+            )
+        return backbone.default_layer
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0

@@ -1,0 +1,126 @@
+"""The image backbone adapter: any ``nn.Module`` that maps image batches to embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageBackbone"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class ImageBackbone:
+    """Wrap any torch module that takes ``(N, C, H, W)`` image batches.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The frozen backbone. It is never modified: skfungi runs it in eval mode
+        with frozen weights and restores its flags afterwards.
+    layer : str, optional
+        Dotted path of the default target layer (an ``nn.Linear`` or a 1x1
+        ``nn.Conv2d``). ``FungiTransformer(layer=...)`` overrides it.
+    embed : callable, optional
+        ``embed(module, inputs) -> (N, E)`` embedding. Default: ``module(inputs)``.
+        Use a module-level function (not a lambda) if the fitted transformer
+        is to be pickled.
+    preprocess : callable, optional
+        ``preprocess(views) -> inputs`` applied to a batch of ``(N, 3, S, S)``
+        float views in [0, 1]. Default: normalise with ``mean`` and ``std``.
+    input_size : int, default=224
+        Side of the square views given to the backbone.
+    mean, std : tuple of float
+        Per-channel normalisation used by the default ``preprocess``.
+    in_channels : int, default=3
+        Channels the module expects; grey images are repeated to this count.
+
+    Examples
+    --------
+    >>> import torch.nn as nn
+    >>> from skfungi.backbones import ImageBackbone
+    >>> net = nn.Sequential(nn.Conv2d(3, 8, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    >>> backbone = ImageBackbone(net, layer="0", input_size=32)
+    >>> backbone.default_layer
+    '0'
+    """
+
+    modality = "image"
+
+    def __init__(
+        self,
+        module: nn.Module,
+        *,
+        layer: str | None = None,
+        embed: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None,
+        preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        input_size: int = 224,
+        mean: tuple[float, ...] = IMAGENET_MEAN,
+        std: tuple[float, ...] = IMAGENET_STD,
+        in_channels: int = 3,
+    ):
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}.")
+        if int(input_size) < 1:
+            raise ValueError(f"input_size must be a positive int, got {input_size!r}.")
+        self.module = module
+        self.default_layer = layer
+        self.embed_fn = embed
+        self.preprocess_fn = preprocess
+        self.input_size = int(input_size)
+        self.mean = tuple(mean)
+        self.std = tuple(std)
+        self.in_channels = int(in_channels)
+
+    @property
+    def parameter(self) -> torch.Tensor | None:
+        return next(self.module.parameters(), None)
+
+    @property
+    def device(self) -> torch.device:
+        param = self.parameter
+        return param.device if param is not None else torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        param = self.parameter
+        return param.dtype if param is not None and param.is_floating_point() else torch.float32
+
+    def canonical(self, image: torch.Tensor, index: int) -> torch.Tensor:
+        """One decoded ``(C, H, W)`` image with the channels the module expects.
+
+        Grey images are repeated to ``in_channels``; any other mismatch is an
+        error naming the sample.
+        """
+        channels = image.shape[0]
+        if channels == self.in_channels:
+            return image
+        if channels == 1:
+            return image.expand(self.in_channels, -1, -1)
+        raise ValueError(f"sample {index} has {channels} channels; the backbone expects {self.in_channels}.")
+
+    def prepare(self, views: torch.Tensor) -> torch.Tensor:
+        """Turn ``(N, C, S, S)`` views in [0, 1] into the module's input."""
+        views = views.to(device=self.device, dtype=self.dtype)
+        if self.preprocess_fn is not None:
+            return self.preprocess_fn(views)
+        mean = torch.tensor(self.mean, device=views.device, dtype=views.dtype).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=views.device, dtype=views.dtype).view(1, -1, 1, 1)
+        return (views - mean) / std
+
+    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``(N, E)`` embeddings of prepared inputs (autograd enabled by the caller)."""
+        output = self.embed_fn(self.module, inputs) if self.embed_fn is not None else self.module(inputs)
+        if not isinstance(output, torch.Tensor) or output.ndim != 2 or output.shape[0] != inputs.shape[0]:
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            raise ValueError(
+                f"the backbone's embedding must be an (N, E) tensor, got {shape}; pass "
+                "embed=... to ImageBackbone to pool or select the embedding."
+            )
+        return output
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({type(self.module).__name__}, input_size={self.input_size})"

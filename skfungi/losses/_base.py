@@ -1,0 +1,93 @@
+"""What every FUNGI loss provides, and the random heads they share."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from sklearn.base import BaseEstimator
+
+from .._seeding import derive_seed, generator
+
+__all__ = ["FungiLoss", "LossContext", "random_head"]
+
+
+@dataclass
+class LossContext:
+    """What a loss may use while it is fitted.
+
+    Attributes
+    ----------
+    embedding_dim : int
+        Width ``E`` of the backbone's embedding.
+    seed : int
+        The estimator's base seed; a loss derives its own streams from it.
+    image_size : int
+        Side of the backbone's square input.
+    dtype, device
+        Where the backbone runs; heads are created there.
+    training_images : sequence
+        Training samples (decoded on access), for banks of negatives.
+    encode : callable
+        ``encode(loss, images) -> (N, V, E)``: embeddings, without gradient,
+        of each image's views as ``loss`` builds them (seeded per sample).
+    """
+
+    embedding_dim: int
+    seed: int
+    image_size: int
+    dtype: torch.dtype
+    device: torch.device
+    training_images: object
+    encode: object
+
+
+def random_head(
+    in_features: int, out_features: int, seed: int, dtype: torch.dtype, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weight and bias of a never-trained ``nn.Linear``, drawn as torch initialises one.
+
+    Uniform in ``+-1/sqrt(in_features)`` (PyTorch's default for ``nn.Linear``),
+    drawn on the CPU from ``seed`` so that every device gets the same head.
+    """
+    bound = 1.0 / math.sqrt(in_features)
+    rng = generator(seed)
+    weight = torch.rand(out_features, in_features, generator=rng, dtype=torch.float64) * 2 - 1
+    bias = torch.rand(out_features, generator=rng, dtype=torch.float64) * 2 - 1
+    return (weight * bound).to(device=device, dtype=dtype), (bias * bound).to(device=device, dtype=dtype)
+
+
+class FungiLoss(BaseEstimator):
+    """Base class of the self-supervised losses.
+
+    A loss is a small scikit-learn style object: its constructor only stores
+    settings (so ``get_params`` / ``set_params`` and grid searches work), and
+    :meth:`fit` returns a fitted copy's state in attributes ending in ``_``.
+
+    Subclasses define ``name`` (the prefix of its feature names), whether it
+    reuses the backbone's inference view (``uses_inference_view``), how to
+    build a sample's views (:meth:`views`), and its per-sample loss
+    (:meth:`sample_losses`).
+    """
+
+    name = "loss"
+    uses_inference_view = False
+
+    def fit(self, context: LossContext) -> FungiLoss:
+        raise NotImplementedError
+
+    def n_views(self, image_size: int) -> int:
+        raise NotImplementedError
+
+    def views(self, image: torch.Tensor, image_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+        """Views of one ``(C, H, W)`` image, as groups of equally sized views."""
+        raise NotImplementedError
+
+    def sample_losses(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """``(S,)`` losses from ``(S, V, E)`` embeddings of each sample's views."""
+        raise NotImplementedError
+
+    def _head(self, context: LossContext, out_features: int, role: str = "head"):
+        seed = derive_seed(context.seed, "head", self.name, role)
+        return random_head(context.embedding_dim, out_features, seed, context.dtype, context.device)

@@ -1,0 +1,95 @@
+"""DINO self-distillation between random heads on multi-crop views."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..views.image import dino_crops
+from ._base import FungiLoss, LossContext
+
+__all__ = ["DINOLoss"]
+
+
+class DINOLoss(FungiLoss):
+    """Cross-entropy between a random teacher head and a random student head.
+
+    Views: ``n_global_crops`` global and ``n_local_crops`` local random resized
+    crops (no flips or colour changes). The student sees every view; the
+    teacher, a separate random head without gradient, sees the global views'
+    embeddings (the student's own forward, detached). The loss sums
+    ``H(softmax(t / teacher_temperature), log_softmax(s / student_temperature))``
+    over all teacher x student pairs, same-view pairs included. Embeddings are
+    L2-normalised before both heads.
+
+    Parameters
+    ----------
+    n_global_crops : int, default=2
+    n_local_crops : int, default=10
+    global_crop_scale : tuple of float, default=(0.25, 1.0)
+    local_crop_scale : tuple of float, default=(0.05, 0.25)
+    local_crop_size : int or None, default=None
+        Side at which local crops are forwarded; None = the backbone's input
+        size (the paper's setting).
+    latent_dim : int, default=2048
+    teacher_temperature : float, default=0.07
+    student_temperature : float, default=0.1
+    """
+
+    name = "dino"
+
+    def __init__(
+        self,
+        n_global_crops: int = 2,
+        n_local_crops: int = 10,
+        global_crop_scale: tuple[float, float] = (0.25, 1.0),
+        local_crop_scale: tuple[float, float] = (0.05, 0.25),
+        local_crop_size: int | None = None,
+        latent_dim: int = 2048,
+        teacher_temperature: float = 0.07,
+        student_temperature: float = 0.1,
+    ):
+        self.n_global_crops = n_global_crops
+        self.n_local_crops = n_local_crops
+        self.global_crop_scale = global_crop_scale
+        self.local_crop_scale = local_crop_scale
+        self.local_crop_size = local_crop_size
+        self.latent_dim = latent_dim
+        self.teacher_temperature = teacher_temperature
+        self.student_temperature = student_temperature
+
+    def fit(self, context: LossContext) -> DINOLoss:
+        if self.n_global_crops < 1:
+            raise ValueError(f"n_global_crops must be at least 1 (the teacher's views), got {self.n_global_crops}.")
+        if self.n_local_crops < 0:
+            raise ValueError(f"n_local_crops must be non-negative, got {self.n_local_crops}.")
+        self.student_head_ = self._head(context, self.latent_dim, "student")
+        self.teacher_head_ = self._head(context, self.latent_dim, "teacher")
+        return self
+
+    def n_views(self, image_size: int) -> int:
+        return self.n_global_crops + self.n_local_crops
+
+    def views(self, image, image_size, generator):
+        global_views, local_views = dino_crops(
+            image,
+            image_size,
+            self.n_global_crops,
+            self.n_local_crops,
+            tuple(self.global_crop_scale),
+            tuple(self.local_crop_scale),
+            generator,
+            local_size=self.local_crop_size,
+        )
+        if local_views.shape[-1] == image_size:
+            return [torch.cat([global_views, local_views])]
+        return [group for group in (global_views, local_views) if len(group)]
+
+    def sample_losses(self, embeddings: torch.Tensor) -> torch.Tensor:
+        normalised = F.normalize(embeddings, dim=-1)
+        student = F.log_softmax(F.linear(normalised, *self.student_head_) / self.student_temperature, dim=-1)
+        with torch.no_grad():
+            teacher_logits = F.linear(normalised[:, : self.n_global_crops], *self.teacher_head_)
+            teacher = F.softmax(teacher_logits / self.teacher_temperature, dim=-1)
+        # sum over teacher views t and student views s of -sum_k p_t[k] log q_s[k]
+        return -torch.einsum("stk,svk->s", teacher, student)

@@ -1,0 +1,58 @@
+"""KL divergence to the uniform distribution (FUNGI's KL loss)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..views.image import center_view
+from ._base import FungiLoss, LossContext
+
+__all__ = ["KLLoss"]
+
+
+class KLLoss(FungiLoss):
+    """KL divergence between softmax(head(normalised embedding) / T) and uniform.
+
+    It uses the backbone's own inference view, so with ``include_embedding``
+    the embedding and this loss share one forward pass.
+
+    Parameters
+    ----------
+    temperature : float, default=15
+        Softmax temperature T (the paper's runs use 15).
+    latent_dim : int, default=768
+        Width of the random head.
+
+    Examples
+    --------
+    >>> from skfungi.losses import KLLoss
+    >>> KLLoss(temperature=15, latent_dim=768)
+    KLLoss()
+    """
+
+    name = "kl"
+    uses_inference_view = True
+
+    def __init__(self, temperature: float = 15.0, latent_dim: int = 768):
+        self.temperature = temperature
+        self.latent_dim = latent_dim
+
+    def fit(self, context: LossContext) -> KLLoss:
+        self.head_ = self._head(context, self.latent_dim)
+        return self
+
+    def n_views(self, image_size: int) -> int:
+        return 1
+
+    def views(self, image, image_size, generator):
+        return [center_view(image, image_size).unsqueeze(0)]
+
+    def sample_losses(self, embeddings: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.head_
+        logits = F.linear(F.normalize(embeddings[:, 0], dim=-1), weight, bias) / self.temperature
+        log_probs = F.log_softmax(logits, dim=-1)
+        # KL(uniform || p) = sum_j u (log u - log p_j), u = 1 / K
+        return -math.log(self.latent_dim) - log_probs.mean(dim=-1)

@@ -1,0 +1,1 @@
+"""Seeded, per-sample views of raw inputs, one module per modality."""
