@@ -120,7 +120,8 @@ def _decode(item, index: int, channels_last: bool) -> torch.Tensor:
     if _is_pil(item):
         item = np.asarray(item if item.mode in ("L", "RGB") else item.convert("RGB"))
     if isinstance(item, np.ndarray):
-        tensor = torch.from_numpy(np.ascontiguousarray(item))
+        array = np.ascontiguousarray(item)
+        tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
         if tensor.ndim == 3 and channels_last:
             tensor = tensor.permute(2, 0, 1)
     elif isinstance(item, torch.Tensor):

@@ -1,0 +1,151 @@
+"""Per-sample gradients against a plain autograd loop, one sample at a time (float64)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from conftest import tiny_cnn, tiny_vit
+
+from skfungi import FungiTransformer, ImageBackbone, TimmBackbone
+from skfungi._gradients import GradientCapture, resolve_layer, supported_layers
+from skfungi._seeding import content_key, derive_seed, generator
+from skfungi.backbones import frozen_eval
+from skfungi.losses import DINOLoss, KLLoss, SimCLRLoss
+from skfungi.views.image import center_view
+
+LOSSES = [KLLoss(), DINOLoss(latent_dim=32), SimCLRLoss(latent_dim=16, grid_size=3)]
+
+
+def reference_gradient(fungi: FungiTransformer, loss, image: torch.Tensor) -> torch.Tensor:
+    """The sample's weight gradient (bias column last) from torch.autograd.grad on the weights."""
+    backbone = fungi.backbone_
+    size = backbone.input_size
+    layer = backbone.module.get_submodule(fungi.layer_)
+    params = [layer.weight] + ([layer.bias] if layer.bias is not None else [])
+    with frozen_eval(backbone.module):
+        for param in params:
+            param.requires_grad_(True)
+        if loss.uses_inference_view:
+            groups = [center_view(image, size).unsqueeze(0)]
+        else:
+            key = content_key(image)
+            groups = loss.views(image, size, generator(derive_seed(fungi.seed_, "views", loss.name, key)))
+        embeddings = torch.cat([backbone.embed(backbone.prepare(views)).unsqueeze(0) for views in groups], dim=1)
+        grads = torch.autograd.grad(loss.sample_losses(embeddings).sum(), params)
+    weight_grad = grads[0].reshape(grads[0].shape[0], -1)
+    columns = [weight_grad] + ([grads[1].unsqueeze(1)] if len(grads) > 1 else [])
+    return torch.cat(columns, dim=1)
+
+
+def engine_gradients(fungi: FungiTransformer, loss, batch: list[torch.Tensor]) -> torch.Tensor:
+    """The engine's per-sample gradients for a whole batch (dense reduce = flattened gradient)."""
+    extractor = fungi._extractor()
+    keys = [content_key(image) for image in batch]
+    with frozen_eval(fungi.backbone_.module):
+        if loss.uses_inference_view:
+            _, reduced = extractor._inference_pass(batch, keys)
+            flat = reduced[loss.name]
+        else:
+            flat = extractor._loss_pass(loss, batch, keys)
+    return flat.reshape(len(batch), *fungi.gradient_shape_)
+
+
+def backbones_float64():
+    return {
+        "vit-linear": lambda: TimmBackbone(tiny_vit(torch.float64)),
+        "cnn-1x1-bias": lambda: ImageBackbone(tiny_cnn(torch.float64), layer="pointwise", input_size=12),
+        "cnn-1x1-nobias": lambda: ImageBackbone(tiny_cnn(torch.float64, bias=False), layer="pointwise", input_size=12),
+    }
+
+
+@pytest.mark.parametrize("backbone_name", list(backbones_float64()))
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda loss: loss.name)
+def test_per_sample_gradients_match_autograd_loop(backbone_name, loss, images):
+    fungi = FungiTransformer(backbones_float64()[backbone_name](), losses=(loss,), random_state=3, batch_size=4).fit(
+        images
+    )
+    fitted = fungi.losses_[0]
+    batch = [fungi.backbone_.canonical(torch.from_numpy(im).permute(2, 0, 1) / 255.0, i) for i, im in enumerate(images)]
+    fast = engine_gradients(fungi, fitted, batch)
+    for index, image in enumerate(batch):
+        slow = reference_gradient(fungi, fitted, image)
+        assert slow.abs().max() > 0
+        torch.testing.assert_close(fast[index], slow, rtol=1e-9, atol=1e-12)
+
+
+def test_features_equal_projected_reference_gradients(images):
+    """End to end: each block = normalise(P @ vec(reference gradient)), P materialised."""
+    backbone = TimmBackbone(tiny_vit(torch.float64))
+    fungi = FungiTransformer(backbone, losses=LOSSES, random_state=1, batch_size=3).fit(images)
+    features = fungi.transform(images)
+    matrix = fungi.projection_.matrix().double()
+    width = fungi.embedding_dim_
+    for index, array in enumerate(images):
+        image = torch.from_numpy(array).permute(2, 0, 1) / 255.0
+        for block, loss in enumerate(fungi.losses_, start=1):
+            projected = matrix @ reference_gradient(fungi, loss, image).flatten()
+            expected = F.normalize(projected, dim=0).numpy()
+            np.testing.assert_allclose(features[index, block * width : (block + 1) * width], expected, atol=1e-5)
+
+
+def test_only_cls_tokens_are_kept_after_last_attention_projection(images):
+    """The exact CLS-only structure: one token per view reaches the projection."""
+    backbone = TimmBackbone(tiny_vit())
+    layer = resolve_layer(backbone.module, backbone.default_layer)
+    views = torch.rand(4, 3, 16, 16)
+    with frozen_eval(backbone.module), GradientCapture(layer, backbone.default_layer) as capture:
+        with torch.enable_grad():
+            loss = backbone.embed(backbone.prepare(views)).pow(2).sum()
+        g, a = capture.factors(loss, n_samples=2)
+    assert g.shape == (2, 2, 12)  # 2 samples x (2 views x 1 CLS token)
+    assert a.shape == (2, 2, 13)  # bias column appended
+
+
+def test_gradient_capture_leaves_no_hook_and_no_grad_in_trunk():
+    model = tiny_vit()
+    backbone = TimmBackbone(model)
+    layer = resolve_layer(model, backbone.default_layer)
+    with frozen_eval(model), GradientCapture(layer, backbone.default_layer) as capture:
+        with torch.enable_grad():
+            loss = backbone.embed(backbone.prepare(torch.rand(2, 3, 16, 16))).sum()
+        capture.factors(loss, 2)
+        assert all(param.grad is None for param in model.parameters())
+    assert not layer._forward_hooks
+
+
+def test_layer_errors_list_candidates():
+    model = tiny_vit()
+    with pytest.raises(ValueError, match="does not exist.*candidate layers.*blocks.1.attn.proj"):
+        resolve_layer(model, "blocks.9.attn.proj")
+    with pytest.raises(ValueError, match="is a LayerNorm.*candidate layers"):
+        resolve_layer(model, "blocks.1.norm1")
+    cnn = tiny_cnn()
+    with pytest.raises(ValueError, match="is a Conv2d.*1x1"):
+        resolve_layer(cnn, "stem")
+    assert supported_layers(cnn) == ["pointwise"]
+
+
+def test_multihead_attention_out_proj_is_refused_clearly():
+    class Encoder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.attention = nn.MultiheadAttention(8, 2, batch_first=True)
+            self.head = nn.Linear(8, 8)
+
+        def forward(self, x):
+            return self.head(self.attention(x, x, x, need_weights=False)[0].mean(1))
+
+    with pytest.raises(ValueError, match="applies it functionally"):
+        resolve_layer(Encoder(), "attention.out_proj")
+    assert "attention.out_proj" not in supported_layers(Encoder())
+
+
+def test_layer_never_called_is_reported():
+    model = tiny_cnn()
+    model.unused = nn.Linear(3, 3)
+    layer = model.unused
+    with GradientCapture(layer, "unused") as capture, pytest.raises(RuntimeError, match="never called"):
+        capture.factors(model(torch.rand(1, 3, 8, 8)).sum(), 1)

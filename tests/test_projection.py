@@ -1,0 +1,81 @@
+"""Projections: regenerated blocks equal the one-shot matrix; distances preserved."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from skfungi import GaussianProjection, KroneckerProjection, RademacherProjection
+from skfungi._projection import TILE_COLUMNS, make_projection
+
+
+@pytest.mark.parametrize("cls", [RademacherProjection, GaussianProjection])
+def test_dense_blocks_equal_the_materialised_matrix_whatever_the_block_size(cls):
+    shape = (7, 2 * TILE_COLUMNS // 7 + 3)  # a partial last tile
+    x = torch.randn(5, shape[0] * shape[1])
+    small = cls(block_bytes=1).fit(shape, 24, seed=3)  # one tile per block
+    large = cls().fit(shape, 24, seed=3)
+    matrix = large.matrix()
+    assert matrix.shape == (24, x.shape[1])
+    expected = x.double() @ matrix.double().T
+    torch.testing.assert_close(small.project(x).double(), expected, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(large.project(x).double(), expected, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(small.project(x), large.project(x), rtol=1e-5, atol=1e-4)
+
+
+def test_rademacher_entries_are_signs_over_sqrt_k():
+    matrix = RademacherProjection().fit((10, 50), 16, seed=0).matrix()
+    assert set(np.unique(matrix.numpy() * math.sqrt(16)).tolist()) == {-1.0, 1.0}
+    assert abs(float(matrix.mean()) * math.sqrt(16)) < 0.05
+
+
+def test_projection_is_a_function_of_the_seed_only():
+    first = RademacherProjection().fit((10, 50), 16, seed=0).matrix()
+    again = RademacherProjection().fit((10, 50), 16, seed=0).matrix()
+    other = RademacherProjection().fit((10, 50), 16, seed=1).matrix()
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+def test_dense_reduce_is_the_row_major_flattened_gradient():
+    g, a = torch.randn(3, 4, 5), torch.randn(3, 4, 6)
+    reduced = RademacherProjection().fit((5, 6), 8, seed=0).reduce(g, a)
+    for s in range(3):
+        expected = sum(torch.outer(g[s, t], a[s, t]) for t in range(4)).flatten()
+        torch.testing.assert_close(reduced[s], expected)
+
+
+def test_kronecker_equals_its_dense_equivalent_without_forming_the_gradient():
+    projection = KroneckerProjection().fit((5, 6), 12, seed=0)
+    assert projection.factor_shape_ == (3, 4)
+    g, a = torch.randn(3, 4, 5, dtype=torch.float64), torch.randn(3, 4, 6, dtype=torch.float64)
+    gradients = torch.bmm(g.transpose(1, 2), a).flatten(1)
+    expected = gradients @ projection.matrix().double().T
+    torch.testing.assert_close(projection.project(projection.reduce(g, a)), expected)
+
+
+@pytest.mark.parametrize("projection", [RademacherProjection(), GaussianProjection(), KroneckerProjection()])
+def test_pairwise_distances_are_preserved_within_jl_tolerance(projection):
+    torch.manual_seed(0)
+    shape, k = (40, 60), 256
+    # rank-2 "gradients", like a sum over two views of outer products
+    g, a = torch.randn(20, 2, shape[0]), torch.randn(20, 2, shape[1])
+    gradients = torch.bmm(g.transpose(1, 2), a).flatten(1)
+    projection.fit(shape, k, seed=0)
+    projected = projection.project(projection.reduce(g, a))
+    ratio = torch.pdist(projected) / torch.pdist(gradients)
+    # Dense: squared-distance ratios have std ~ sqrt(2 / k) ~ 0.09, so distances stay within ~3 sigma.
+    # Kronecker: unbiased too, but each factor has only 16 rows, so for low-rank inputs the ratio's
+    # std is ~ sqrt(2 / 16) / 2 * sqrt(2) ~ 0.25 (the price of never forming the gradient).
+    kronecker = isinstance(projection, KroneckerProjection)
+    assert float((ratio - 1).abs().max()) < (0.6 if kronecker else 0.25)
+    assert abs(float(ratio.pow(2).mean()) - 1) < (0.15 if kronecker else 0.1)
+
+
+def test_make_projection_errors():
+    with pytest.raises(ValueError, match="unknown projection 'sparse'"):
+        make_projection("sparse")
+    with pytest.raises(TypeError, match="fit, reduce and project"):
+        make_projection(object())
