@@ -118,12 +118,12 @@ def test_gradient_capture_leaves_no_hook_and_no_grad_in_trunk():
 
 def test_layer_errors_list_candidates():
     model = tiny_vit()
-    with pytest.raises(ValueError, match="does not exist.*candidate layers.*blocks.1.attn.proj"):
+    with pytest.raises(ValueError, match=r"does not exist.*candidate layers.*blocks\.1\.attn\.proj"):
         resolve_layer(model, "blocks.9.attn.proj")
-    with pytest.raises(ValueError, match="is a LayerNorm.*candidate layers"):
+    with pytest.raises(ValueError, match=r"is a LayerNorm.*candidate layers"):
         resolve_layer(model, "blocks.1.norm1")
     cnn = tiny_cnn()
-    with pytest.raises(ValueError, match="is a Conv2d.*1x1"):
+    with pytest.raises(ValueError, match=r"is a Conv2d.*1x1"):
         resolve_layer(cnn, "stem")
     assert supported_layers(cnn) == ["pointwise"]
 

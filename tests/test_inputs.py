@@ -95,7 +95,7 @@ def test_bad_parameters_are_reported_at_fit(params, error, message, images):
 
 
 def test_module_without_default_layer_asks_for_one(images):
-    with pytest.raises(ValueError, match="no default target layer.*pointwise"):
+    with pytest.raises(ValueError, match=r"no default target layer.*pointwise"):
         FungiTransformer(tiny_cnn()).fit(images)
 
 
