@@ -55,6 +55,7 @@ class FeatureExtractor:
         self.seed = seed
         self.verbose = verbose
         self.embedding_dim = embedding_dim
+        self._gradient_capture = None
 
     # -- fitting -----------------------------------------------------------------
 
@@ -155,7 +156,9 @@ class FeatureExtractor:
     # -- helpers --------------------------------------------------------------
 
     def _capture(self) -> GradientCapture:
-        return GradientCapture(self.backbone.module.get_submodule(self.layer_path), self.layer_path)
+        if self._gradient_capture is None:
+            self._gradient_capture = GradientCapture(self.backbone.module, self.layer_path)
+        return self._gradient_capture
 
     def _embed(self, views: torch.Tensor) -> torch.Tensor:
         return self.backbone.embed(self.backbone.prepare(views))

@@ -13,6 +13,13 @@ or not (Kronecker).
 Tokens whose ``g_t`` is zero in the whole batch (every token but CLS after the
 last ``attn.proj`` of a CLS-pooled ViT) contribute nothing and are dropped,
 which is exact.
+
+``nn.MultiheadAttention`` applies its ``out_proj`` functionally, so a hook on
+``out_proj`` never fires (and a hook on the attention module sees the wrong
+input). For that layer the hook sits on the attention module: its output is
+exactly ``out_proj(values)``, and the attention-weighted ``values`` are
+recomputed from the module's own inputs with an identity output projection,
+then checked against the module's output.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 __all__ = ["GradientCapture", "LayerShape", "layer_shape", "resolve_layer", "supported_layers"]
 
@@ -59,15 +67,14 @@ def _applied_functionally(parent: nn.Module | None, name: str) -> bool:
 
 def supported_layers(module: nn.Module) -> list[str]:
     """Dotted paths of every layer FUNGI can take gradients from."""
-    parents = dict(module.named_modules())
-    names = []
-    for path, layer in module.named_modules():
-        parent_path, _, name = path.rpartition(".")
-        if _applied_functionally(parents.get(parent_path), name):
-            continue
-        if isinstance(layer, nn.Linear) or _is_pointwise_conv(layer):
-            names.append(path)
-    return names
+    return [path for path, layer in module.named_modules() if isinstance(layer, nn.Linear) or _is_pointwise_conv(layer)]
+
+
+def _attention_owner(module: nn.Module, path: str) -> nn.MultiheadAttention | None:
+    """The ``nn.MultiheadAttention`` whose functional ``out_proj`` is at ``path``, if any."""
+    parent_path, _, name = path.rpartition(".")
+    parent = module.get_submodule(parent_path) if parent_path else None
+    return parent if _applied_functionally(parent, name) else None
 
 
 def resolve_layer(module: nn.Module, path: str) -> nn.Module:
@@ -77,13 +84,6 @@ def resolve_layer(module: nn.Module, path: str) -> nn.Module:
         layer = module.get_submodule(path)
     except AttributeError:
         raise ValueError(f"layer {path!r} does not exist in the backbone; {_candidates(candidates)}") from None
-    parent_path, _, name = path.rpartition(".")
-    if _applied_functionally(module.get_submodule(parent_path) if parent_path else None, name):
-        raise ValueError(
-            f"layer {path!r} is the out_proj of an nn.MultiheadAttention, which applies it "
-            "functionally (its forward is never called), so its input cannot be captured by a "
-            f"hook and its gradient would be wrong; {_candidates(candidates)}"
-        )
     if path not in candidates:
         raise ValueError(
             f"layer {path!r} is a {type(layer).__name__}; FUNGI needs an nn.Linear or a 1x1, "
@@ -115,30 +115,56 @@ class GradientCapture:
     exit, whatever happens.
     """
 
-    def __init__(self, layer: nn.Module, layer_path: str):
-        self.layer = layer
+    def __init__(self, module: nn.Module, layer_path: str):
+        self.layer = resolve_layer(module, layer_path)
         self.layer_path = layer_path
-        self.has_bias = layer.bias is not None
-        self.is_conv = isinstance(layer, nn.Conv2d)
+        self.attention = _attention_owner(module, layer_path)
+        self.has_bias = self.layer.bias is not None
+        self.is_conv = isinstance(self.layer, nn.Conv2d)
         self._records: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._handle = None
+        self._fastpath = None
 
     def __enter__(self) -> GradientCapture:
         if self._handle is not None:
             raise RuntimeError("GradientCapture is not re-entrant.")
         self._records = []
-        self._handle = self.layer.register_forward_hook(self._hook)
+        if self.attention is None:
+            self._handle = self.layer.register_forward_hook(self._hook)
+        else:
+            # the fused fast paths of attention / encoder layers bypass module hooks
+            self._fastpath = torch.backends.mha.get_fastpath_enabled()
+            torch.backends.mha.set_fastpath_enabled(False)
+            self._handle = self.attention.register_forward_hook(self._attention_hook, with_kwargs=True)
         return self
 
     def __exit__(self, *exc_info) -> None:
         self._handle.remove()
         self._handle = None
         self._records = []
+        if self._fastpath is not None:
+            torch.backends.mha.set_fastpath_enabled(self._fastpath)
+            self._fastpath = None
 
     def _hook(self, module, inputs, output):
         leaf = output.detach().requires_grad_(True)
         self._records.append((inputs[0].detach(), leaf))
         return leaf
+
+    def _attention_hook(self, attention, args, kwargs, output):
+        values = _attention_values(attention, args, kwargs)
+        projected = output[0]
+        if projected.shape != values.shape[:-1] + (self.layer.out_features,) or not torch.allclose(
+            F.linear(values, self.layer.weight, self.layer.bias), projected, rtol=1e-4, atol=1e-5
+        ):
+            raise RuntimeError(
+                f"the output of {type(attention).__name__} is not out_proj(attention values); "
+                f"cannot take the true gradient of {self.layer_path!r} in this module."
+            )
+        leaf = projected.detach().requires_grad_(True)
+        batch_first_values = values if attention.batch_first else values.transpose(0, 1)
+        self._records.append((batch_first_values.detach(), leaf))
+        return (leaf, *output[1:])
 
     def factors(
         self, loss: torch.Tensor, n_samples: int, retain_graph: bool = False
@@ -161,6 +187,8 @@ class GradientCapture:
         g_parts, a_parts = [], []
         for (inputs, leaf), grad in zip(self._records, grads, strict=True):
             grad = torch.zeros_like(leaf) if grad is None else grad
+            if self.attention is not None and not self.attention.batch_first:
+                grad = grad.transpose(0, 1)
             tokens_in, tokens_grad = self._tokens(inputs), self._tokens(grad)
             rows = tokens_in.shape[0]
             if rows % n_samples:
@@ -183,3 +211,48 @@ class GradientCapture:
         if self.is_conv:
             return tensor.flatten(2).transpose(1, 2)
         return tensor.reshape(tensor.shape[0], -1, tensor.shape[-1])
+
+
+def _attention_values(attention: nn.MultiheadAttention, args, kwargs) -> torch.Tensor:
+    """Input of ``attention.out_proj`` for this call: the attention with an identity output projection."""
+    names = (
+        "query",
+        "key",
+        "value",
+        "key_padding_mask",
+        "need_weights",
+        "attn_mask",
+        "average_attn_weights",
+        "is_causal",
+    )
+    call = dict(zip(names, args, strict=False)) | kwargs
+    query, key, value = call["query"], call["key"], call["value"]
+    if attention.batch_first:
+        query, key, value = (tensor.transpose(0, 1) for tensor in (query, key, value))
+    width = attention.out_proj.in_features
+    identity = torch.eye(width, dtype=query.dtype, device=query.device)
+    values, _ = F.multi_head_attention_forward(
+        query,
+        key,
+        value,
+        attention.embed_dim,
+        attention.num_heads,
+        attention.in_proj_weight,
+        attention.in_proj_bias,
+        attention.bias_k,
+        attention.bias_v,
+        attention.add_zero_attn,
+        0.0,
+        identity,
+        None,
+        training=False,
+        key_padding_mask=call.get("key_padding_mask"),
+        need_weights=False,
+        attn_mask=call.get("attn_mask"),
+        use_separate_proj_weight=not attention._qkv_same_embed_dim,
+        q_proj_weight=attention.q_proj_weight,
+        k_proj_weight=attention.k_proj_weight,
+        v_proj_weight=attention.v_proj_weight,
+        is_causal=call.get("is_causal", False),
+    )
+    return values.transpose(0, 1) if attention.batch_first else values

@@ -94,9 +94,8 @@ def test_features_equal_projected_reference_gradients(images):
 def test_only_cls_tokens_are_kept_after_last_attention_projection(images):
     """The exact CLS-only structure: one token per view reaches the projection."""
     backbone = TimmBackbone(tiny_vit())
-    layer = resolve_layer(backbone.module, backbone.default_layer)
     views = torch.rand(4, 3, 16, 16)
-    with frozen_eval(backbone.module), GradientCapture(layer, backbone.default_layer) as capture:
+    with frozen_eval(backbone.module), GradientCapture(backbone.module, backbone.default_layer) as capture:
         with torch.enable_grad():
             loss = backbone.embed(backbone.prepare(views)).pow(2).sum()
         g, a = capture.factors(loss, n_samples=2)
@@ -108,7 +107,7 @@ def test_gradient_capture_leaves_no_hook_and_no_grad_in_trunk():
     model = tiny_vit()
     backbone = TimmBackbone(model)
     layer = resolve_layer(model, backbone.default_layer)
-    with frozen_eval(model), GradientCapture(layer, backbone.default_layer) as capture:
+    with frozen_eval(model), GradientCapture(model, backbone.default_layer) as capture:
         with torch.enable_grad():
             loss = backbone.embed(backbone.prepare(torch.rand(2, 3, 16, 16))).sum()
         capture.factors(loss, 2)
@@ -128,24 +127,71 @@ def test_layer_errors_list_candidates():
     assert supported_layers(cnn) == ["pointwise"]
 
 
-def test_multihead_attention_out_proj_is_refused_clearly():
-    class Encoder(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.attention = nn.MultiheadAttention(8, 2, batch_first=True)
-            self.head = nn.Linear(8, 8)
+class AttentionEncoder(nn.Module):
+    """Patch embedding, CLS token, one pre-norm block built on nn.MultiheadAttention."""
 
-        def forward(self, x):
-            return self.head(self.attention(x, x, x, need_weights=False)[0].mean(1))
+    def __init__(self, batch_first: bool, separate_kv: bool = False, width: int = 8):
+        super().__init__()
+        self.batch_first = batch_first
+        self.patches = nn.Conv2d(3, width, 4, stride=4)
+        self.cls = nn.Parameter(torch.randn(1, 1, width))
+        self.norm = nn.LayerNorm(width)
+        kv_dim = width + 2 if separate_kv else None
+        self.kv = nn.Linear(width, kv_dim) if separate_kv else nn.Identity()
+        self.attention = nn.MultiheadAttention(width, 2, batch_first=batch_first, kdim=kv_dim, vdim=kv_dim)
+        self.mlp = nn.Sequential(nn.Linear(width, 16), nn.GELU(), nn.Linear(16, width))
 
-    with pytest.raises(ValueError, match="applies it functionally"):
-        resolve_layer(Encoder(), "attention.out_proj")
-    assert "attention.out_proj" not in supported_layers(Encoder())
+    def forward(self, x):
+        tokens = self.patches(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(len(tokens), -1, -1), tokens], dim=1)
+        h = self.norm(tokens)
+        kv = self.kv(h)
+        if not self.batch_first:
+            h, kv = h.transpose(0, 1), kv.transpose(0, 1)
+        attended = self.attention(h, kv, kv)[0]
+        if not self.batch_first:
+            attended = attended.transpose(0, 1)
+        tokens = tokens + attended
+        return (tokens + self.mlp(tokens))[:, 0]
+
+
+class EncoderLayerModel(nn.Module):
+    """nn.TransformerEncoderLayer, whose eval-mode fast path bypasses module hooks."""
+
+    def __init__(self):
+        super().__init__()
+        self.patches = nn.Conv2d(3, 8, 4, stride=4)
+        self.layer = nn.TransformerEncoderLayer(8, 2, dim_feedforward=16, batch_first=True, dropout=0.0)
+
+    def forward(self, x):
+        return self.layer(self.patches(x).flatten(2).transpose(1, 2)).mean(1)
+
+
+ATTENTION_MODELS = {
+    "batch-first": (lambda: AttentionEncoder(batch_first=True), "attention.out_proj"),
+    "sequence-first": (lambda: AttentionEncoder(batch_first=False), "attention.out_proj"),
+    "separate-kv-weights": (lambda: AttentionEncoder(True, separate_kv=True), "attention.out_proj"),
+    "encoder-layer": (EncoderLayerModel, "layer.self_attn.out_proj"),
+}
+
+
+@pytest.mark.parametrize("model_name", list(ATTENTION_MODELS))
+@pytest.mark.parametrize("loss", LOSSES[:2], ids=lambda loss: loss.name)
+def test_multihead_attention_out_proj_gets_its_true_gradient(model_name, loss, images):
+    build, layer = ATTENTION_MODELS[model_name]
+    torch.manual_seed(0)
+    backbone = ImageBackbone(build().double(), layer=layer, input_size=16)
+    fungi = FungiTransformer(backbone, losses=(loss,), random_state=0, batch_size=4).fit(images)
+    batch = [torch.from_numpy(im).permute(2, 0, 1) / 255.0 for im in images]
+    fast = engine_gradients(fungi, fungi.losses_[0], batch)
+    for index, image in enumerate(batch):
+        slow = reference_gradient(fungi, fungi.losses_[0], image)
+        torch.testing.assert_close(fast[index], slow, rtol=1e-9, atol=1e-12)
+    assert torch.backends.mha.get_fastpath_enabled()  # restored after capture
 
 
 def test_layer_never_called_is_reported():
     model = tiny_cnn()
     model.unused = nn.Linear(3, 3)
-    layer = model.unused
-    with GradientCapture(layer, "unused") as capture, pytest.raises(RuntimeError, match="never called"):
+    with GradientCapture(model, "unused") as capture, pytest.raises(RuntimeError, match="never called"):
         capture.factors(model(torch.rand(1, 3, 8, 8)).sum(), 1)
