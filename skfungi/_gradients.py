@@ -154,7 +154,7 @@ class GradientCapture:
     def _attention_hook(self, attention, args, kwargs, output):
         values = _attention_values(attention, args, kwargs)
         projected = output[0]
-        if projected.shape != values.shape[:-1] + (self.layer.out_features,) or not torch.allclose(
+        if projected.shape != (*values.shape[:-1], self.layer.out_features) or not torch.allclose(
             F.linear(values, self.layer.weight, self.layer.bias), projected, rtol=1e-4, atol=1e-5
         ):
             raise RuntimeError(
