@@ -61,17 +61,22 @@ class _DenseProjection(BaseEstimator):
 
     def matrix(self) -> torch.Tensor:
         """The whole ``(k, D)`` matrix, scaled (for tests and small layers only)."""
-        blocks = [block for _, _, block in self._blocks(torch.device("cpu"), torch.float32)]
+        blocks = [block.clone() for _, _, block in self._blocks(torch.device("cpu"), torch.float32)]
         return torch.cat(blocks, dim=1) / math.sqrt(self.n_components_)
 
     def _blocks(self, device, dtype):
+        """``(start, stop, block)`` over the columns; one reused buffer bounds the memory."""
         tiles_per_block = max(1, self.block_bytes // (4 * self.n_components_ * TILE_COLUMNS))
         n_tiles = -(-self.input_dim_ // TILE_COLUMNS)
+        buffer = np.empty((self.n_components_, min(n_tiles, tiles_per_block) * TILE_COLUMNS), dtype=np.float32)
         for first in range(0, n_tiles, tiles_per_block):
-            tiles = [self._tile(index) for index in range(first, min(n_tiles, first + tiles_per_block))]
-            block = tiles[0] if len(tiles) == 1 else np.concatenate(tiles, axis=1)
             start = first * TILE_COLUMNS
-            yield start, start + block.shape[1], torch.from_numpy(block).to(device=device, dtype=dtype)
+            stop = min(self.input_dim_, start + tiles_per_block * TILE_COLUMNS)
+            for index in range(first, min(n_tiles, first + tiles_per_block)):
+                column = (index - first) * TILE_COLUMNS
+                tile = self._tile(index)
+                buffer[:, column : column + tile.shape[1]] = tile
+            yield start, stop, torch.from_numpy(buffer[:, : stop - start]).to(device=device, dtype=dtype)
 
     def _tile(self, index: int) -> np.ndarray:
         width = min(TILE_COLUMNS, self.input_dim_ - index * TILE_COLUMNS)
