@@ -177,3 +177,18 @@ def test_timm_spec_string_resolves_in_fit_not_init(images):
     assert fungi.backbone == "timm:vit_tiny_patch16_224" and not hasattr(fungi, "backbone_")
     fungi.fit(images[:1])
     assert fungi.layer_ == "blocks.11.attn.proj" and fungi.embedding_dim_ == 192
+
+
+def test_timm_backbone_loads_a_local_weights_file(tmp_path):
+    import timm
+
+    source = timm.create_model("vit_tiny_patch16_224", pretrained=False)
+    torch.save(source.state_dict(), tmp_path / "weights.pth")
+    loaded = TimmBackbone("vit_tiny_patch16_224", pretrained=str(tmp_path / "weights.pth")).module
+    assert all(
+        torch.equal(a, b) for a, b in zip(source.state_dict().values(), loaded.state_dict().values(), strict=False)
+    )
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        TimmBackbone("vit_tiny_patch16_224", pretrained=str(tmp_path / "missing.pth"))
+    with pytest.raises(ValueError, match="never downloads"):
+        TimmBackbone("vit_tiny_patch16_224", pretrained=True)
