@@ -185,9 +185,8 @@ def test_timm_backbone_loads_a_local_weights_file(tmp_path):
     source = timm.create_model("vit_tiny_patch16_224", pretrained=False)
     torch.save(source.state_dict(), tmp_path / "weights.pth")
     loaded = TimmBackbone("vit_tiny_patch16_224", pretrained=str(tmp_path / "weights.pth")).module
-    assert all(
-        torch.equal(a, b) for a, b in zip(source.state_dict().values(), loaded.state_dict().values(), strict=False)
-    )
+    expected, got = source.state_dict(), loaded.state_dict()
+    assert expected.keys() == got.keys() and all(torch.equal(expected[key], got[key]) for key in expected)
     with pytest.raises(FileNotFoundError, match="weights file not found"):
         TimmBackbone("vit_tiny_patch16_224", pretrained=str(tmp_path / "missing.pth"))
     with pytest.raises(ValueError, match="never downloads"):
