@@ -1,12 +1,13 @@
 """The feature pipeline: views -> backbone -> losses -> per-sample gradients -> projection.
 
 :class:`FeatureExtractor` holds the resolved parts of a fitted
-:class:`~skfungi.FungiTransformer` and turns batches of decoded samples into
-feature rows. The estimator class only does the scikit-learn glue.
+:class:`~skfungi.FungiTransformer` and turns batches of samples into feature
+rows. It never looks inside a sample: the backbone adapter builds inference
+views and encodes views, the losses build their own views.
 
 Batching: samples are processed ``batch_size`` at a time. Each loss forwards
 the views of as many whole samples as fit in ``max(batch_size, n_views)``
-images, runs one backward for them, and reduces their per-sample gradients;
+views, runs one backward for them, and reduces their per-sample gradients;
 the reductions of every loss in the batch are then projected together, so a
 dense projection is regenerated once per batch.
 """
@@ -21,10 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from ._gradients import GradientCapture, layer_shape, resolve_layer
-from ._seeding import content_key, derive_seed, generator
+from ._seeding import derive_seed, generator
 from .backbones import frozen_eval
 from .losses import LossContext
-from .views.image import center_view
 
 __all__ = ["FeatureExtractor"]
 
@@ -57,26 +57,26 @@ class FeatureExtractor:
         self.embedding_dim = embedding_dim
         self._gradient_capture = None
 
-    # -- fitting -----------------------------------------------------------------
+    # -- fitting ----------------------------------------------------------------
 
-    def fit(self, images, n_components) -> tuple[int, tuple[int, int]]:
+    def fit(self, samples, n_components) -> tuple[int, tuple[int, int]]:
         """Probe the backbone, fit the projection and every loss; returns (E, gradient shape)."""
         module = self.backbone.module
         with frozen_eval(module):
             shape = layer_shape(resolve_layer(module, self.layer_path))
-            first = self.backbone.canonical(images[0], 0)
+            first = self.backbone.canonical(samples[0], 0)
             with torch.no_grad():
-                probe = self._embed(center_view(first, self.backbone.input_size).unsqueeze(0))
+                probe = self.backbone.encode([self.backbone.inference_view(first)])
             embedding_dim = self.embedding_dim = probe.shape[-1]
             k = embedding_dim if n_components == "auto" else int(n_components)
             self.projection.fit(shape.gradient_shape, k, self.seed)
             context = LossContext(
                 embedding_dim=embedding_dim,
                 seed=self.seed,
-                image_size=self.backbone.input_size,
+                backbone=self.backbone,
                 dtype=probe.dtype,
                 device=probe.device,
-                training_images=_Canonical(images, self.backbone),
+                training_images=_Canonical(samples, self.backbone),
                 encode=self.encode,
             )
             for loss in self.losses:
@@ -84,30 +84,28 @@ class FeatureExtractor:
                 loss.fit(context)
         return embedding_dim, shape.gradient_shape
 
-    def encode(self, loss, images) -> torch.Tensor:
-        """``(N, V, E)`` embeddings of ``loss``'s views of ``images``, without gradient."""
-        keys = [content_key(image) for image in images]
+    def encode(self, loss, samples) -> torch.Tensor:
+        """``(N, V, E)`` embeddings of ``loss``'s views of canonical ``samples``, without gradient."""
+        keys = [self.backbone.sample_key(sample) for sample in samples]
         chunks = []
-        for start, stop in self._view_groups(loss, len(images)):
-            stacked = self._stacked_views(loss, images[start:stop], keys[start:stop])
+        for start, stop in self._view_groups(loss, len(samples)):
             with torch.no_grad():
-                chunks.append(torch.cat([self._embed(views).unflatten(0, (stop - start, -1)) for views in stacked], 1))
+                chunks.append(self._encode_views(loss, samples[start:stop], keys[start:stop]))
         return torch.cat(chunks)
 
-    # -- transforming ---------------------------------------------------------
+    # -- transforming -------------------------------------------------------
 
-    def transform(self, images) -> np.ndarray:
-        widths = self.block_widths()
-        out = np.empty((len(images), sum(widths)), dtype=np.float32)
-        batches = range(0, len(images), self.batch_size)
+    def transform(self, samples) -> np.ndarray:
+        out = np.empty((len(samples), sum(self.block_widths())), dtype=np.float32)
+        batches = range(0, len(samples), self.batch_size)
         if self.verbose:
             from tqdm.auto import tqdm
 
             batches = tqdm(batches, desc="FUNGI features", unit="batch")
         with frozen_eval(self.backbone.module):
             for start in batches:
-                stop = min(start + self.batch_size, len(images))
-                batch = [self.backbone.canonical(images[i], i) for i in range(start, stop)]
+                stop = min(start + self.batch_size, len(samples))
+                batch = [self.backbone.canonical(samples[i], i) for i in range(start, stop)]
                 out[start:stop] = self._transform_batch(batch)
         return out
 
@@ -116,8 +114,8 @@ class FeatureExtractor:
         return ([self.embedding_dim] if self.include_embedding else []) + widths
 
     def _transform_batch(self, batch) -> np.ndarray:
-        keys = [content_key(image) for image in batch]
-        embedding, reduced = self._inference_pass(batch, keys)
+        keys = [self.backbone.sample_key(sample) for sample in batch]
+        embedding, reduced = self._inference_pass(batch)
         for loss in self.losses:
             if not loss.uses_inference_view:
                 reduced[loss.name] = self._loss_pass(loss, batch, keys)
@@ -128,14 +126,14 @@ class FeatureExtractor:
         features = torch.cat([F.normalize(block, dim=1) for block in blocks], dim=1)
         return features.detach().to(device="cpu", dtype=torch.float32).numpy()
 
-    def _inference_pass(self, batch, keys):
+    def _inference_pass(self, batch):
         """Embeddings of the inference view, plus the losses that reuse that forward."""
         sharing = [loss for loss in self.losses if loss.uses_inference_view]
-        views = torch.stack([center_view(image, self.backbone.input_size) for image in batch])
+        views = [self.backbone.inference_view(sample) for sample in batch]
         reduced = {}
         capture = self._capture() if sharing else nullcontext()
         with capture, torch.set_grad_enabled(bool(sharing)):
-            embedding = self._embed(views)
+            embedding = self.backbone.encode(views)
             for position, loss in enumerate(sharing):
                 last = position == len(sharing) - 1
                 losses = loss.sample_losses(embedding.unsqueeze(1)).sum()
@@ -146,48 +144,54 @@ class FeatureExtractor:
         """Reduced per-sample gradients of ``loss`` for a batch, one backward per view group."""
         reduced = []
         for start, stop in self._view_groups(loss, len(batch)):
-            stacked = self._stacked_views(loss, batch[start:stop], keys[start:stop])
             with self._capture() as capture, torch.enable_grad():
-                embeddings = torch.cat([self._embed(views).unflatten(0, (stop - start, -1)) for views in stacked], 1)
+                embeddings = self._encode_views(loss, batch[start:stop], keys[start:stop])
                 losses = loss.sample_losses(embeddings).sum()
                 reduced.append(self.projection.reduce(*capture.factors(losses, stop - start)))
         return torch.cat(reduced)
 
-    # -- helpers --------------------------------------------------------------
+    # -- helpers ------------------------------------------------------------
 
     def _capture(self) -> GradientCapture:
         if self._gradient_capture is None:
             self._gradient_capture = GradientCapture(self.backbone.module, self.layer_path)
         return self._gradient_capture
 
-    def _embed(self, views: torch.Tensor) -> torch.Tensor:
-        return self.backbone.embed(self.backbone.prepare(views))
-
     def _view_groups(self, loss, n_samples):
         """``(start, stop)`` ranges of whole samples whose views fit in one forward."""
-        per_forward = max(1, self.batch_size // loss.n_views(self.backbone.input_size))
+        per_forward = max(1, self.batch_size // loss.n_views(self.backbone))
         for start in range(0, n_samples, per_forward):
             yield start, min(start + per_forward, n_samples)
 
-    def _stacked_views(self, loss, images, keys) -> list[torch.Tensor]:
-        """Each view group of ``loss`` stacked over samples, sample-major."""
-        size = self.backbone.input_size
+    def _encode_views(self, loss, samples, keys) -> torch.Tensor:
+        """``(S, V, E)``: each view group of ``loss`` encoded over all samples at once, sample-major."""
         per_sample = [
-            loss.views(image, size, generator(derive_seed(self.seed, "views", loss.name, key)))
-            for image, key in zip(images, keys, strict=True)
+            loss.views(sample, self.backbone, generator(derive_seed(self.seed, "views", loss.name, key)))
+            for sample, key in zip(samples, keys, strict=True)
         ]
-        return [torch.cat(groups) for groups in zip(*per_sample, strict=True)]
+        encoded = [
+            self.backbone.encode(_concat(groups)).unflatten(0, (len(samples), -1))
+            for groups in zip(*per_sample, strict=True)
+        ]
+        return torch.cat(encoded, dim=1)
+
+
+def _concat(groups):
+    """Concatenate one view group over samples: tensors along dim 0, anything else as a list."""
+    if all(isinstance(group, torch.Tensor) for group in groups):
+        return torch.cat(list(groups))
+    return [view for group in groups for view in group]
 
 
 class _Canonical:
-    """Training samples decoded on access, with the backbone's channel count."""
+    """Training samples decoded on access, in the backbone's canonical form."""
 
-    def __init__(self, images, backbone):
-        self._images = images
+    def __init__(self, samples, backbone):
+        self._samples = samples
         self._backbone = backbone
 
     def __len__(self) -> int:
-        return len(self._images)
+        return len(self._samples)
 
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self._backbone.canonical(self._images[index], index)
+    def __getitem__(self, index: int):
+        return self._backbone.canonical(self._samples[index], index)

@@ -11,7 +11,6 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._engine import FeatureExtractor
 from ._gradients import supported_layers
-from ._image_inputs import as_images
 from ._projection import make_projection
 from ._seeding import base_seed
 from .backbones import resolve_backbone
@@ -159,13 +158,13 @@ default="rademacher"
         losses, include_embedding, batch_size, projection_dim = self._checked_params()
         backbone = resolve_backbone(self.backbone)
         layer = self._layer_path(backbone)
-        images = as_images(X)
+        samples = backbone.as_samples(X)
         seed = base_seed(self.random_state)
         projection = clone(make_projection(self.projection))
         extractor = FeatureExtractor(
             backbone, layer, losses, projection, include_embedding, batch_size, seed, self.verbose
         )
-        embedding_dim, gradient_shape = extractor.fit(images, projection_dim)
+        embedding_dim, gradient_shape = extractor.fit(samples, projection_dim)
         self.backbone_ = backbone
         self.layer_ = layer
         self.seed_ = seed
@@ -189,7 +188,7 @@ default="rademacher"
         features : ndarray of shape (n_samples, n_features_out_), float32
         """
         check_is_fitted(self)
-        return self._extractor().transform(as_images(X))
+        return self._extractor().transform(self.backbone_.as_samples(X))
 
     def get_feature_names_out(self, input_features=None):
         """``embedding0, ..., kl0, ..., dino0, ..., simclr0, ...`` in output order."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -16,7 +17,7 @@ def context(embedding_dim=8, seed=0, encode=None, images=()):
     return LossContext(
         embedding_dim=embedding_dim,
         seed=seed,
-        image_size=16,
+        backbone=SimpleNamespace(modality="image", input_size=16),
         dtype=torch.float64,
         device=torch.device("cpu"),
         training_images=list(images),

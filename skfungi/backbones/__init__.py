@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch.nn as nn
 
+from ._base import Backbone
 from ._freeze import frozen_eval
 from .image import IMAGENET_MEAN, IMAGENET_STD, ImageBackbone
 from .timm import TimmBackbone, is_timm_model
@@ -15,6 +16,7 @@ from .timm import TimmBackbone, is_timm_model
 __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "Backbone",
     "ImageBackbone",
     "TimmBackbone",
     "frozen_eval",
@@ -24,12 +26,12 @@ __all__ = [
 _SPEC_BUILDERS = {"timm": TimmBackbone}
 
 
-def resolve_backbone(backbone) -> ImageBackbone:
+def resolve_backbone(backbone) -> Backbone:
     """Return an adapter for a module, a string spec or an adapter.
 
     String specs are ``"<family>:<name>"``; families: ``timm``.
     """
-    if isinstance(backbone, ImageBackbone):
+    if isinstance(backbone, Backbone):
         return backbone
     if isinstance(backbone, str):
         family, sep, name = backbone.partition(":")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn as nn
+
+from .._image_inputs import as_images
+from ..views.image import center_view
+from ._base import Backbone
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageBackbone"]
 
@@ -13,7 +17,7 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class ImageBackbone:
+class ImageBackbone(Backbone):
     """Wrap any torch module that takes ``(N, C, H, W)`` image batches.
 
     Parameters
@@ -75,19 +79,18 @@ class ImageBackbone:
         self.std = tuple(std)
         self.in_channels = int(in_channels)
 
-    @property
-    def parameter(self) -> torch.Tensor | None:
-        return next(self.module.parameters(), None)
+    def as_samples(self, X) -> Sequence[torch.Tensor]:
+        """Images as ``(C, H, W)`` float tensors in [0, 1], decoded on access (see ``as_images``)."""
+        return as_images(X)
 
-    @property
-    def device(self) -> torch.device:
-        param = self.parameter
-        return param.device if param is not None else torch.device("cpu")
+    def inference_view(self, image: torch.Tensor) -> torch.Tensor:
+        """Shorter side resized to ``input_size``, centre-cropped square."""
+        return center_view(image, self.input_size)
 
-    @property
-    def dtype(self) -> torch.dtype:
-        param = self.parameter
-        return param.dtype if param is not None and param.is_floating_point() else torch.float32
+    def encode(self, views) -> torch.Tensor:
+        """Embeddings of a list (or stacked tensor) of ``(C, S, S)`` views."""
+        batch = torch.stack(list(views)) if not isinstance(views, torch.Tensor) else views
+        return self.embed(self.prepare(batch))
 
     def canonical(self, image: torch.Tensor, index: int) -> torch.Tensor:
         """One decoded ``(C, H, W)`` image with the channels the module expects.
@@ -114,13 +117,7 @@ class ImageBackbone:
     def embed(self, inputs: torch.Tensor) -> torch.Tensor:
         """``(N, E)`` embeddings of prepared inputs (autograd enabled by the caller)."""
         output = self.embed_fn(self.module, inputs) if self.embed_fn is not None else self.module(inputs)
-        if not isinstance(output, torch.Tensor) or output.ndim != 2 or output.shape[0] != inputs.shape[0]:
-            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
-            raise ValueError(
-                f"the backbone's embedding must be an (N, E) tensor, got {shape}; pass "
-                "embed=... to ImageBackbone to pool or select the embedding."
-            )
-        return output
+        return self._check_embedding(output, inputs.shape[0])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({type(self.module).__name__}, input_size={self.input_size})"

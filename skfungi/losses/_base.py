@@ -23,8 +23,8 @@ class LossContext:
         Width ``E`` of the backbone's embedding.
     seed : int
         The estimator's base seed; a loss derives its own streams from it.
-    image_size : int
-        Side of the backbone's square input.
+    backbone : Backbone
+        The backbone adapter (its ``modality`` decides the views).
     dtype, device
         Where the backbone runs; heads are created there.
     training_images : sequence
@@ -36,7 +36,7 @@ class LossContext:
 
     embedding_dim: int
     seed: int
-    image_size: int
+    backbone: object
     dtype: torch.dtype
     device: torch.device
     training_images: object
@@ -77,11 +77,12 @@ class FungiLoss(BaseEstimator):
     def fit(self, context: LossContext) -> FungiLoss:
         raise NotImplementedError
 
-    def n_views(self, image_size: int) -> int:
+    def n_views(self, backbone) -> int:
+        """Views per sample for this backbone."""
         raise NotImplementedError
 
-    def views(self, image: torch.Tensor, image_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-        """Views of one ``(C, H, W)`` image, as groups of equally sized views."""
+    def views(self, sample, backbone, generator: torch.Generator) -> list:
+        """Views of one canonical sample, as a list of groups of views that can be encoded together."""
         raise NotImplementedError
 
     def sample_losses(self, embeddings: torch.Tensor) -> torch.Tensor:

@@ -59,6 +59,10 @@ class DINOLoss(FungiLoss):
         self.student_temperature = student_temperature
 
     def fit(self, context: LossContext) -> DINOLoss:
+        if context.backbone.modality != "image":
+            raise ValueError(
+                f"the DINO loss needs image crops; this backbone's modality is {context.backbone.modality!r}."
+            )
         if self.n_global_crops < 1:
             raise ValueError(f"n_global_crops must be at least 1 (the teacher's views), got {self.n_global_crops}.")
         if self.n_local_crops < 0:
@@ -67,10 +71,11 @@ class DINOLoss(FungiLoss):
         self.teacher_head_ = self._head(context, self.latent_dim, "teacher")
         return self
 
-    def n_views(self, image_size: int) -> int:
+    def n_views(self, backbone) -> int:
         return self.n_global_crops + self.n_local_crops
 
-    def views(self, image, image_size, generator):
+    def views(self, image, backbone, generator):
+        image_size = backbone.input_size
         global_views, local_views = dino_crops(
             image,
             image_size,

@@ -7,7 +7,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..views.image import center_view
 from ._base import FungiLoss, LossContext
 
 __all__ = ["KLLoss"]
@@ -44,11 +43,11 @@ class KLLoss(FungiLoss):
         self.head_ = self._head(context, self.latent_dim)
         return self
 
-    def n_views(self, image_size: int) -> int:
+    def n_views(self, backbone) -> int:
         return 1
 
-    def views(self, image, image_size, generator):
-        return [center_view(image, image_size).unsqueeze(0)]
+    def views(self, sample, backbone, generator):
+        return [[backbone.inference_view(sample)]]
 
     def sample_losses(self, embeddings: torch.Tensor) -> torch.Tensor:
         weight, bias = self.head_

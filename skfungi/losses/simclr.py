@@ -81,11 +81,11 @@ class SimCLRLoss(FungiLoss):
             self.negatives_ = self.head_[0].new_zeros(0, self.latent_dim)
         return self
 
-    def n_views(self, image_size: int) -> int:
+    def n_views(self, backbone) -> int:
         return self.grid_size**2
 
-    def views(self, image, image_size, generator):
-        return [patchify(image, image_size, self.grid_size, self.patch_fraction)]
+    def views(self, image, backbone, generator):
+        return [patchify(image, backbone.input_size, self.grid_size, self.patch_fraction)]
 
     def _latents(self, embeddings: torch.Tensor) -> torch.Tensor:
         return F.normalize(F.linear(embeddings, *self.head_), dim=-1)

@@ -1,0 +1,70 @@
+"""The contract every backbone adapter fulfils, whatever the modality."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+
+from .._seeding import content_key
+
+__all__ = ["Backbone"]
+
+
+class Backbone:
+    """Base class of backbone adapters.
+
+    An adapter owns everything modality-specific about the data's path into
+    the module: validating raw inputs (:meth:`as_samples`), the sample's
+    canonical form (:meth:`canonical`) and identity for seeding
+    (:meth:`sample_key`), the inference view, and turning a list of views into
+    an ``(N, E)`` embedding (:meth:`encode`). The engine and the losses never
+    look inside a sample.
+
+    Subclasses set ``modality`` (``"image"``, ``"text"``, ``"audio"`` or
+    ``"tabular"``), ``module`` and ``default_layer``.
+    """
+
+    modality = "unknown"
+    module: nn.Module
+    default_layer: str | None = None
+
+    def as_samples(self, X) -> Sequence:
+        """Validate ``X`` and return a sequence of samples (decoded on access)."""
+        raise NotImplementedError
+
+    def canonical(self, sample, index: int):
+        """One sample in the form the views are built from."""
+        return sample
+
+    def sample_key(self, sample) -> bytes:
+        """Digest of a canonical sample's content: the seed of its views."""
+        return content_key(sample)
+
+    def inference_view(self, sample):
+        """The view the embedding is computed from."""
+        raise NotImplementedError
+
+    def encode(self, views: Sequence) -> torch.Tensor:
+        """``(N, E)`` embeddings of ``N`` views (autograd as the caller sets it)."""
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        param = next(self.module.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        param = next(self.module.parameters(), None)
+        return param.dtype if param is not None and param.is_floating_point() else torch.float32
+
+    def _check_embedding(self, output, n_views: int) -> torch.Tensor:
+        if not isinstance(output, torch.Tensor) or output.ndim != 2 or output.shape[0] != n_views:
+            shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+            raise ValueError(
+                f"the backbone's embedding must be an (N, E) tensor with N = {n_views}, got {shape}; "
+                f"give {type(self).__name__} an embed function that pools or selects the embedding."
+            )
+        return output
