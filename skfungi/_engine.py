@@ -84,13 +84,16 @@ class FeatureExtractor:
                 loss.fit(context)
         return embedding_dim, shape.gradient_shape
 
-    def encode(self, loss, samples) -> torch.Tensor:
-        """``(N, V, E)`` embeddings of ``loss``'s views of canonical ``samples``, without gradient."""
+    def encode(self, loss, samples, n_views: int | None = None) -> torch.Tensor:
+        """``(N, V, E)`` embeddings of ``loss``'s views of canonical ``samples``, without gradient.
+
+        ``n_views`` asks the loss for that many views per sample instead of its usual count.
+        """
         keys = [self.backbone.sample_key(sample) for sample in samples]
         chunks = []
-        for start, stop in self._view_groups(loss, len(samples)):
+        for start, stop in self._view_groups(loss, len(samples), n_views):
             with torch.no_grad():
-                chunks.append(self._encode_views(loss, samples[start:stop], keys[start:stop]))
+                chunks.append(self._encode_views(loss, samples[start:stop], keys[start:stop], n_views))
         return torch.cat(chunks)
 
     # -- transforming -------------------------------------------------------
@@ -157,16 +160,17 @@ class FeatureExtractor:
             self._gradient_capture = GradientCapture(self.backbone.module, self.layer_path)
         return self._gradient_capture
 
-    def _view_groups(self, loss, n_samples):
+    def _view_groups(self, loss, n_samples, n_views=None):
         """``(start, stop)`` ranges of whole samples whose views fit in one forward."""
-        per_forward = max(1, self.batch_size // loss.n_views(self.backbone))
+        per_forward = max(1, self.batch_size // (n_views or loss.view_count(self.backbone)))
         for start in range(0, n_samples, per_forward):
             yield start, min(start + per_forward, n_samples)
 
-    def _encode_views(self, loss, samples, keys) -> torch.Tensor:
+    def _encode_views(self, loss, samples, keys, n_views=None) -> torch.Tensor:
         """``(S, V, E)``: each view group of ``loss`` encoded over all samples at once, sample-major."""
+        extra = {} if n_views is None else {"n_views": n_views}
         per_sample = [
-            loss.views(sample, self.backbone, generator(derive_seed(self.seed, "views", loss.name, key)))
+            loss.views(sample, self.backbone, generator(derive_seed(self.seed, "views", loss.name, key)), **extra)
             for sample, key in zip(samples, keys, strict=True)
         ]
         encoded = [
@@ -177,8 +181,8 @@ class FeatureExtractor:
 
 
 def _concat(groups):
-    """Concatenate one view group over samples: tensors along dim 0, anything else as a list."""
-    if all(isinstance(group, torch.Tensor) for group in groups):
+    """One view group over samples: a tensor when the views stack, else a flat list of views."""
+    if all(isinstance(group, torch.Tensor) for group in groups) and len({group.shape[1:] for group in groups}) == 1:
         return torch.cat(list(groups))
     return [view for group in groups for view in group]
 

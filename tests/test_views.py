@@ -54,3 +54,39 @@ def test_dino_crops_counts_and_sizes():
     assert global_views.shape == (2, 3, 32, 32) and local_views.shape == (10, 3, 32, 32)
     _, small = dino_crops(image, 32, 2, 10, (0.25, 1.0), (0.05, 0.25), generator(0), local_size=12)
     assert small.shape == (10, 3, 12, 12)
+
+
+def test_word_deletion_is_seeded_and_drops_about_p():
+    from skfungi.views.text import word_deletion
+
+    text = " ".join(f"w{i}" for i in range(2000))
+    dropped = word_deletion(text, 0.1, generator(0))
+    assert dropped == word_deletion(text, 0.1, generator(0)) != word_deletion(text, 0.1, generator(1))
+    kept = dropped.split()
+    assert 0.08 < 1 - len(kept) / 2000 < 0.12
+    assert kept == sorted(kept, key=lambda word: int(word[1:]))  # order preserved
+    assert word_deletion("   ", 0.1, generator(0)) == ""
+    assert word_deletion("a b", 1.0, generator(0)) == ""
+
+
+def test_noise_and_roll_matches_its_definition():
+    from skfungi.views.audio import noise_and_roll
+
+    frames = torch.arange(40, dtype=torch.float32).reshape(20, 2)
+    view = noise_and_roll(frames, generator(3), noise_scale=0.1, max_roll=10)
+    rng = generator(3)
+    strength = float(torch.rand((), generator=rng, dtype=torch.float64)) * 0.1
+    noise = torch.rand(frames.shape, generator=rng, dtype=torch.float64).float()
+    shift = int(torch.randint(-10, 10, (), generator=rng))
+    assert torch.equal(view, torch.roll(frames + noise * strength, shift, dims=0))
+    assert 0 <= float((torch.roll(view, -shift, 0) - frames).max()) <= 0.1
+
+
+def test_dropout_and_noise_zeroes_features_and_scales_noise():
+    from skfungi.views.tabular import dropout_and_noise
+
+    row = torch.full((10_000,), 5.0, dtype=torch.float64)
+    view = dropout_and_noise(row, generator(0), 0.1, 0.0, torch.ones(10_000, dtype=torch.float64))
+    assert 0.08 < float((view == 0).double().mean()) < 0.12 and set(view.unique().tolist()) == {0.0, 5.0}
+    noisy = dropout_and_noise(row, generator(0), 0.0, 0.5, torch.full((10_000,), 2.0, dtype=torch.float64))
+    assert abs(float((noisy - row).std()) - 1.0) < 0.05

@@ -77,7 +77,7 @@ class FungiLoss(BaseEstimator):
     def fit(self, context: LossContext) -> FungiLoss:
         raise NotImplementedError
 
-    def n_views(self, backbone) -> int:
+    def view_count(self, backbone) -> int:
         """Views per sample for this backbone."""
         raise NotImplementedError
 

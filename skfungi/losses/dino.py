@@ -71,7 +71,7 @@ class DINOLoss(FungiLoss):
         self.teacher_head_ = self._head(context, self.latent_dim, "teacher")
         return self
 
-    def n_views(self, backbone) -> int:
+    def view_count(self, backbone) -> int:
         return self.n_global_crops + self.n_local_crops
 
     def views(self, image, backbone, generator):

@@ -43,7 +43,7 @@ class KLLoss(FungiLoss):
         self.head_ = self._head(context, self.latent_dim)
         return self
 
-    def n_views(self, backbone) -> int:
+    def view_count(self, backbone) -> int:
         return 1
 
     def views(self, sample, backbone, generator):

@@ -1,4 +1,4 @@
-"""SimCLR-style InfoNCE between a sample's patches and a fixed negative bank."""
+"""SimCLR-style InfoNCE between a sample's views and a fixed negative bank."""
 
 from __future__ import annotations
 
@@ -7,41 +7,84 @@ import torch
 import torch.nn.functional as F
 
 from .._seeding import derive_seed
+from ..views.audio import noise_and_roll
 from ..views.image import patchify
+from ..views.tabular import dropout_and_noise
+from ..views.text import word_deletion
 from ._base import FungiLoss, LossContext
 
 __all__ = ["SimCLRLoss"]
 
 _TEMPERATURE_SCOPES = ("all", "positives")
 
+# Paper settings per modality (SPEC.md section 4); "all" negative views = every positive view.
+MODALITY_DEFAULTS = {
+    "image": {"latent_dim": 96, "n_negatives": 256, "negative_views": "all"},
+    "text": {"latent_dim": 256, "n_views": 12, "n_negatives": 256, "negative_views": 2},
+    "audio": {"latent_dim": 768, "n_views": 16, "n_negatives": 64, "negative_views": 2},
+    "tabular": {"latent_dim": 128, "n_views": 16, "n_negatives": 256, "negative_views": 2},
+}
+
 
 class SimCLRLoss(FungiLoss):
     """InfoNCE over a sample's own views, against a bank of negatives fixed in ``fit``.
 
-    Views are ``grid_size x grid_size`` overlapping patches of side
-    ``patch_fraction`` of the (resized) image, each resized to the input size:
-    at 224 px the paper's 49 patches of 112 px with stride 18. Latents are
-    ``normalise(head(embedding))`` (the embedding itself is not normalised).
+    Views depend on the backbone's modality:
 
-    For each positive view ``i`` of a sample with similarities ``s``::
+    - image: ``grid_size x grid_size`` overlapping patches of side
+      ``patch_fraction`` of the resized image, each resized to the input size
+      (at 224 px the paper's 49 patches of 112 px, stride 18; deterministic);
+    - text: ``n_views`` copies with each word dropped with ``drop_prob``;
+    - audio: ``n_views`` copies of the feature frames plus uniform noise
+      scaled by ``r * noise_scale`` (``r ~ U(0, 1)``), rolled by up to
+      ``max_roll`` frames;
+    - tabular: ``n_views`` copies with each feature zeroed with ``drop_prob``
+      and Gaussian noise of ``noise_scale`` times the feature's spread.
+
+    Latents are ``normalise(head(embedding))`` (the embedding itself is not
+    normalised). For each positive view ``i`` of a sample with similarities ``s``::
 
         loss_i = -mean_{j != i} s_ij / tau + logsumexp_{k != i} s_ik / tau
 
     where ``k`` runs over the sample's other views and every negative; the
     sample's loss is the mean over ``i``. ``temperature_scope="all"`` is the
     paper's vision code (tau inside the logsumexp too); ``"positives"`` is the
-    companion library's form (tau only on the positive term).
+    companion library's text and audio form (tau only on the positive term).
 
     Parameters
     ----------
     grid_size : int, default=7
+        Image patches per side.
     patch_fraction : float, default=0.5
-    latent_dim : int, default=96
+        Image patch side as a fraction of the input size.
+    n_views : int or "auto", default="auto"
+        Positive views per sample for text / audio / tabular ("auto": 12 for
+        text, 16 for audio and tabular). Images use ``grid_size ** 2``.
+    drop_prob : float, default=0.1
+        Word deletion (text) or feature dropout (tabular) probability.
+    noise_scale : float, default=0.1
+        Noise strength for audio and tabular views.
+    max_roll : int, default=10
+        Largest time roll of audio views, in frames.
+    latent_dim : int or "auto", default="auto"
+        Head width ("auto": 96 image, 256 text, 768 audio, 128 tabular).
     temperature : float, default=0.07
-    n_negatives : int, default=256
-        Training samples whose views form the negative bank (all of them if
-        fewer are given to ``fit``); chosen with the estimator's seed.
+    n_negatives : int or "auto", default="auto"
+        Training samples whose views form the negative bank ("auto": 256, or
+        64 for audio; all of them if fewer are given to ``fit``), chosen with
+        the estimator's seed.
+    negative_views : int, "all" or "auto", default="auto"
+        Views per negative sample ("auto": all patches for images, 2 otherwise).
     temperature_scope : {"all", "positives"}, default="all"
+
+    Attributes
+    ----------
+    head_ : tuple of tensors
+        The random head's weight and bias.
+    negatives_ : tensor of shape (n_negative_views, latent_dim)
+        Latents of the negative bank.
+    negative_indices_ : ndarray
+        Indices of the training samples in the bank.
     """
 
     name = "simclr"
@@ -50,42 +93,87 @@ class SimCLRLoss(FungiLoss):
         self,
         grid_size: int = 7,
         patch_fraction: float = 0.5,
-        latent_dim: int = 96,
+        n_views="auto",
+        drop_prob: float = 0.1,
+        noise_scale: float = 0.1,
+        max_roll: int = 10,
+        latent_dim="auto",
         temperature: float = 0.07,
-        n_negatives: int = 256,
+        n_negatives="auto",
+        negative_views="auto",
         temperature_scope: str = "all",
     ):
         self.grid_size = grid_size
         self.patch_fraction = patch_fraction
+        self.n_views = n_views
+        self.drop_prob = drop_prob
+        self.noise_scale = noise_scale
+        self.max_roll = max_roll
         self.latent_dim = latent_dim
         self.temperature = temperature
         self.n_negatives = n_negatives
+        self.negative_views = negative_views
         self.temperature_scope = temperature_scope
 
     def fit(self, context: LossContext) -> SimCLRLoss:
-        if self.temperature_scope not in _TEMPERATURE_SCOPES:
-            raise ValueError(f"temperature_scope must be one of {_TEMPERATURE_SCOPES}, got {self.temperature_scope!r}.")
-        if self.grid_size < 2:
-            raise ValueError(f"grid_size must be at least 2 (a sample needs two positives), got {self.grid_size}.")
-        if self.n_negatives < 0:
-            raise ValueError(f"n_negatives must be non-negative, got {self.n_negatives}.")
-        self.head_ = self._head(context, self.latent_dim)
-        images = context.training_images
+        modality = context.backbone.modality
+        if modality not in MODALITY_DEFAULTS:
+            raise ValueError(f"SimCLRLoss has no views for modality {modality!r}.")
+        self._resolve(modality)
+        self.head_ = self._head(context, self.latent_dim_)
+        samples = context.training_images
         rng = np.random.default_rng(derive_seed(context.seed, "negatives", self.name))
-        chosen = np.sort(rng.choice(len(images), size=min(self.n_negatives, len(images)), replace=False))
+        chosen = np.sort(rng.choice(len(samples), size=min(self.n_negatives_, len(samples)), replace=False))
         self.negative_indices_ = chosen
         if len(chosen):
-            embeddings = context.encode(self, [images[int(index)] for index in chosen])  # (N, V, E)
+            bank = [samples[int(index)] for index in chosen]
+            embeddings = context.encode(self, bank, n_views=self.negative_views_)  # (N, V, E)
             self.negatives_ = self._latents(embeddings).flatten(0, 1)
         else:
-            self.negatives_ = self.head_[0].new_zeros(0, self.latent_dim)
+            self.negatives_ = self.head_[0].new_zeros(0, self.latent_dim_)
         return self
 
-    def n_views(self, backbone) -> int:
-        return self.grid_size**2
+    def _resolve(self, modality: str) -> None:
+        if self.temperature_scope not in _TEMPERATURE_SCOPES:
+            raise ValueError(f"temperature_scope must be one of {_TEMPERATURE_SCOPES}, got {self.temperature_scope!r}.")
+        defaults = MODALITY_DEFAULTS[modality]
+        self.modality_ = modality
+        if modality == "image":
+            if self.grid_size < 2:
+                raise ValueError(f"grid_size must be at least 2 (a sample needs two positives), got {self.grid_size}.")
+            self.n_views_ = self.grid_size**2
+        else:
+            self.n_views_ = defaults["n_views"] if self.n_views == "auto" else self.n_views
+            if not isinstance(self.n_views_, int) or self.n_views_ < 2:
+                raise ValueError(f"n_views must be an int >= 2 (a sample needs two positives), got {self.n_views!r}.")
+        self.latent_dim_ = defaults["latent_dim"] if self.latent_dim == "auto" else int(self.latent_dim)
+        self.n_negatives_ = defaults["n_negatives"] if self.n_negatives == "auto" else self.n_negatives
+        if not isinstance(self.n_negatives_, (int, np.integer)) or self.n_negatives_ < 0:
+            raise ValueError(f"n_negatives must be 'auto' or a non-negative int, got {self.n_negatives!r}.")
+        negative_views = defaults["negative_views"] if self.negative_views == "auto" else self.negative_views
+        self.negative_views_ = self.n_views_ if negative_views == "all" else int(negative_views)
+        if self.negative_views_ < 1:
+            raise ValueError(f"negative_views must be 'auto', 'all' or a positive int, got {self.negative_views!r}.")
 
-    def views(self, image, backbone, generator):
-        return [patchify(image, backbone.input_size, self.grid_size, self.patch_fraction)]
+    def view_count(self, backbone) -> int:
+        return self.n_views_
+
+    def views(self, sample, backbone, generator, n_views: int | None = None):
+        count = self.n_views_ if n_views is None else n_views
+        if self.modality_ == "image":
+            return [patchify(sample, backbone.input_size, self.grid_size, self.patch_fraction)[:count]]
+        if self.modality_ == "text":
+            return [[word_deletion(sample, self.drop_prob, generator) for _ in range(count)]]
+        if self.modality_ == "audio":
+            return [
+                torch.stack([noise_and_roll(sample, generator, self.noise_scale, self.max_roll) for _ in range(count)])
+            ]
+        scale = backbone.feature_scale.to(sample.dtype)
+        return [
+            torch.stack(
+                [dropout_and_noise(sample, generator, self.drop_prob, self.noise_scale, scale) for _ in range(count)]
+            )
+        ]
 
     def _latents(self, embeddings: torch.Tensor) -> torch.Tensor:
         return F.normalize(F.linear(embeddings, *self.head_), dim=-1)
