@@ -13,7 +13,7 @@ from ._engine import FeatureExtractor
 from ._gradients import supported_layers
 from ._projection import make_projection
 from ._seeding import base_seed
-from .backbones import resolve_backbone
+from .backbones import declared_modality, resolve_backbone
 from .losses import make_loss
 
 __all__ = ["FungiTransformer"]
@@ -31,11 +31,13 @@ class FungiTransformer(TransformerMixin, BaseEstimator):
     Parameters
     ----------
     backbone : torch.nn.Module, str or backbone adapter
-        The frozen encoder: any ``nn.Module`` taking image batches (wrap it in
+        The frozen encoder: a timm, open_clip or Hugging Face model, a spec
+        string (``"timm:vit_small_patch16_224"``, ``"open_clip:ViT-B-32"``,
+        ``"hf:/local/path"``), any other ``nn.Module`` (run by the generic
+        adapter of its modality), or an adapter such as
         :class:`~skfungi.backbones.ImageBackbone` to give an embedding
-        function, a preprocessing callable or an input size), a timm model,
-        or a spec string such as ``"timm:vit_small_patch16_224"``. It is
-        resolved in ``fit``, never modified, and not copied by ``clone``.
+        function, a preprocessing callable or an input size. It is resolved
+        in ``fit``, never modified, and not copied by ``clone``.
     losses : sequence of str or FungiLoss, default=("kl", "dino", "simclr")
         Losses whose gradients are features, in output order: names
         (``"kl"``, ``"dino"``, ``"simclr"``, with the paper's settings) or
@@ -58,13 +60,21 @@ default="rademacher"
     random_state : int, RandomState instance or None, default=None
         Seeds every random choice (heads, projection, views, negatives). Pass
         an int for features that are identical across runs and processes.
+    modality : {"auto", "image", "text", "audio", "tabular"}, default="auto"
+        The kind of input. ``"auto"`` takes the adapter's modality (timm:
+        image, Hugging Face: text, open_clip: image unless ``"text"`` is
+        asked for); for any other module it is inferred from ``X`` in ``fit``
+        (strings: text, 2-D arrays: tabular, lists of 1-D arrays: audio,
+        otherwise images). Inputs of another kind at ``transform`` are an error.
     verbose : int, default=0
         Show a progress bar while transforming when positive.
 
     Attributes
     ----------
-    backbone_ : ImageBackbone
+    backbone_ : Backbone
         The resolved backbone adapter.
+    modality_ : str
+        The modality the transformer was fitted for.
     layer_ : str
         The target layer's dotted path.
     losses_ : list of FungiLoss
@@ -112,6 +122,7 @@ default="rademacher"
         projection_dim="auto",
         batch_size=32,
         random_state=None,
+        modality="auto",
         verbose=0,
     ):
         self.backbone = backbone
@@ -122,6 +133,7 @@ default="rademacher"
         self.projection_dim = projection_dim
         self.batch_size = batch_size
         self.random_state = random_state
+        self.modality = modality
         self.verbose = verbose
 
     def __sklearn_clone__(self):
@@ -136,9 +148,12 @@ default="rademacher"
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
         tags.transformer_tags.preserves_dtype = ["float32"]
+        modality = declared_modality(self.backbone, self.modality)
+        if modality in ("image", "text", "audio"):
+            tags.input_tags.two_d_array = False
+            tags.input_tags.three_d_array = modality == "image"
+            tags.input_tags.string = modality == "text"
         return tags
 
     def fit(self, X, y=None):
@@ -146,9 +161,11 @@ default="rademacher"
 
         Parameters
         ----------
-        X : images
-            ``(N, H, W, C)`` array, ``(N, C, H, W)`` tensor, or a list of PIL
-            images, file paths or arrays (sizes may differ).
+        X : samples of the backbone's modality
+            Images: ``(N, H, W, C)`` array, ``(N, C, H, W)`` tensor, or a list
+            of PIL images, file paths or arrays (sizes may differ). Text: a
+            list / array / Series of str. Audio: a list of 1-D waveforms.
+            Tabular: a 2-D array or DataFrame.
         y : ignored
 
         Returns
@@ -156,9 +173,9 @@ default="rademacher"
         self : FungiTransformer
         """
         losses, include_embedding, batch_size, projection_dim = self._checked_params()
-        backbone = resolve_backbone(self.backbone)
+        backbone = resolve_backbone(self.backbone, self.modality, X)
         layer = self._layer_path(backbone)
-        samples = backbone.as_samples(X)
+        samples = backbone.as_samples(X, estimator=self, reset=True)
         seed = base_seed(self.random_state)
         projection = clone(make_projection(self.projection))
         extractor = FeatureExtractor(
@@ -166,6 +183,7 @@ default="rademacher"
         )
         embedding_dim, gradient_shape = extractor.fit(samples, projection_dim)
         self.backbone_ = backbone
+        self.modality_ = backbone.modality
         self.layer_ = layer
         self.seed_ = seed
         self.losses_ = losses
@@ -188,7 +206,7 @@ default="rademacher"
         features : ndarray of shape (n_samples, n_features_out_), float32
         """
         check_is_fitted(self)
-        return self._extractor().transform(self.backbone_.as_samples(X))
+        return self._extractor().transform(self.backbone_.as_samples(X, estimator=self, reset=False))
 
     def get_feature_names_out(self, input_features=None):
         """``embedding0, ..., kl0, ..., dino0, ..., simclr0, ...`` in output order."""

@@ -30,8 +30,12 @@ class Backbone:
     module: nn.Module
     default_layer: str | None = None
 
-    def as_samples(self, X) -> Sequence:
-        """Validate ``X`` and return a sequence of samples (decoded on access)."""
+    def as_samples(self, X, estimator=None, reset: bool = True) -> Sequence:
+        """Validate ``X`` and return a sequence of samples (decoded on access).
+
+        ``estimator`` and ``reset`` are those of scikit-learn's
+        ``validate_data``, for adapters whose inputs are tabular.
+        """
         raise NotImplementedError
 
     def canonical(self, sample, index: int):

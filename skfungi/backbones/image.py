@@ -79,7 +79,7 @@ class ImageBackbone(Backbone):
         self.std = tuple(std)
         self.in_channels = int(in_channels)
 
-    def as_samples(self, X) -> Sequence[torch.Tensor]:
+    def as_samples(self, X, estimator=None, reset: bool = True) -> Sequence[torch.Tensor]:
         """Images as ``(C, H, W)`` float tensors in [0, 1], decoded on access (see ``as_images``)."""
         return as_images(X)
 

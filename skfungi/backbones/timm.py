@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from .image import IMAGENET_MEAN, IMAGENET_STD, ImageBackbone
 
-__all__ = ["TimmBackbone", "is_timm_model"]
+__all__ = ["TimmBackbone", "is_timm_model", "timm_backbone"]
 
 
 def is_timm_model(module: nn.Module) -> bool:
@@ -65,6 +65,13 @@ class TimmBackbone(ImageBackbone):
             std=tuple(config.get("std", IMAGENET_STD)),
             in_channels=channels,
         )
+
+
+def timm_backbone(model: str | nn.Module, modality: str = "auto") -> TimmBackbone:
+    """Registry entry for ``"timm:<name>"`` specs and timm instances (images only)."""
+    if modality not in ("auto", "image"):
+        raise ValueError(f"timm models are image backbones; modality={modality!r} is not possible.")
+    return TimmBackbone(model)
 
 
 def _create(name: str, pretrained: bool | str) -> nn.Module:
