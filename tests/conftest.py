@@ -8,7 +8,9 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer
 
-from skfungi import ImageBackbone, TimmBackbone
+from skfungi import FungiTransformer, ImageBackbone, TimmBackbone
+from skfungi._seeding import derive_seed, generator
+from skfungi.backbones import frozen_eval
 
 
 def tiny_vit(dtype=torch.float32, seed=0) -> VisionTransformer:
@@ -54,3 +56,36 @@ def cnn_backbone():
 def images():
     """Six uint8 RGB images, (N, H, W, C)."""
     return np.random.default_rng(0).integers(0, 256, size=(6, 20, 20, 3), dtype=np.uint8)
+
+
+# -- the slow, obviously correct per-sample gradient, for any backbone and loss --
+
+
+def reference_gradient(fungi: FungiTransformer, loss, image: torch.Tensor) -> torch.Tensor:
+    """The sample's weight gradient (bias column last) from torch.autograd.grad on the weights."""
+    backbone = fungi.backbone_
+    layer = backbone.module.get_submodule(fungi.layer_)
+    params = [layer.weight] + ([layer.bias] if layer.bias is not None else [])
+    with frozen_eval(backbone.module):
+        for param in params:
+            param.requires_grad_(True)
+        seed = derive_seed(fungi.seed_, "views", loss.name, backbone.sample_key(image))
+        groups = loss.views(image, backbone, generator(seed))
+        embeddings = torch.cat([backbone.encode(views).unsqueeze(0) for views in groups], dim=1)
+        grads = torch.autograd.grad(loss.sample_losses(embeddings).sum(), params)
+    weight_grad = grads[0].reshape(grads[0].shape[0], -1)
+    columns = [weight_grad] + ([grads[1].unsqueeze(1)] if len(grads) > 1 else [])
+    return torch.cat(columns, dim=1)
+
+
+def engine_gradients(fungi: FungiTransformer, loss, batch: list[torch.Tensor]) -> torch.Tensor:
+    """The engine's per-sample gradients for a whole batch (dense reduce = flattened gradient)."""
+    extractor = fungi._extractor()
+    keys = [fungi.backbone_.sample_key(sample) for sample in batch]
+    with frozen_eval(fungi.backbone_.module):
+        if loss.uses_inference_view:
+            _, reduced = extractor._inference_pass(batch)
+            flat = reduced[loss.name]
+        else:
+            flat = extractor._loss_pass(loss, batch, keys)
+    return flat.reshape(len(batch), *fungi.gradient_shape_)

@@ -7,45 +7,14 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import tiny_cnn, tiny_vit
+from conftest import engine_gradients, reference_gradient, tiny_cnn, tiny_vit
 
 from skfungi import FungiTransformer, ImageBackbone, TimmBackbone
 from skfungi._gradients import GradientCapture, resolve_layer, supported_layers
-from skfungi._seeding import content_key, derive_seed, generator
 from skfungi.backbones import frozen_eval
 from skfungi.losses import DINOLoss, KLLoss, SimCLRLoss
 
 LOSSES = [KLLoss(), DINOLoss(latent_dim=32), SimCLRLoss(latent_dim=16, grid_size=3)]
-
-
-def reference_gradient(fungi: FungiTransformer, loss, image: torch.Tensor) -> torch.Tensor:
-    """The sample's weight gradient (bias column last) from torch.autograd.grad on the weights."""
-    backbone = fungi.backbone_
-    layer = backbone.module.get_submodule(fungi.layer_)
-    params = [layer.weight] + ([layer.bias] if layer.bias is not None else [])
-    with frozen_eval(backbone.module):
-        for param in params:
-            param.requires_grad_(True)
-        seed = derive_seed(fungi.seed_, "views", loss.name, content_key(image))
-        groups = loss.views(image, backbone, generator(seed))
-        embeddings = torch.cat([backbone.encode(views).unsqueeze(0) for views in groups], dim=1)
-        grads = torch.autograd.grad(loss.sample_losses(embeddings).sum(), params)
-    weight_grad = grads[0].reshape(grads[0].shape[0], -1)
-    columns = [weight_grad] + ([grads[1].unsqueeze(1)] if len(grads) > 1 else [])
-    return torch.cat(columns, dim=1)
-
-
-def engine_gradients(fungi: FungiTransformer, loss, batch: list[torch.Tensor]) -> torch.Tensor:
-    """The engine's per-sample gradients for a whole batch (dense reduce = flattened gradient)."""
-    extractor = fungi._extractor()
-    keys = [content_key(image) for image in batch]
-    with frozen_eval(fungi.backbone_.module):
-        if loss.uses_inference_view:
-            _, reduced = extractor._inference_pass(batch)
-            flat = reduced[loss.name]
-        else:
-            flat = extractor._loss_pass(loss, batch, keys)
-    return flat.reshape(len(batch), *fungi.gradient_shape_)
 
 
 def backbones_float64():
