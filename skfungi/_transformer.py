@@ -173,7 +173,9 @@ default="rademacher"
         self : FungiTransformer
         """
         losses, include_embedding, batch_size, projection_dim = self._checked_params()
-        backbone = resolve_backbone(self.backbone, self.modality, X)
+        # Each fit owns its adapter (a shallow copy that shares the module): state measured in fit,
+        # such as a tabular feature scale, never leaks into the user's adapter or another clone's fit.
+        backbone = copy.copy(resolve_backbone(self.backbone, self.modality, X))
         layer = self._layer_path(backbone)
         samples = backbone.as_samples(X, estimator=self, reset=True)
         seed = base_seed(self.random_state)
