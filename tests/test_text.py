@@ -322,3 +322,19 @@ def test_real_minilm_shapes_and_determinism():
     # paraphrases are closer than unrelated sentences in the embedding block
     embedding = features[:, :384]
     assert embedding[1] @ embedding[4] > embedding[1] @ embedding[7]
+
+
+def test_encoder_decoder_models_run_their_encoder_only(tokenizer):
+    """T5: the encoder's last self-attention output projection (no bias), true gradients."""
+    torch.manual_seed(0)
+    config = transformers.T5Config(vocab_size=32, d_model=16, d_kv=8, d_ff=32, num_layers=2, num_heads=2)
+    model = transformers.T5Model(config).double()
+    backbone = HuggingFaceTextBackbone(model, tokenizer=tokenizer, max_length=32)
+    assert backbone.default_layer == "encoder.block.1.layer.0.SelfAttention.o"
+    fungi = FungiTransformer(backbone, losses=("kl",), random_state=0).fit(TEXTS)
+    assert fungi.gradient_shape_ == (16, 16)
+    fast = engine_gradients(fungi, fungi.losses_[0], TEXTS)
+    for index, text in enumerate(TEXTS):
+        torch.testing.assert_close(
+            fast[index], reference_gradient(fungi, fungi.losses_[0], text), rtol=1e-7, atol=1e-10
+        )

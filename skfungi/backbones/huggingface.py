@@ -212,6 +212,8 @@ def _default_layer(model: nn.Module) -> str | None:
     best = None
     for pattern in _ATTENTION_OUTPUTS:
         for path, layer in model.named_modules():
+            if "decoder" in path:  # only the encoder runs (encoder-decoder models)
+                continue
             match = re.fullmatch(pattern, path)
             if match and isinstance(layer, nn.Linear) and (best is None or int(match.group(1)) > best[0]):
                 best = (int(match.group(1)), path)
