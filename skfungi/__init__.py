@@ -2,7 +2,7 @@
 
 from ._projection import GaussianProjection, KroneckerProjection, RademacherProjection
 from ._transformer import FungiTransformer
-from .backbones import ImageBackbone, TimmBackbone
+from .backbones import ImageBackbone, TabularBackbone, TabularMLP, TimmBackbone
 from .losses import DINOLoss, KLLoss, SimCLRLoss
 
 __version__ = "0.1.0"
@@ -16,6 +16,8 @@ __all__ = [
     "KroneckerProjection",
     "RademacherProjection",
     "SimCLRLoss",
+    "TabularBackbone",
+    "TabularMLP",
     "TimmBackbone",
     "__version__",
 ]

@@ -74,7 +74,7 @@ class FeatureExtractor:
                 embedding_dim=embedding_dim,
                 seed=self.seed,
                 backbone=self.backbone,
-                dtype=probe.dtype,
+                dtype=_loss_dtype(probe.device),
                 device=probe.device,
                 training_images=_Canonical(samples, self.backbone),
                 encode=self.encode,
@@ -139,7 +139,7 @@ class FeatureExtractor:
             embedding = self.backbone.encode(views)
             for position, loss in enumerate(sharing):
                 last = position == len(sharing) - 1
-                losses = loss.sample_losses(embedding.unsqueeze(1)).sum()
+                losses = loss.sample_losses(embedding.unsqueeze(1).to(_loss_dtype(embedding.device))).sum()
                 reduced[loss.name] = self.projection.reduce(*capture.factors(losses, len(batch), retain_graph=not last))
         return embedding.detach(), reduced
 
@@ -167,7 +167,8 @@ class FeatureExtractor:
             yield start, min(start + per_forward, n_samples)
 
     def _encode_views(self, loss, samples, keys, n_views=None) -> torch.Tensor:
-        """``(S, V, E)``: each view group of ``loss`` encoded over all samples at once, sample-major."""
+        """``(S, V, E)``: each view group of ``loss`` encoded over all samples at once, sample-major,
+        in the losses' dtype."""
         extra = {} if n_views is None else {"n_views": n_views}
         per_sample = [
             loss.views(sample, self.backbone, generator(derive_seed(self.seed, "views", loss.name, key)), **extra)
@@ -177,7 +178,14 @@ class FeatureExtractor:
             self.backbone.encode(_concat(groups)).unflatten(0, (len(samples), -1))
             for groups in zip(*per_sample, strict=True)
         ]
-        return torch.cat(encoded, dim=1)
+        return torch.cat(encoded, dim=1).to(_loss_dtype(encoded[0].device))
+
+
+def _loss_dtype(device: torch.device) -> torch.dtype:
+    """Losses and heads run in float64 (except where a device has none): the KL gradient,
+    softmax minus uniform over T, loses about four digits to cancellation in float32, which
+    would let rounding in the backbone's batched matmuls show in a sample's features."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def _concat(groups):

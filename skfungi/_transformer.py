@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin, clone
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from ._engine import FeatureExtractor
 from ._gradients import supported_layers
@@ -213,6 +213,7 @@ default="rademacher"
     def get_feature_names_out(self, input_features=None):
         """``embedding0, ..., kl0, ..., dino0, ..., simclr0, ...`` in output order."""
         check_is_fitted(self)
+        _check_feature_names_in(self, input_features, generate_names=False)
         names = []
         for prefix, width in zip(self._block_prefixes(), self._extractor().block_widths(), strict=True):
             names.extend(f"{prefix}{i}" for i in range(width))

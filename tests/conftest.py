@@ -71,7 +71,7 @@ def reference_gradient(fungi: FungiTransformer, loss, image: torch.Tensor) -> to
             param.requires_grad_(True)
         seed = derive_seed(fungi.seed_, "views", loss.name, backbone.sample_key(image))
         groups = loss.views(image, backbone, generator(seed))
-        embeddings = torch.cat([backbone.encode(views).unsqueeze(0) for views in groups], dim=1)
+        embeddings = torch.cat([backbone.encode(views).unsqueeze(0) for views in groups], dim=1).double()
         grads = torch.autograd.grad(loss.sample_losses(embeddings).sum(), params)
     weight_grad = grads[0].reshape(grads[0].shape[0], -1)
     columns = [weight_grad] + ([grads[1].unsqueeze(1)] if len(grads) > 1 else [])

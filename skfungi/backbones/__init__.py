@@ -10,6 +10,7 @@ from ._base import Backbone
 from ._freeze import frozen_eval
 from ._registry import MODALITIES, declared_modality, infer_modality, resolve_backbone
 from .image import IMAGENET_MEAN, IMAGENET_STD, ImageBackbone
+from .tabular import TabularBackbone, TabularMLP, make_mlp_encoder
 from .timm import TimmBackbone
 
 __all__ = [
@@ -18,9 +19,12 @@ __all__ = [
     "MODALITIES",
     "Backbone",
     "ImageBackbone",
+    "TabularBackbone",
+    "TabularMLP",
     "TimmBackbone",
     "declared_modality",
     "frozen_eval",
     "infer_modality",
+    "make_mlp_encoder",
     "resolve_backbone",
 ]

@@ -26,7 +26,7 @@ class LossContext:
     backbone : Backbone
         The backbone adapter (its ``modality`` decides the views).
     dtype, device
-        Where the backbone runs; heads are created there.
+        Heads are created with this dtype (float64 but on MPS) on the backbone's device.
     training_images : sequence
         Training samples (decoded on access), for banks of negatives.
     encode : callable

@@ -28,8 +28,8 @@ class KLLoss(FungiLoss):
     Examples
     --------
     >>> from skfungi.losses import KLLoss
-    >>> KLLoss(temperature=15, latent_dim=768)
-    KLLoss()
+    >>> KLLoss(temperature=1.0)  # the companion library's default
+    KLLoss(temperature=1.0)
     """
 
     name = "kl"
