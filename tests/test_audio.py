@@ -5,6 +5,8 @@ from __future__ import annotations
 import glob
 import importlib.util
 import pickle
+import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,6 +103,16 @@ def make_clips(lengths=(400, 250, 610, 250, 330, 480), seed=0) -> list[np.ndarra
         tone = np.sin(2 * np.pi * (300 + 900 * (index % 2)) * t)
         clips.append((0.5 * tone + 0.1 * rng.standard_normal(length)).astype(np.float32))
     return clips
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """LSTMs this small gain nothing from intra-op threads; on a busy 2-core machine OpenMP's
+    barriers made single LSTM calls take seconds of wall time (CPU time was unaffected)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 SMALL_LOSSES = (KLLoss(), SimCLRLoss(n_views=4, latent_dim=16, n_negatives=3))
@@ -353,6 +365,13 @@ def test_bad_adapter_arguments():
         LogMelSpectrogram(n_mels=0)
     with pytest.raises(ValueError, match="above the Nyquist"):
         LogMelSpectrogram(f_max=6000)(torch.zeros(800), 8000)
+
+
+def test_the_first_docs_example_runs():
+    text = (Path(__file__).parents[1] / "docs" / "audio.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.DOTALL)
+    assert blocks, "docs/audio.md has no python example"
+    exec(compile(blocks[0], "docs/audio.md", "exec"), {})
 
 
 # -- the default features function ------------------------------------------------------------------

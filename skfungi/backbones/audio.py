@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.nn.utils.rnn import PackedSequence, pack_sequence, unpad_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_sequence, pad_packed_sequence
 
 from .._audio_inputs import Waveform, as_waveforms, check_sample_rate
 from ._base import Backbone
@@ -66,8 +66,8 @@ def batch_frames(batch: torch.Tensor | PackedSequence) -> list[torch.Tensor]:
     [(3, 2), (5, 2)]
     """
     if isinstance(batch, PackedSequence):
-        padded, lengths = torch.nn.utils.rnn.pad_packed_sequence(batch, batch_first=True)
-        return unpad_sequence(padded, lengths, batch_first=True)
+        padded, lengths = pad_packed_sequence(batch, batch_first=True)
+        return [padded[index, :length] for index, length in enumerate(lengths.tolist())]
     return list(batch.unbind(0))
 
 
