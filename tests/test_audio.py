@@ -418,7 +418,7 @@ def test_resemblyzer_shapes_determinism_and_library_embedding():
     import librosa
     from resemblyzer import preprocess_wav
 
-    from skfungi.backbones.audio import ResemblyzerBackbone
+    from skfungi.backbones.audio import ResemblyzerBackbone, resemblyzer_backbone
 
     clips, real = resemblyzer_clips()
     backbone = ResemblyzerBackbone(preprocess=real)
@@ -432,3 +432,11 @@ def test_resemblyzer_shapes_determinism_and_library_embedding():
     wav = preprocess_wav(wav, source_sr=rate) if real else librosa.resample(wav, orig_sr=rate, target_sr=16000)
     library = backbone.module.embed_utterance(wav)
     np.testing.assert_allclose(features[0, :256], library, atol=1e-5)
+
+    utterance = ResemblyzerBackbone(backbone.module, preprocess=real, embedding="utterance")
+    frames = utterance.canonical(utterance.as_samples(clips[:1])[0], 0)
+    with torch.no_grad():
+        torch.testing.assert_close(utterance.encode([frames]), backbone.module(frames[None]))
+    assert isinstance(resemblyzer_backbone(backbone.module), ResemblyzerBackbone)
+    with pytest.raises(ValueError, match="Resemblyzer is an audio backbone"):
+        resemblyzer_backbone(backbone.module, modality="image")
