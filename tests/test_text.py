@@ -91,6 +91,7 @@ def test_text_collections_are_accepted(make):
         (["a cat", "dog", b"bytes"], TypeError, r"sample 2 is a bytes"),
         (["a cat", None], ValueError, r"sample 1 is missing \(None\)"),
         (["a cat", float("nan")], ValueError, r"sample 1 is missing \(nan\)"),
+        (np.array(["a", np.float32("nan")], dtype=object), ValueError, r"sample 1 is missing"),
         (pd.Series(["a cat", "dog", None]), ValueError, r"sample 2 is missing"),
         (pd.Series(["a", pd.NA], dtype=object), ValueError, r"sample 1 is missing"),
         ("a single text", TypeError, r"not a single str; wrap it in a list"),
@@ -182,6 +183,10 @@ def test_sentence_transformers_pooling_and_length_are_read(tmp_path, bert_dir, t
         bert_backbone(tokenizer, pooling="sum")
     with pytest.raises(ValueError, match="max_length must be an int"):
         bert_backbone(tokenizer, max_length=0)
+    no_pad = transformers.AutoTokenizer.from_pretrained(bert_dir, local_files_only=True)
+    no_pad.pad_token = None
+    with pytest.raises(ValueError, match="has no padding token"):
+        bert_backbone(no_pad)
 
 
 def test_long_texts_are_truncated_at_max_length(tokenizer):

@@ -96,7 +96,7 @@ def as_texts(X) -> list[str]:
 def _is_missing(item) -> bool:
     if item is None:
         return True
-    if isinstance(item, float) and math.isnan(item):
+    if isinstance(item, (float, np.floating)) and math.isnan(item):
         return True
     return type(item).__name__ in ("NAType", "NaTType")
 
@@ -217,6 +217,11 @@ class TextBackbone(Backbone):
             raise ValueError(f"pooling must be one of {POOLINGS} or a callable, got {pooling!r}.")
         if embed is not None and not callable(embed):
             raise TypeError(f"embed must be a callable embed(module, inputs) -> (N, E), got {embed!r}.")
+        if _is_hf_tokenizer(tokenizer) and getattr(tokenizer, "pad_token", None) is None:
+            raise ValueError(
+                f"the tokenizer {type(tokenizer).__name__} has no padding token, and batches of texts are padded; "
+                "set one first (e.g. tokenizer.pad_token = tokenizer.eos_token)."
+            )
         self.module = module
         self.tokenizer = tokenizer
         self.default_layer = layer
