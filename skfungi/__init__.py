@@ -2,12 +2,13 @@
 
 from ._projection import GaussianProjection, KroneckerProjection, RademacherProjection
 from ._transformer import FungiTransformer
-from .backbones import ImageBackbone, TabularBackbone, TabularMLP, TimmBackbone
+from .backbones import AudioBackbone, ImageBackbone, ResemblyzerBackbone, TabularBackbone, TabularMLP, TimmBackbone
 from .losses import DINOLoss, KLLoss, SimCLRLoss
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AudioBackbone",
     "DINOLoss",
     "FungiTransformer",
     "GaussianProjection",
@@ -15,6 +16,7 @@ __all__ = [
     "KLLoss",
     "KroneckerProjection",
     "RademacherProjection",
+    "ResemblyzerBackbone",
     "SimCLRLoss",
     "TabularBackbone",
     "TabularMLP",

@@ -38,11 +38,13 @@ class FungiTransformer(TransformerMixin, BaseEstimator):
         :class:`~skfungi.backbones.ImageBackbone` to give an embedding
         function, a preprocessing callable or an input size. It is resolved
         in ``fit``, never modified, and not copied by ``clone``.
-    losses : sequence of str or FungiLoss, default=("kl", "dino", "simclr")
+    losses : "auto" or sequence of str or FungiLoss, default="auto"
         Losses whose gradients are features, in output order: names
         (``"kl"``, ``"dino"``, ``"simclr"``, with the paper's settings) or
-        loss objects (:class:`~skfungi.losses.KLLoss`, ...). An empty
-        sequence gives the embedding alone.
+        loss objects (:class:`~skfungi.losses.KLLoss`, ...). ``"auto"`` is
+        the paper's set for the modality: ``("kl", "dino", "simclr")`` for
+        images, ``("kl", "simclr")`` for text, audio and tabular rows (DINO
+        needs image crops). An empty sequence gives the embedding alone.
     layer : str, default="auto"
         Dotted path of the target layer (``nn.Linear`` or 1x1 ``nn.Conv2d``);
         ``"auto"`` takes the adapter's default (``blocks.<last>.attn.proj``
@@ -115,7 +117,7 @@ default="rademacher"
         self,
         backbone,
         *,
-        losses=("kl", "dino", "simclr"),
+        losses="auto",
         layer="auto",
         include_embedding=True,
         projection="rademacher",
@@ -164,7 +166,8 @@ default="rademacher"
         X : samples of the backbone's modality
             Images: ``(N, H, W, C)`` array, ``(N, C, H, W)`` tensor, or a list
             of PIL images, file paths or arrays (sizes may differ). Text: a
-            list / array / Series of str. Audio: a list of 1-D waveforms.
+            list / array / Series of str. Audio: a list of 1-D waveforms or
+            ``(waveform, sample_rate)`` pairs.
             Tabular: a 2-D array or DataFrame.
         y : ignored
 
@@ -172,10 +175,10 @@ default="rademacher"
         -------
         self : FungiTransformer
         """
-        losses, include_embedding, batch_size, projection_dim = self._checked_params()
         # Each fit owns its adapter (a shallow copy that shares the module): state measured in fit,
         # such as a tabular feature scale, never leaks into the user's adapter or another clone's fit.
         backbone = copy.copy(resolve_backbone(self.backbone, self.modality, X))
+        losses, include_embedding, batch_size, projection_dim = self._checked_params(backbone.modality)
         layer = self._layer_path(backbone)
         samples = backbone.as_samples(X, estimator=self, reset=True)
         seed = base_seed(self.random_state)
@@ -237,8 +240,11 @@ default="rademacher"
     def _block_prefixes(self) -> list[str]:
         return (["embedding"] if self.include_embedding else []) + [loss.name for loss in self.losses_]
 
-    def _checked_params(self):
-        specs = (self.losses,) if isinstance(self.losses, str) else self.losses
+    def _checked_params(self, modality: str):
+        if isinstance(self.losses, str) and self.losses == "auto":
+            specs = ("kl", "dino", "simclr") if modality == "image" else ("kl", "simclr")
+        else:
+            specs = (self.losses,) if isinstance(self.losses, str) else self.losses
         if not isinstance(specs, (list, tuple)):
             raise TypeError(f"losses must be a list or tuple of names or loss objects, got {self.losses!r}.")
         losses = [clone(make_loss(spec)) for spec in specs]

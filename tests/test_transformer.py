@@ -191,3 +191,14 @@ def test_timm_backbone_loads_a_local_weights_file(tmp_path):
         TimmBackbone("vit_tiny_patch16_224", pretrained=str(tmp_path / "missing.pth"))
     with pytest.raises(ValueError, match="never downloads"):
         TimmBackbone("vit_tiny_patch16_224", pretrained=True)
+
+
+def test_auto_losses_are_the_papers_set_for_the_modality(images):
+    from skfungi import TabularMLP
+
+    image_fungi = FungiTransformer(TimmBackbone(tiny_vit()), random_state=0, batch_size=64)
+    assert image_fungi.losses == "auto"
+    assert [loss.name for loss in image_fungi.fit(images[:2]).losses_] == ["kl", "dino", "simclr"]
+    rows = np.random.default_rng(0).normal(size=(8, 3))
+    tabular = FungiTransformer(TabularMLP(embedding_dim=4), random_state=0).fit(rows)
+    assert [loss.name for loss in tabular.losses_] == ["kl", "simclr"]

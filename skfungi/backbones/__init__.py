@@ -9,6 +9,7 @@ from __future__ import annotations
 from ._base import Backbone
 from ._freeze import frozen_eval
 from ._registry import MODALITIES, declared_modality, infer_modality, resolve_backbone
+from .audio import AudioBackbone, LogMelSpectrogram, ResemblyzerBackbone
 from .image import IMAGENET_MEAN, IMAGENET_STD, ImageBackbone
 from .tabular import TabularBackbone, TabularMLP, make_mlp_encoder
 from .timm import TimmBackbone
@@ -17,8 +18,11 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "MODALITIES",
+    "AudioBackbone",
     "Backbone",
     "ImageBackbone",
+    "LogMelSpectrogram",
+    "ResemblyzerBackbone",
     "TabularBackbone",
     "TabularMLP",
     "TimmBackbone",

@@ -2,9 +2,10 @@
 
 - an adapter (:class:`Backbone` subclass) is used as is;
 - a string ``"<family>:<name>"`` is built by its family: ``timm``,
-  ``open_clip`` (image tower, or text tower with ``modality="text"``) and
-  ``hf`` (a local Hugging Face text encoder);
-- a module of a known family (timm, open_clip, Hugging Face) gets that
+  ``open_clip`` (image tower, or text tower with ``modality="text"``),
+  ``hf`` (a local Hugging Face text encoder) and ``resemblyzer``
+  (``"resemblyzer:pretrained"`` or a local weights file);
+- a module of a known family (timm, open_clip, Hugging Face, Resemblyzer) gets that
   family's adapter; any other ``nn.Module`` gets the generic adapter of the
   modality, which is ``modality`` or, with ``"auto"``, inferred from ``X``.
 """
@@ -28,6 +29,7 @@ _FAMILIES = {
     "timm": ("skfungi.backbones.timm", "timm_backbone"),
     "open_clip": ("skfungi.backbones.open_clip", "open_clip_backbone"),
     "hf": ("skfungi.backbones.huggingface", "huggingface_backbone"),
+    "resemblyzer": ("skfungi.backbones.audio", "resemblyzer_backbone"),
 }
 _GENERIC = {
     "image": ("skfungi.backbones.image", "ImageBackbone"),
@@ -49,6 +51,8 @@ def _module_family(module: nn.Module) -> str | None:
         return "open_clip"
     if origin == "transformers":
         return "hf"
+    if origin == "resemblyzer":
+        return "resemblyzer"
     return None
 
 
@@ -67,6 +71,8 @@ def infer_modality(X) -> str:
         first = X[0]
         if isinstance(first, str):
             return "text"
+        if isinstance(first, tuple) and len(first) == 2:  # (waveform, sample_rate)
+            first = first[0]
         if isinstance(first, (np.ndarray, torch.Tensor)) and first.ndim == 1:
             return "audio"
     return "image"
@@ -117,4 +123,4 @@ def declared_modality(backbone, modality: str = "auto") -> str | None:
     family = backbone.partition(":")[0] if isinstance(backbone, str) else None
     if isinstance(backbone, nn.Module):
         family = _module_family(backbone)
-    return {"timm": "image", "open_clip": "image", "hf": "text"}.get(family)
+    return {"timm": "image", "open_clip": "image", "hf": "text", "resemblyzer": "audio"}.get(family)
