@@ -1,0 +1,179 @@
+"""Cost of grid-searching FUNGI's loss set: extract every block once, select blocks per candidate.
+
+Measures, in one process, with the runs interleaved (the machine is shared):
+
+* ``one extraction``: ``FungiTransformer(losses=(kl, dino, simclr)).fit_transform(X)``;
+* ``extract once + grid``: the same extraction, then ``GridSearchCV`` over
+  ``FungiBlockSelector(blocks=...)`` with 3 candidates (emb+KL, emb+KL+DINO,
+  emb+KL+DINO+SimCLR), 3-fold, ``CappedPCA`` + 20-NN -- target <= 1.2x one extraction;
+* ``naive grid`` (once, for reference): ``GridSearchCV`` over
+  ``fungitransformer__losses`` with the FUNGI step inside the pipeline, which
+  re-extracts every fold for every candidate;
+* ``pipeline memory``: the FUNGI step inside ``Pipeline(memory=joblib.Memory)``
+  with a downstream grid (k x PCA dims), on 30 images: how many image rows
+  get extracted, relative to N (the cache saves the fits, not the held-out
+  folds' transforms).
+
+Extracted rows are counted by wrapping ``FeatureExtractor.transform`` at run
+time (nothing in the package is modified).
+
+Backbone: a randomly initialised timm ``VisionTransformer`` (no download);
+images: scikit-learn's digits upsampled by the backbone's preprocessing.
+
+Usage::
+
+    .venv/bin/python benchmarks/grid_cache.py            # ~15 min on 2 busy shared cores
+    .venv/bin/python benchmarks/grid_cache.py --quick    # smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import tempfile
+import time
+
+import joblib
+import torch
+from sklearn.model_selection import GridSearchCV
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import Pipeline, make_pipeline
+from timm.models.vision_transformer import VisionTransformer
+
+import skfungi._engine
+from skfungi import DINOLoss, FungiTransformer, SimCLRLoss
+from skfungi.datasets import load_digits_images
+from skfungi.protocols import CappedPCA, FungiBlockSelector
+
+LOSSES = ("kl", DINOLoss(latent_dim=64), SimCLRLoss(grid_size=3, latent_dim=32))
+CANDIDATE_LOSSES = [LOSSES[:1], LOSSES[:2], LOSSES]
+CANDIDATE_BLOCKS = [("embedding", "kl"), ("embedding", "kl", "dino"), ("embedding", "kl", "dino", "simclr")]
+
+
+def backbone(embed_dim: int) -> VisionTransformer:
+    torch.manual_seed(0)
+    return VisionTransformer(img_size=32, patch_size=8, embed_dim=embed_dim, depth=4, num_heads=4, num_classes=0)
+
+
+class RowCounter:
+    """Counts the image rows FungiTransformer extracts (wraps FeatureExtractor.transform at run time)."""
+
+    def __init__(self):
+        self.rows = 0
+        self._original = skfungi._engine.FeatureExtractor.transform
+
+    def __enter__(self):
+        original, counter = self._original, self
+
+        def counting(extractor, images):
+            counter.rows += len(images)
+            return original(extractor, images)
+
+        skfungi._engine.FeatureExtractor.transform = counting
+        return self
+
+    def __exit__(self, *exc):
+        skfungi._engine.FeatureExtractor.transform = self._original
+
+
+def one_extraction(model, X):
+    return FungiTransformer(model, losses=LOSSES, random_state=0).fit_transform(X)
+
+
+def extract_once_then_grid(model, X, y):
+    fungi = FungiTransformer(model, losses=LOSSES, random_state=0).set_output(transform="pandas")
+    features = fungi.fit_transform(X)
+    search = GridSearchCV(
+        make_pipeline(FungiBlockSelector(), CappedPCA(512), KNeighborsClassifier(20)),
+        {"fungiblockselector__blocks": CANDIDATE_BLOCKS},
+        cv=3,
+    )
+    return search.fit(features, y)
+
+
+def naive_grid(model, X, y):
+    pipe = make_pipeline(FungiTransformer(model, random_state=0), CappedPCA(512), KNeighborsClassifier(20))
+    return GridSearchCV(pipe, {"fungitransformer__losses": CANDIDATE_LOSSES}, cv=3).fit(X, y)
+
+
+def memory_grid(model, X, y, cache_dir):
+    pipe = Pipeline(
+        [
+            ("fungi", FungiTransformer(model, losses=LOSSES, random_state=0)),
+            ("pca", CappedPCA(512)),
+            ("knn", KNeighborsClassifier(20)),
+        ],
+        memory=joblib.Memory(cache_dir, verbose=0),
+    )
+    grid = {"pca__n_components": [32, 512], "knn__n_neighbors": [10, 20]}
+    return GridSearchCV(pipe, grid, cv=3).fit(X, y)
+
+
+def timed(function, *args):
+    start = time.perf_counter()
+    result = function(*args)
+    return time.perf_counter() - start, result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer images and repeats")
+    parser.add_argument("--n-images", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None)
+    args = parser.parse_args()
+    n_images = args.n_images or (30 if args.quick else 120)
+    repeats = args.repeats or (1 if args.quick else 3)
+    torch.set_num_threads(2)
+
+    X, y, _, _ = load_digits_images(n_train=n_images, n_test=100, random_state=0)
+    model = backbone(embed_dim=64)
+    one_extraction(model, X[:8])  # warm-up (allocations, timm first call)
+
+    full_times, recipe_times, counts = [], [], {}
+    for _ in range(repeats):  # interleaved: slow load changes hit both alike
+        full_times.append(timed(one_extraction, model, X)[0])
+        with RowCounter() as counter:
+            seconds, search = timed(extract_once_then_grid, model, X, y)
+        recipe_times.append(seconds)
+        counts["extract once + 3-candidate grid over blocks"] = counter.rows / n_images
+    full, recipe = statistics.median(full_times), statistics.median(recipe_times)
+    with RowCounter() as counter:
+        naive, _ = timed(naive_grid, model, X, y)
+    counts["naive 3-candidate grid over fungitransformer__losses"] = counter.rows / n_images
+    n_memory = min(n_images, 30)  # a count, not a timing: a subset is enough
+    with tempfile.TemporaryDirectory() as cache_dir, RowCounter() as counter:
+        memory_grid(model, X[:n_memory], y[:n_memory], cache_dir)
+    counts["Pipeline(memory) with the FUNGI step inside, 4-candidate (k x PCA) grid"] = counter.rows / n_memory
+
+    report = {
+        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "n_images": n_images,
+        "repeats": repeats,
+        "one_extraction_s": full_times,
+        "extract_once_plus_grid_s": recipe_times,
+        "naive_grid_s": naive,
+        "ratio_extract_once_plus_grid": recipe / full,
+        "ratio_naive_grid": naive / full,
+        "best_blocks": search.best_params_["fungiblockselector__blocks"],
+        "rows_extracted_per_image": counts,
+    }
+    print(json.dumps(report, indent=2))
+    print()
+    print("| run | seconds (median) | x one extraction |")
+    print("|---|---|---|")
+    print(f"| one full extraction (emb+KL+DINO+SimCLR), N={n_images} | {full:.2f} | 1.00 |")
+    verdict = "PASS" if recipe / full <= 1.2 else "FAIL"
+    ratio = f"{recipe / full:.2f} ({verdict}, target <= 1.2)"
+    print(f"| extract once + 3-candidate grid over blocks (3-fold) | {recipe:.2f} | {ratio} |")
+    print(f"| naive 3-candidate grid over fungitransformer__losses (3-fold) | {naive:.2f} | {naive / full:.2f} |")
+    print()
+    print("| recipe | image rows extracted / N |")
+    print("|---|---|")
+    for name, value in counts.items():
+        print(f"| {name} | {value:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
