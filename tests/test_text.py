@@ -343,3 +343,23 @@ def test_encoder_decoder_models_run_their_encoder_only(tokenizer):
         torch.testing.assert_close(
             fast[index], reference_gradient(fungi, fungi.losses_[0], text), rtol=1e-7, atol=1e-10
         )
+
+
+@pytest.mark.parametrize(
+    ("model_class", "config", "expected"),
+    [
+        ("BertModel", {"hidden_size": 16, "num_attention_heads": 2}, "encoder.layer.1.attention.output.dense"),
+        ("RobertaModel", {"hidden_size": 16, "num_attention_heads": 2}, "encoder.layer.1.attention.output.dense"),
+        (
+            "DistilBertModel",
+            {"dim": 16, "n_heads": 2, "n_layers": 2, "hidden_dim": 32},
+            "transformer.layer.1.attention.out_lin",
+        ),
+        ("MPNetModel", {"hidden_size": 16, "num_attention_heads": 2}, "encoder.layer.1.attention.attn.o"),
+    ],
+)
+def test_default_layer_is_the_last_attention_output_projection(tokenizer, model_class, config, expected):
+    model_type = getattr(transformers, model_class)
+    settings = {"vocab_size": 30, "num_hidden_layers": 2, "intermediate_size": 32} | config
+    model = model_type(model_type.config_class(**settings))
+    assert HuggingFaceTextBackbone(model, tokenizer=tokenizer).default_layer == expected

@@ -21,7 +21,7 @@ __all__ = ["HuggingFaceTextBackbone", "huggingface_backbone", "sentence_transfor
 _ATTENTION_OUTPUTS = (
     r"(?:.*\.)?layer\.(\d+)\.attention\.output\.dense",  # BERT, RoBERTa, ELECTRA, XLM-R
     r"(?:.*\.)?layer\.(\d+)\.attention\.out_lin",  # DistilBERT
-    r"(?:.*\.)?layer\.(\d+)\.attention\.o",  # MPNet
+    r"(?:.*\.)?layer\.(\d+)\.attention\.attn\.o",  # MPNet
     r"(?:.*\.)?block\.(\d+)\.layer\.0\.SelfAttention\.o",  # T5 encoder
     r"(?:.*\.)?layers?\.(\d+)\.(?:self_attn|attention)\.(?:o_proj|out_proj)",
 )
