@@ -140,7 +140,7 @@ def projection_child(rows: int, shape: tuple[int, int], n_components: int, threa
         "gradient_shape": list(shape),
         "gradient_dim": dim,
         "n_components": n_components,
-        "block_bytes": projection.block_bytes,
+        "tile_mb": 4 * n_components * projection.tile_columns / 2**20,
         "input_mb": gradients.numel() * 4 / 2**20,
         "matrix_mb_if_dense": dim * n_components * 4 / 2**20,
         "rss_before_mb": before,

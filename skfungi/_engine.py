@@ -118,7 +118,9 @@ class FeatureExtractor:
 
     def _transform_batch(self, batch) -> np.ndarray:
         keys = [self.backbone.sample_key(sample) for sample in batch]
-        embedding, reduced = self._inference_pass(batch)
+        embedding, reduced = None, {}
+        if self.include_embedding or any(loss.uses_inference_view for loss in self.losses):
+            embedding, reduced = self._inference_pass(batch)
         for loss in self.losses:
             if not loss.uses_inference_view:
                 reduced[loss.name] = self._loss_pass(loss, batch, keys)

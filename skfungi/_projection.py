@@ -3,10 +3,10 @@
 Dense projections (:class:`RademacherProjection`, :class:`GaussianProjection`)
 multiply the flattened ``d_out x (d_in + 1)`` gradient by a ``(k, D)`` random
 matrix scaled by ``1/sqrt(k)``. The matrix is never stored: it is defined
-tile by tile (``TILE_COLUMNS`` columns each, drawn from a generator seeded by
-the base seed and the tile's index) and regenerated block by block, so the
-extra memory stays under ``block_bytes`` and the result does not depend on
-the block size, the batch or the device.
+tile by tile (each at most ``TILE_BYTES``, drawn from a generator seeded by
+the base seed and the tile's index) and regenerated at every projection, so
+the extra memory stays about ``TILE_BYTES`` whatever the layer, and the result
+does not depend on the batch or the device.
 
 :class:`KroneckerProjection` uses ``P = P_out (x) P_in``, so that
 ``P vec(g a^T) = vec((P_out g)(P_in a)^T)``: the gradient is never formed.
@@ -30,14 +30,11 @@ from ._seeding import derive_seed
 
 __all__ = ["GaussianProjection", "KroneckerProjection", "RademacherProjection", "make_projection"]
 
-TILE_COLUMNS = 4096
+TILE_BYTES = 16 * 2**20
 
 
 class _DenseProjection(BaseEstimator):
-    """Dense ``(k, D)`` random matrix, regenerated in blocks from its seed."""
-
-    def __init__(self, block_bytes: int = 32 * 2**20):
-        self.block_bytes = block_bytes
+    """Dense ``(k, D)`` random matrix, regenerated tile by tile from its seed."""
 
     def fit(self, gradient_shape: tuple[int, int], n_components: int, seed: int):
         self.gradient_shape_ = tuple(int(n) for n in gradient_shape)
@@ -45,6 +42,11 @@ class _DenseProjection(BaseEstimator):
         self.n_components_ = int(n_components)
         self.seed_ = derive_seed(seed, "projection", self._distribution)
         return self
+
+    @property
+    def tile_columns(self) -> int:
+        """Columns per tile: a multiple of 64 keeping a float32 tile under ``TILE_BYTES``."""
+        return max(64, TILE_BYTES // (4 * self.n_components_) // 64 * 64)
 
     def reduce(self, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """Per-sample flattened gradients ``(S, d_out * d_in)``, row-major."""
@@ -55,67 +57,55 @@ class _DenseProjection(BaseEstimator):
         if gradients.shape[-1] != self.input_dim_:
             raise ValueError(f"expected gradients of width {self.input_dim_}, got {gradients.shape[-1]}.")
         out = gradients.new_zeros(gradients.shape[0], self.n_components_)
-        for start, stop, block in self._blocks(gradients.device, gradients.dtype):
-            out.addmm_(gradients[:, start:stop], block.T)
+        for start, stop, tile in self._tiles(gradients.device, gradients.dtype):
+            out.addmm_(gradients[:, start:stop], tile.T)
         return out.mul_(1.0 / math.sqrt(self.n_components_))
 
     def matrix(self) -> torch.Tensor:
         """The whole ``(k, D)`` matrix, scaled (for tests and small layers only)."""
-        blocks = [block.clone() for _, _, block in self._blocks(torch.device("cpu"), torch.float32)]
-        return torch.cat(blocks, dim=1) / math.sqrt(self.n_components_)
+        tiles = [tile.clone() for _, _, tile in self._tiles(torch.device("cpu"), torch.float32)]
+        return torch.cat(tiles, dim=1) / math.sqrt(self.n_components_)
 
-    def _blocks(self, device, dtype):
-        """``(start, stop, block)`` over the columns; one reused buffer bounds the memory."""
-        tiles_per_block = max(1, self.block_bytes // (4 * self.n_components_ * TILE_COLUMNS))
-        n_tiles = -(-self.input_dim_ // TILE_COLUMNS)
-        buffer = np.empty((self.n_components_, min(n_tiles, tiles_per_block) * TILE_COLUMNS), dtype=np.float32)
-        for first in range(0, n_tiles, tiles_per_block):
-            start = first * TILE_COLUMNS
-            stop = min(self.input_dim_, start + tiles_per_block * TILE_COLUMNS)
-            for index in range(first, min(n_tiles, first + tiles_per_block)):
-                column = (index - first) * TILE_COLUMNS
-                tile = self._tile(index)
-                buffer[:, column : column + tile.shape[1]] = tile
-            yield start, stop, torch.from_numpy(buffer[:, : stop - start]).to(device=device, dtype=dtype)
-
-    def _tile(self, index: int) -> np.ndarray:
-        width = min(TILE_COLUMNS, self.input_dim_ - index * TILE_COLUMNS)
-        return self._draw(_rng(self.seed_, index), (self.n_components_, width))
+    def _tiles(self, device, dtype):
+        """``(start, stop, tile)`` over the columns, each drawn into one reused buffer."""
+        width = self.tile_columns
+        buffer = np.empty((self.n_components_, min(width, self.input_dim_)), dtype=np.float32)
+        for index, start in enumerate(range(0, self.input_dim_, width)):
+            stop = min(start + width, self.input_dim_)
+            tile = (
+                buffer if stop - start == buffer.shape[1] else np.empty((self.n_components_, stop - start), np.float32)
+            )
+            self._draw(_rng(self.seed_, index), tile)
+            yield start, stop, torch.from_numpy(tile).to(device=device, dtype=dtype)
 
 
 class RademacherProjection(_DenseProjection):
     """Dense random +-1 projection scaled by ``1/sqrt(k)`` (the paper's default).
 
-    Parameters
-    ----------
-    block_bytes : int, default=32 MiB
-        Size of the matrix block regenerated at a time; bounds the extra
-        memory. The result does not depend on it.
+    The matrix is drawn in tiles of at most 16 MiB, each from a generator
+    seeded by the projection's seed and the tile's index, and regenerated at
+    every :meth:`project`: it is never stored or pickled.
     """
 
     _distribution = "rademacher"
 
     @staticmethod
-    def _draw(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-        count = shape[0] * shape[1]
+    def _draw(rng: np.random.Generator, out: np.ndarray) -> None:
+        count = out.size
         bits = np.unpackbits(np.frombuffer(rng.bytes(-(-count // 8)), dtype=np.uint8), count=count)
-        return (bits.view(np.int8) * np.int8(-2) + np.int8(1)).astype(np.float32).reshape(shape)
+        np.multiply(bits.reshape(out.shape), np.float32(-2), out=out)
+        out += 1
 
 
 class GaussianProjection(_DenseProjection):
-    """Dense standard-normal projection scaled by ``1/sqrt(k)``.
-
-    Parameters
-    ----------
-    block_bytes : int, default=32 MiB
-        Size of the matrix block regenerated at a time.
-    """
+    """Dense standard-normal projection scaled by ``1/sqrt(k)``, regenerated in tiles like
+    :class:`RademacherProjection`."""
 
     _distribution = "gaussian"
 
     @staticmethod
-    def _draw(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
-        return rng.standard_normal(shape, dtype=np.float32)
+    def _draw(rng: np.random.Generator, out: np.ndarray) -> None:
+        rng.standard_normal(dtype=np.float32, out=out)
 
 
 class KroneckerProjection(BaseEstimator):
@@ -135,10 +125,12 @@ class KroneckerProjection(BaseEstimator):
         k_out = max(d for d in range(1, math.isqrt(self.n_components_) + 1) if self.n_components_ % d == 0)
         self.factor_shape_ = (k_out, self.n_components_ // k_out)
         self.seed_ = derive_seed(seed, "projection", "kronecker")
-        self.out_factor_, self.in_factor_ = (
-            torch.from_numpy(RademacherProjection._draw(_rng(self.seed_, part), (k, d))) / math.sqrt(k)
-            for part, k, d in zip(range(2), self.factor_shape_, self.gradient_shape_, strict=True)
-        )
+        factors = []
+        for part, (k, d) in enumerate(zip(self.factor_shape_, self.gradient_shape_, strict=True)):
+            factor = np.empty((k, d), dtype=np.float32)
+            RademacherProjection._draw(_rng(self.seed_, part), factor)
+            factors.append(torch.from_numpy(factor) / math.sqrt(k))
+        self.out_factor_, self.in_factor_ = factors
         return self
 
     def reduce(self, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:

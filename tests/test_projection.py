@@ -9,21 +9,32 @@ import pytest
 import torch
 
 from skfungi import GaussianProjection, KroneckerProjection, RademacherProjection
-from skfungi._projection import TILE_COLUMNS, make_projection
+from skfungi import _projection as projection_module
+from skfungi._projection import make_projection
 
 
 @pytest.mark.parametrize("cls", [RademacherProjection, GaussianProjection])
-def test_dense_blocks_equal_the_materialised_matrix_whatever_the_block_size(cls):
-    shape = (7, 2 * TILE_COLUMNS // 7 + 3)  # a partial last tile
-    x = torch.randn(5, shape[0] * shape[1])
-    small = cls(block_bytes=1).fit(shape, 24, seed=3)  # one tile per block
-    large = cls().fit(shape, 24, seed=3)
-    matrix = large.matrix()
-    assert matrix.shape == (24, x.shape[1])
+def test_dense_tiles_equal_the_materialised_matrix(cls, monkeypatch):
+    monkeypatch.setattr(projection_module, "TILE_BYTES", 24 * 4 * 128)  # 128 columns a tile at k = 24
+    shape = (7, 60)  # D = 420: three full tiles and a partial one
+    projection = cls().fit(shape, 24, seed=3)
+    assert projection.tile_columns == 128
+    x = torch.randn(5, 420)
+    matrix = projection.matrix()
+    assert (
+        matrix.shape == (24, 420)
+        and len({tuple(matrix[:, i : i + 128].flatten()[:8].tolist()) for i in (0, 128, 256)}) == 3
+    )
     expected = x.double() @ matrix.double().T
-    torch.testing.assert_close(small.project(x).double(), expected, rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(large.project(x).double(), expected, rtol=1e-5, atol=1e-4)
-    torch.testing.assert_close(small.project(x), large.project(x), rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(projection.project(x).double(), expected, rtol=1e-5, atol=1e-5)
+    # row by row (batch size one) equals the batch
+    rows = torch.cat([projection.project(x[i : i + 1]) for i in range(5)])
+    torch.testing.assert_close(rows, projection.project(x), rtol=1e-6, atol=1e-6)
+
+
+def test_dense_tiles_stay_small_for_the_largest_layers():
+    vit_b = RademacherProjection().fit((768, 769), 768, seed=0)
+    assert 4 * vit_b.n_components_ * vit_b.tile_columns <= projection_module.TILE_BYTES < 64 * 2**20
 
 
 def test_rademacher_entries_are_signs_over_sqrt_k():
