@@ -39,8 +39,9 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# HF_HUB_OFFLINE: Hugging Face code must never try the network (there is none; tests use local models).
 test: lint
-	$(VENV_PYTHON) -m pytest
+	HF_HUB_OFFLINE=1 $(VENV_PYTHON) -m pytest
 
 demo: demo-assets
 	$(VENV_PYTHON) -m skfungi.demo $(DEMO_ARGS)

@@ -10,8 +10,11 @@ from ._base import Backbone
 from ._freeze import frozen_eval
 from ._registry import MODALITIES, declared_modality, infer_modality, resolve_backbone
 from .audio import AudioBackbone, LogMelSpectrogram, ResemblyzerBackbone
+from .huggingface import HuggingFaceTextBackbone
 from .image import IMAGENET_MEAN, IMAGENET_STD, ImageBackbone
+from .open_clip import OpenCLIPImageBackbone, OpenCLIPTextBackbone
 from .tabular import TabularBackbone, TabularMLP, make_mlp_encoder
+from .text import TextBackbone
 from .timm import TimmBackbone
 
 __all__ = [
@@ -20,11 +23,15 @@ __all__ = [
     "MODALITIES",
     "AudioBackbone",
     "Backbone",
+    "HuggingFaceTextBackbone",
     "ImageBackbone",
     "LogMelSpectrogram",
+    "OpenCLIPImageBackbone",
+    "OpenCLIPTextBackbone",
     "ResemblyzerBackbone",
     "TabularBackbone",
     "TabularMLP",
+    "TextBackbone",
     "TimmBackbone",
     "declared_modality",
     "frozen_eval",
