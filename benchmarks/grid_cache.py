@@ -1,6 +1,8 @@
 """Cost of grid-searching FUNGI's loss set: extract every block once, select blocks per candidate.
 
-Measures, in one process, with the runs interleaved (the machine is shared):
+Measures, in one process, with the runs interleaved (the machine is shared;
+the fastest of the repeats is the least disturbed estimate, medians are in
+the JSON):
 
 * ``one extraction``: ``FungiTransformer(losses=(kl, dino, simclr)).fit_transform(X)``;
 * ``extract once + grid``: the same extraction, then ``GridSearchCV`` over
@@ -10,7 +12,7 @@ Measures, in one process, with the runs interleaved (the machine is shared):
   ``fungitransformer__losses`` with the FUNGI step inside the pipeline, which
   re-extracts every fold for every candidate;
 * ``pipeline memory``: the FUNGI step inside ``Pipeline(memory=joblib.Memory)``
-  with a downstream grid (k x PCA dims), on 30 images: how many image rows
+  with a downstream grid (k x PCA dims), on 3 images per class: how many image rows
   get extracted, relative to N (the cache saves the fits, not the held-out
   folds' transforms).
 
@@ -36,6 +38,7 @@ import tempfile
 import time
 
 import joblib
+import numpy as np
 import torch
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KNeighborsClassifier
@@ -82,15 +85,19 @@ def one_extraction(model, X):
     return FungiTransformer(model, losses=LOSSES, random_state=0).fit_transform(X)
 
 
-def extract_once_then_grid(model, X, y):
+def extract_once_then_grid(model, X, y, parts=None):
+    start = time.perf_counter()
     fungi = FungiTransformer(model, losses=LOSSES, random_state=0).set_output(transform="pandas")
     features = fungi.fit_transform(X)
+    middle = time.perf_counter()
     search = GridSearchCV(
         make_pipeline(FungiBlockSelector(), CappedPCA(512), KNeighborsClassifier(20)),
         {"fungiblockselector__blocks": CANDIDATE_BLOCKS},
         cv=3,
-    )
-    return search.fit(features, y)
+    ).fit(features, y)
+    if parts is not None:
+        parts.append((middle - start, time.perf_counter() - middle))
+    return search
 
 
 def naive_grid(model, X, y):
@@ -131,21 +138,24 @@ def main() -> None:
     model = backbone(embed_dim=64)
     one_extraction(model, X[:8])  # warm-up (allocations, timm first call)
 
-    full_times, recipe_times, counts = [], [], {}
+    full_times, recipe_times, recipe_parts, counts = [], [], [], {}
     for _ in range(repeats):  # interleaved: slow load changes hit both alike
         full_times.append(timed(one_extraction, model, X)[0])
         with RowCounter() as counter:
-            seconds, search = timed(extract_once_then_grid, model, X, y)
+            seconds, search = timed(extract_once_then_grid, model, X, y, recipe_parts)
         recipe_times.append(seconds)
         counts["extract once + 3-candidate grid over blocks"] = counter.rows / n_images
-    full, recipe = statistics.median(full_times), statistics.median(recipe_times)
+    # On a shared machine a run can only be slowed down, never sped up: the fastest run of each is
+    # the least disturbed estimate (the medians are reported too).
+    full, recipe = min(full_times), min(recipe_times)
+    grid_only = statistics.median(part[1] for part in recipe_parts)
     with RowCounter() as counter:
         naive, _ = timed(naive_grid, model, X, y)
     counts["naive 3-candidate grid over fungitransformer__losses"] = counter.rows / n_images
-    n_memory = min(n_images, 30)  # a count, not a timing: a subset is enough
+    subset = np.concatenate([np.flatnonzero(y == label)[:3] for label in np.unique(y)])  # a count: 3 per class
     with tempfile.TemporaryDirectory() as cache_dir, RowCounter() as counter:
-        memory_grid(model, X[:n_memory], y[:n_memory], cache_dir)
-    counts["Pipeline(memory) with the FUNGI step inside, 4-candidate (k x PCA) grid"] = counter.rows / n_memory
+        memory_grid(model, X[subset], y[subset], cache_dir)
+    counts["Pipeline(memory) with the FUNGI step inside, 4-candidate (k x PCA) grid"] = counter.rows / len(subset)
 
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
@@ -154,20 +164,24 @@ def main() -> None:
         "one_extraction_s": full_times,
         "extract_once_plus_grid_s": recipe_times,
         "naive_grid_s": naive,
-        "ratio_extract_once_plus_grid": recipe / full,
-        "ratio_naive_grid": naive / full,
+        "grid_on_features_s": [part[1] for part in recipe_parts],
+        "ratio_extract_once_plus_grid_fastest": recipe / full,
+        "ratio_extract_once_plus_grid_median": statistics.median(recipe_times) / statistics.median(full_times),
+        "ratio_grid_on_features_to_extraction": grid_only / full,
+        "ratio_naive_grid_to_fastest_extraction": naive / full,
         "best_blocks": search.best_params_["fungiblockselector__blocks"],
         "rows_extracted_per_image": counts,
     }
     print(json.dumps(report, indent=2))
     print()
-    print("| run | seconds (median) | x one extraction |")
+    print("| run | seconds (fastest of the repeats) | x one extraction |")
     print("|---|---|---|")
     print(f"| one full extraction (emb+KL+DINO+SimCLR), N={n_images} | {full:.2f} | 1.00 |")
     verdict = "PASS" if recipe / full <= 1.2 else "FAIL"
     ratio = f"{recipe / full:.2f} ({verdict}, target <= 1.2)"
     print(f"| extract once + 3-candidate grid over blocks (3-fold) | {recipe:.2f} | {ratio} |")
-    print(f"| naive 3-candidate grid over fungitransformer__losses (3-fold) | {naive:.2f} | {naive / full:.2f} |")
+    print(f"| of which the grid search on the features (median) | {grid_only:.2f} | {grid_only / full:.3f} |")
+    print(f"| naive 3-candidate grid over fungitransformer__losses (3-fold, once) | {naive:.2f} | {naive / full:.2f} |")
     print()
     print("| recipe | image rows extracted / N |")
     print("|---|---|")

@@ -30,6 +30,12 @@ Data (``--data``), generated block by block from ``--seed``:
 * ``--features file.npz`` (arrays ``train``, ``test``, optional
   ``train_labels``, ``test_labels``): real features, e.g. FUNGI features
   saved with ``np.savez``; reduced with the protocol's PCA to 512 first.
+  The test features are the queries.
+* ``--fashion-mnist N``: real FUNGI features made here (then as
+  ``--features``): embedding + KL gradient of the demo's ImageNet
+  MobileNetV2 at 32 px (``skfungi.demo``'s settings) for ``N`` Fashion-MNIST
+  training images and ``N // 5`` test images, cached in ``--features``
+  (default ``/tmp/skfungi_fashion_mnist_<N>.npz``). Needs the demo assets.
 
 Queries are ``--queries`` fresh vectors of the same kind (not in the index).
 Both searches use every core: hnswlib's threads (``n_jobs=-1``) and
@@ -39,6 +45,7 @@ Usage::
 
     .venv/bin/python benchmarks/neighbors.py --n 100000 --data uniform
     .venv/bin/python benchmarks/neighbors.py --n 1000000 --data clustered --ef 16,32,64,128
+    .venv/bin/python benchmarks/neighbors.py --fashion-mnist 5000    # real FUNGI features
     .venv/bin/python benchmarks/neighbors.py --quick                 # 20,000 vectors, ~1 min
 """
 
@@ -167,6 +174,25 @@ def knn_vote(neighbors: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return counts.argmax(axis=1)  # ties -> smallest label, as KNeighborsClassifier
 
 
+def extract_fashion_mnist(n_train: int, path: str) -> None:
+    """Embedding + KL FUNGI features of Fashion-MNIST with the demo's MobileNetV2, saved to ``path``."""
+    import torch
+
+    from skfungi import FungiTransformer, ImageBackbone
+    from skfungi.datasets import load_fashion_mnist, load_mobilenet_v2
+    from skfungi.demo import DEFAULT_IMAGE_SIZE, MOBILENET_LAYER, embed_mobilenet
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    X_train, y_train, X_test, y_test = load_fashion_mnist(n_train, max(1, n_train // 5), random_state=0)
+    backbone = ImageBackbone(load_mobilenet_v2(), embed=embed_mobilenet, input_size=DEFAULT_IMAGE_SIZE)
+    fungi = FungiTransformer(backbone, losses=("kl",), layer=MOBILENET_LAYER, batch_size=128, random_state=0)
+    start = time.perf_counter()
+    train = fungi.fit_transform(X_train)
+    test = fungi.transform(X_test)
+    print(f"extracted {len(train) + len(test):,} FUNGI rows in {time.perf_counter() - start:.0f} s", flush=True)
+    np.savez(path, train=train, test=test, train_labels=y_train, test_labels=y_test)
+
+
 def load_features(path: str, n_components: int):
     from skfungi.protocols import CappedPCA
 
@@ -186,6 +212,8 @@ def parent(args) -> None:
         queries_file = os.path.join(out_dir, "queries.npy")
         train_file = os.path.join(out_dir, "train.npy")
         if args.features:
+            if args.fashion_mnist and not os.path.exists(args.features):
+                extract_fashion_mnist(args.fashion_mnist, args.features)
             train, train_labels, queries, query_labels = load_features(args.features, args.dim)
             args.n, args.dim = train.shape
             np.save(train_file, train)
@@ -242,7 +270,11 @@ def parent(args) -> None:
     report = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
         f"load average {os.getloadavg()[0]:.1f} at the end",
-        "data": args.features or args.data,
+        "data": (
+            f"Fashion-MNIST FUNGI features (embedding + KL, MobileNetV2 at 32 px), PCA to {args.dim}"
+            if args.fashion_mnist
+            else args.features or args.data
+        ),
         "n": args.n,
         "dim": args.dim,
         "n_queries": len(queries),
@@ -299,6 +331,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--data", choices=["uniform", "clustered"], default="uniform")
     parser.add_argument("--features", default=None, help="npz of real features (train, test[, labels])")
+    parser.add_argument("--fashion-mnist", type=int, default=0, help="extract N Fashion-MNIST FUNGI features")
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--metric", choices=["euclidean", "cosine", "sqeuclidean"], default="euclidean")
     parser.add_argument("--M", type=int, default=16)
@@ -315,6 +348,9 @@ def main() -> None:
     if args.quick:
         args.n, args.queries = 20_000, 500
     args.ef_list = [int(value) for value in args.ef.split(",")]
+    if args.fashion_mnist and not args.features:
+        args.features = f"/tmp/skfungi_fashion_mnist_{args.fashion_mnist}.npz"
+        sys.argv += ["--features", args.features]  # the child reads the same file
     if args.child:
         child(args)
     else:
