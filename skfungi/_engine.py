@@ -8,8 +8,9 @@ views and encodes views, the losses build their own views.
 Batching: samples are processed ``batch_size`` at a time. Each loss forwards
 the views of as many whole samples as fit in ``max(batch_size, n_views)``
 views, runs one backward for them, and reduces their per-sample gradients;
-the reductions of every loss in the batch are then projected together, so a
-dense projection is regenerated once per batch.
+the reductions of every loss are then projected together, for as many
+consecutive batches as fit in ``PROJECTION_BUFFER_BYTES``, so a dense
+projection is regenerated once per buffer rather than once per batch.
 """
 
 from __future__ import annotations
@@ -29,6 +30,10 @@ from .losses import LossContext
 __all__ = ["FeatureExtractor"]
 
 logger = logging.getLogger("skfungi")
+
+# Reduced gradients of consecutive batches are projected together up to this size, so that
+# small batches do not regenerate a dense projection matrix each.
+PROJECTION_BUFFER_BYTES = 64 * 2**20
 
 
 class FeatureExtractor:
@@ -105,18 +110,25 @@ class FeatureExtractor:
             from tqdm.auto import tqdm
 
             batches = tqdm(batches, desc="FUNGI features", unit="batch")
+        pending = []  # (start, stop, embedding, reduced gradients) awaiting one shared projection
         with frozen_eval(self.backbone.module):
             for start in batches:
                 stop = min(start + self.batch_size, len(samples))
                 batch = [self.backbone.canonical(samples[i], i) for i in range(start, stop)]
-                out[start:stop] = self._transform_batch(batch)
+                pending.append((start, stop, *self._batch_blocks(batch)))
+                if sum(_nbytes(reduced) for *_, reduced in pending) >= PROJECTION_BUFFER_BYTES:
+                    self._write_features(pending, out)
+                    pending = []
+            if pending:
+                self._write_features(pending, out)
         return out
 
     def block_widths(self) -> list[int]:
         widths = [self.projection.n_components_] * len(self.losses)
         return ([self.embedding_dim] if self.include_embedding else []) + widths
 
-    def _transform_batch(self, batch) -> np.ndarray:
+    def _batch_blocks(self, batch):
+        """The batch's embedding (or None) and its reduced gradients, losses stacked loss-major (or None)."""
         keys = [self.backbone.sample_key(sample) for sample in batch]
         embedding, reduced = None, {}
         if self.include_embedding or any(loss.uses_inference_view for loss in self.losses):
@@ -124,12 +136,21 @@ class FeatureExtractor:
         for loss in self.losses:
             if not loss.uses_inference_view:
                 reduced[loss.name] = self._loss_pass(loss, batch, keys)
-        blocks = [embedding] if self.include_embedding else []
+        stacked = torch.cat([reduced[loss.name] for loss in self.losses]) if self.losses else None
+        return (embedding if self.include_embedding else None), stacked
+
+    def _write_features(self, pending, out: np.ndarray) -> None:
+        """Project the pending batches' gradients at once (one regeneration of a dense matrix)."""
+        projected = []
         if self.losses:
-            stacked = torch.cat([reduced[loss.name] for loss in self.losses])
-            blocks.extend(self.projection.project(stacked).split(len(batch)))
-        features = torch.cat([F.normalize(block, dim=1) for block in blocks], dim=1)
-        return features.detach().to(device="cpu", dtype=torch.float32).numpy()
+            projected = self.projection.project(torch.cat([reduced for *_, reduced in pending]))
+            projected = projected.split([len(reduced) for *_, reduced in pending])
+        for index, (start, stop, embedding, _) in enumerate(pending):
+            blocks = [] if embedding is None else [embedding]
+            if self.losses:
+                blocks.extend(projected[index].split(stop - start))
+            features = torch.cat([F.normalize(block, dim=1) for block in blocks], dim=1)
+            out[start:stop] = features.detach().to(device="cpu", dtype=torch.float32).numpy()
 
     def _inference_pass(self, batch):
         """Embeddings of the inference view, plus the losses that reuse that forward."""
@@ -181,6 +202,10 @@ class FeatureExtractor:
             for groups in zip(*per_sample, strict=True)
         ]
         return torch.cat(encoded, dim=1).to(_loss_dtype(encoded[0].device))
+
+
+def _nbytes(tensor: torch.Tensor | None) -> int:
+    return 0 if tensor is None else tensor.numel() * tensor.element_size()
 
 
 def _loss_dtype(device: torch.device) -> torch.dtype:

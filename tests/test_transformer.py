@@ -202,3 +202,12 @@ def test_auto_losses_are_the_papers_set_for_the_modality(images):
     rows = np.random.default_rng(0).normal(size=(8, 3))
     tabular = FungiTransformer(TabularMLP(embedding_dim=4), random_state=0).fit(rows)
     assert [loss.name for loss in tabular.losses_] == ["kl", "simclr"]
+
+
+def test_projection_buffer_size_does_not_change_features(vit_backbone, images, monkeypatch):
+    from skfungi import _engine
+
+    fungi = make_fungi(vit_backbone, batch_size=2).fit(images)
+    buffered = fungi.transform(images)  # one projection for all batches
+    monkeypatch.setattr(_engine, "PROJECTION_BUFFER_BYTES", 1)  # one projection per batch
+    np.testing.assert_allclose(fungi.transform(images), buffered, atol=1e-6)
