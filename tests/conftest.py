@@ -43,6 +43,16 @@ def tiny_cnn(dtype=torch.float32, bias=True, seed=0) -> TinyCNN:
 
 
 @pytest.fixture
+def one_torch_thread():
+    """Tiny tensors gain nothing from intra-op threads; on a busy 2-core machine OpenMP's
+    barriers made single small calls take seconds of wall time. Restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def vit_backbone():
     return TimmBackbone(tiny_vit())
 

@@ -105,14 +105,7 @@ def make_clips(lengths=(400, 250, 610, 250, 330, 480), seed=0) -> list[np.ndarra
     return clips
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """LSTMs this small gain nothing from intra-op threads; on a busy 2-core machine OpenMP's
-    barriers made single LSTM calls take seconds of wall time (CPU time was unaffected)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SMALL_LOSSES = (KLLoss(), SimCLRLoss(n_views=4, latent_dim=16, n_negatives=3))

@@ -9,20 +9,12 @@ number of features a check fits on.
 from __future__ import annotations
 
 import pytest
-import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skfungi import FungiTransformer
 from skfungi.backbones.tabular import TabularMLP
 
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: extra intra-op threads only add contention on a small CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 ESTIMATORS = [

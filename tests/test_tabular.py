@@ -26,13 +26,7 @@ from skfungi.backbones.tabular import TabularBackbone, TabularMLP, make_mlp_enco
 SMALL_LOSSES = ("kl", SimCLRLoss(n_views=4, latent_dim=16, n_negatives=8))
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """These tensors are tiny: extra intra-op threads only add contention on a small CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
