@@ -255,6 +255,8 @@ class LogMelSpectrogram:
     floor : float, default=1e-6
         Added before the logarithm (silence stays finite).
 
+    Notes
+    -----
     Frames are centred on multiples of the hop (the signal is zero-padded by
     half a window at both ends), so a clip of ``n`` samples gives
     ``1 + n // hop`` frames. Computed in float64.
