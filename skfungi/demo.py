@@ -28,6 +28,8 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.neighbors import KNeighborsClassifier
 
+from .backbones.mobilenet import MOBILENET_V2_LAYER, embed_mobilenet, mobilenet_v2_backbone
+
 __all__ = [
     "BlockFeatures",
     "embed_mobilenet",
@@ -40,19 +42,10 @@ __all__ = [
     "split_blocks",
 ]
 
-MOBILENET_LAYER = "features.18.0"
+MOBILENET_LAYER = MOBILENET_V2_LAYER
 DEFAULT_IMAGE_SIZE = 32
 N_NEIGHBORS = 20
 PCA_DIM = 512
-
-
-def embed_mobilenet(module, inputs):
-    """MobileNetV2 embedding: the global-average-pooled ``features`` output (1280-d).
-
-    A module-level function (not a lambda) so that a fitted transformer
-    using it can be pickled.
-    """
-    return module.features(inputs).mean(dim=(2, 3))
 
 
 @dataclass
@@ -319,14 +312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     import torch
 
-    from .backbones import ImageBackbone
-    from .datasets import load_mobilenet_v2
-
     print(f"skfungi demo: FUNGI features from an ImageNet MobileNetV2 (CPU, {torch.get_num_threads()} threads)")
     name, X_train, y_train, X_test, y_test = load_demo_data(args.n_train, args.n_test)
     print(f"data: {name}, {len(X_train)} train / {len(X_test)} test images (stratified, seed 0)")
-    model = load_mobilenet_v2()
-    backbone = ImageBackbone(model, embed=embed_mobilenet, input_size=args.image_size)
+    backbone = mobilenet_v2_backbone(input_size=args.image_size)
     print(
         f"backbone: torchvision MobileNetV2 (ImageNet-1k weights), views resized to {args.image_size} px, "
         f"target layer {MOBILENET_LAYER} (1x1 conv 320 -> 1280)"

@@ -4,7 +4,8 @@
 - a string ``"<family>:<name>"`` is built by its family: ``timm``,
   ``open_clip`` (image tower, or text tower with ``modality="text"``),
   ``hf`` (a local Hugging Face text encoder) and ``resemblyzer``
-  (``"resemblyzer:pretrained"`` or a local weights file);
+  (``"resemblyzer:pretrained"`` or a local weights file) and ``skfungi``
+  (the offline pretrained models, ``"skfungi:mobilenet_v2"``);
 - a module of a known family (timm, open_clip, Hugging Face, Resemblyzer) gets that
   family's adapter; any other ``nn.Module`` gets the generic adapter of the
   modality, which is ``modality`` or, with ``"auto"``, inferred from ``X``.
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .._column_inputs import column_values, is_missing
 from ._base import Backbone
 
 __all__ = ["MODALITIES", "declared_modality", "infer_modality", "resolve_backbone"]
@@ -30,6 +32,7 @@ _FAMILIES = {
     "open_clip": ("skfungi.backbones.open_clip", "open_clip_backbone"),
     "hf": ("skfungi.backbones.huggingface", "huggingface_backbone"),
     "resemblyzer": ("skfungi.backbones.audio", "resemblyzer_backbone"),
+    "skfungi": ("skfungi.backbones.mobilenet", "skfungi_backbone"),
 }
 _GENERIC = {
     "image": ("skfungi.backbones.image", "ImageBackbone"),
@@ -57,7 +60,14 @@ def _module_family(module: nn.Module) -> str | None:
 
 
 def infer_modality(X) -> str:
-    """Guess the modality of raw inputs: text, tabular rows, audio waveforms or images."""
+    """Guess the modality of raw inputs: text, tabular rows, audio waveforms or images.
+
+    A non-numeric column (a Series, a one-column DataFrame of objects, an
+    object array of shape ``(n, 1)``) is judged by its values, as a list is.
+    """
+    values = column_values(X)
+    if values is not None:
+        X = [value for value in values if not is_missing(value)]
     if hasattr(X, "dtype") and hasattr(X, "ndim") and not isinstance(X, torch.Tensor):
         array = np.asarray(X) if not isinstance(X, np.ndarray) else X
         if array.dtype.kind in "OUS" and array.ndim == 1:
@@ -123,4 +133,4 @@ def declared_modality(backbone, modality: str = "auto") -> str | None:
     family = backbone.partition(":")[0] if isinstance(backbone, str) else None
     if isinstance(backbone, nn.Module):
         family = _module_family(backbone)
-    return {"timm": "image", "open_clip": "image", "hf": "text", "resemblyzer": "audio"}.get(family)
+    return {"timm": "image", "open_clip": "image", "hf": "text", "resemblyzer": "audio", "skfungi": "image"}.get(family)
