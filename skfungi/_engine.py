@@ -16,12 +16,15 @@ projection is regenerated once per buffer rather than once per batch.
 from __future__ import annotations
 
 import logging
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._device import autocast
 from ._gradients import GradientCapture, layer_shape, resolve_layer
 from ._seeding import derive_seed, generator
 from .backbones import frozen_eval
@@ -50,6 +53,8 @@ class FeatureExtractor:
         seed,
         verbose=0,
         embedding_dim=None,
+        precision="float32",
+        num_workers=0,
     ):
         self.backbone = backbone
         self.layer_path = layer_path
@@ -60,6 +65,8 @@ class FeatureExtractor:
         self.seed = seed
         self.verbose = verbose
         self.embedding_dim = embedding_dim
+        self.precision = precision
+        self.num_workers = int(num_workers)
         self._gradient_capture = None
 
     # -- fitting ----------------------------------------------------------------
@@ -71,7 +78,7 @@ class FeatureExtractor:
             shape = layer_shape(resolve_layer(module, self.layer_path))
             first = self.backbone.canonical(samples[0], 0)
             with torch.no_grad():
-                probe = self.backbone.encode([self.backbone.inference_view(first)])
+                probe = self._encode([self.backbone.inference_view(first)])
             embedding_dim = self.embedding_dim = probe.shape[-1]
             k = embedding_dim if n_components == "auto" else int(n_components)
             self.projection.fit(shape.gradient_shape, k, self.seed)
@@ -105,16 +112,14 @@ class FeatureExtractor:
 
     def transform(self, samples) -> np.ndarray:
         out = np.empty((len(samples), sum(self.block_widths())), dtype=np.float32)
-        batches = range(0, len(samples), self.batch_size)
+        batches = self._decoded_batches(samples)
         if self.verbose:
             from tqdm.auto import tqdm
 
-            batches = tqdm(batches, desc="FUNGI features", unit="batch")
+            batches = tqdm(batches, desc="FUNGI features", unit="batch", total=-(-len(samples) // self.batch_size))
         pending = []  # (start, stop, embedding, reduced gradients) awaiting one shared projection
         with frozen_eval(self.backbone.module):
-            for start in batches:
-                stop = min(start + self.batch_size, len(samples))
-                batch = [self.backbone.canonical(samples[i], i) for i in range(start, stop)]
+            for start, stop, batch in batches:
                 pending.append((start, stop, *self._batch_blocks(batch)))
                 if sum(_nbytes(reduced) for *_, reduced in pending) >= PROJECTION_BUFFER_BYTES:
                     self._write_features(pending, out)
@@ -122,6 +127,24 @@ class FeatureExtractor:
             if pending:
                 self._write_features(pending, out)
         return out
+
+    def _decoded_batches(self, samples):
+        """``(start, stop, canonical samples)`` per batch; ``num_workers`` threads decode ahead."""
+        n_samples, size = len(samples), self.batch_size
+        ranges = [(start, min(start + size, n_samples)) for start in range(0, n_samples, size)]
+        if not self.num_workers:
+            for start, stop in ranges:
+                yield start, stop, [self._canonical(samples, i) for i in range(start, stop)]
+            return
+        # Decoding (files, PIL, resizing) runs in threads while the backbone computes; at most two
+        # batches are decoded ahead, so memory stays bounded whatever the number of samples.
+        with ThreadPoolExecutor(self.num_workers, thread_name_prefix="skfungi-decode") as pool:
+            pending, submitted = deque(), 0
+            for start, stop in ranges:
+                while submitted < min(len(samples), stop + 2 * self.batch_size):
+                    pending.append(pool.submit(self._canonical, samples, submitted))
+                    submitted += 1
+                yield start, stop, [pending.popleft().result() for _ in range(stop - start)]
 
     def block_widths(self) -> list[int]:
         widths = [self.projection.n_components_] * len(self.losses)
@@ -159,7 +182,7 @@ class FeatureExtractor:
         reduced = {}
         capture = self._capture() if sharing else nullcontext()
         with capture, torch.set_grad_enabled(bool(sharing)):
-            embedding = self.backbone.encode(views)
+            embedding = self._encode(views)
             for position, loss in enumerate(sharing):
                 last = position == len(sharing) - 1
                 losses = loss.sample_losses(embedding.unsqueeze(1).to(_loss_dtype(embedding.device))).sum()
@@ -183,6 +206,15 @@ class FeatureExtractor:
             self._gradient_capture = GradientCapture(self.backbone.module, self.layer_path)
         return self._gradient_capture
 
+    def _canonical(self, samples, index: int):
+        return self.backbone.canonical(samples[index], index)  # samples[index] may decode a file
+
+    def _encode(self, views) -> torch.Tensor:
+        """The backbone's embeddings at ``precision``, returned in float32 or wider."""
+        with autocast(self.precision, self.backbone.device):
+            embedding = self.backbone.encode(views)
+        return embedding.float() if embedding.dtype in (torch.float16, torch.bfloat16) else embedding
+
     def _view_groups(self, loss, n_samples, n_views=None):
         """``(start, stop)`` ranges of whole samples whose views fit in one forward."""
         per_forward = max(1, self.batch_size // (n_views or loss.view_count(self.backbone)))
@@ -198,8 +230,7 @@ class FeatureExtractor:
             for sample, key in zip(samples, keys, strict=True)
         ]
         encoded = [
-            self.backbone.encode(_concat(groups)).unflatten(0, (len(samples), -1))
-            for groups in zip(*per_sample, strict=True)
+            self._encode(_concat(groups)).unflatten(0, (len(samples), -1)) for groups in zip(*per_sample, strict=True)
         ]
         return torch.cat(encoded, dim=1).to(_loss_dtype(encoded[0].device))
 

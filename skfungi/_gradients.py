@@ -154,8 +154,11 @@ class GradientCapture:
     def _attention_hook(self, attention, args, kwargs, output):
         values = _attention_values(attention, args, kwargs)
         projected = output[0]
-        if projected.shape != (*values.shape[:-1], self.layer.out_features) or not torch.allclose(
-            F.linear(values, self.layer.weight, self.layer.bias), projected, rtol=1e-4, atol=1e-5
+        # under autocast the module's output was rounded to a half dtype: compare at that precision
+        tolerance = 1e-4 if projected.dtype in (torch.float32, torch.float64) else 2e-2
+        recomputed = F.linear(values, self.layer.weight, self.layer.bias).to(projected.dtype)
+        if projected.shape != recomputed.shape or not torch.allclose(
+            recomputed, projected, rtol=tolerance, atol=tolerance / 10
         ):
             raise RuntimeError(
                 f"the output of {type(attention).__name__} is not out_proj(attention values); "
@@ -202,6 +205,8 @@ class GradientCapture:
             g_parts.append(tokens_grad.reshape(n_samples, -1, tokens_grad.shape[-1]))
             a_parts.append(tokens_in.reshape(n_samples, -1, tokens_in.shape[-1]))
         g, a = torch.cat(g_parts, dim=1), torch.cat(a_parts, dim=1)
+        if g.dtype in _HALF or a.dtype in _HALF:  # a forward under autocast: accumulate in float32
+            g, a = g.float(), a.float()
         if self.has_bias:
             a = torch.cat([a, a.new_ones((*a.shape[:-1], 1))], dim=-1)
         return g, a
@@ -211,6 +216,9 @@ class GradientCapture:
         if self.is_conv:
             return tensor.flatten(2).transpose(1, 2)
         return tensor.reshape(tensor.shape[0], -1, tensor.shape[-1])
+
+
+_HALF = (torch.float16, torch.bfloat16)
 
 
 def _attention_values(attention: nn.MultiheadAttention, args, kwargs) -> torch.Tensor:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import copy
 import numbers
+import warnings
 
 import numpy as np
+import torch
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
+from ._device import check_precision, module_on, resolve_device
 from ._engine import FeatureExtractor
 from ._gradients import supported_layers
 from ._projection import make_projection
 from ._seeding import base_seed
-from .backbones import declared_modality, resolve_backbone
+from .backbones import Backbone, declared_modality, resolve_backbone
 from .losses import make_loss
 
 __all__ = ["FungiTransformer"]
@@ -45,20 +48,18 @@ class FungiTransformer(TransformerMixin, BaseEstimator):
         the paper's set for the modality: ``("kl", "dino", "simclr")`` for
         images, ``("kl", "simclr")`` for text, audio and tabular rows (DINO
         needs image crops). An empty sequence gives the embedding alone.
-    layer : str, default="auto"
-        Dotted path of the target layer (``nn.Linear`` or 1x1 ``nn.Conv2d``);
-        ``"auto"`` takes the adapter's default (``blocks.<last>.attn.proj``
-        for timm ViTs).
-    include_embedding : bool, default=True
-        Put the L2-normalised embedding first in the output.
-    projection : {"rademacher", "gaussian", "kronecker"} or projection object, \
-default="rademacher"
-        Random projection of the gradients, shared by all losses.
-    projection_dim : int or "auto", default="auto"
-        Width of each gradient block; ``"auto"`` is the embedding width.
-    batch_size : int, default=32
-        Samples per batch. A loss forwards the views of as many whole samples
-        as fit in ``max(batch_size, n_views)`` images at once.
+    device : "auto", str or torch.device, default="auto"
+        Where the backbone runs. ``"auto"`` keeps a module that already lives
+        on an accelerator there, else takes CUDA, then MPS, then the CPU. It
+        is resolved in ``fit`` into ``device_``; a module that is elsewhere is
+        copied to the device (the given module is never moved).
+    precision : {"float32", "bfloat16", "float16"}, default="float32"
+        Dtype of the backbone's forward passes (``torch.autocast``); losses,
+        gradients and projections are computed in float32 or wider whatever
+        this setting. float32 features do not depend on the batch size.
+    num_workers : int, default=0
+        Threads that decode inputs (files, PIL images, resizing) ahead of the
+        batch being computed; 0 decodes in the calling thread.
     random_state : int, RandomState instance or None, default=None
         Seeds every random choice (heads, projection, views, negatives). Pass
         an int for features that are identical across runs and processes.
@@ -77,6 +78,8 @@ default="rademacher"
         The resolved backbone adapter.
     modality_ : str
         The modality the transformer was fitted for.
+    device_ : torch.device
+        The device the backbone runs on.
     layer_ : str
         The target layer's dotted path.
     losses_ : list of FungiLoss
@@ -123,6 +126,9 @@ default="rademacher"
         projection="rademacher",
         projection_dim="auto",
         batch_size=32,
+        device="auto",
+        precision="float32",
+        num_workers=0,
         random_state=None,
         modality="auto",
         verbose=0,
@@ -134,6 +140,9 @@ default="rademacher"
         self.projection = projection
         self.projection_dim = projection_dim
         self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.num_workers = num_workers
         self.random_state = random_state
         self.modality = modality
         self.verbose = verbose
@@ -181,13 +190,25 @@ default="rademacher"
         losses, include_embedding, batch_size, projection_dim = self._checked_params(backbone.modality)
         layer = self._layer_path(backbone)
         samples = backbone.as_samples(X, estimator=self, reset=True)
+        device = resolve_device(self.device, backbone.module)
+        backbone = backbone.to(device)
         seed = base_seed(self.random_state)
         projection = clone(make_projection(self.projection))
         extractor = FeatureExtractor(
-            backbone, layer, losses, projection, include_embedding, batch_size, seed, self.verbose
+            backbone,
+            layer,
+            losses,
+            projection,
+            include_embedding,
+            batch_size,
+            seed,
+            self.verbose,
+            precision=self.precision,
+            num_workers=self.num_workers,
         )
         embedding_dim, gradient_shape = extractor.fit(samples, projection_dim)
         self.backbone_ = backbone
+        self.device_ = device
         self.modality_ = backbone.modality
         self.layer_ = layer
         self.seed_ = seed
@@ -222,6 +243,37 @@ default="rademacher"
             names.extend(f"{prefix}{i}" for i in range(width))
         return np.asarray(names, dtype=object)
 
+    # -- pickling: fitted on an accelerator, loadable on a CPU-only machine ----
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        device = state.get("device_")
+        if device is not None and device.type != "cpu":
+            cpu, memo = torch.device("cpu"), {}
+            state["backbone_"] = state["backbone_"].to(cpu, memo)
+            state["losses_"] = [loss.to(cpu) for loss in state["losses_"]]
+            state["backbone"] = _backbone_on(state["backbone"], cpu, memo)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        device = getattr(self, "device_", None)
+        if device is None or device.type == "cpu":
+            return
+        try:
+            resolve_device(device)
+        except ValueError:
+            warnings.warn(
+                f"this FungiTransformer was fitted on {device}, which this machine does not have; "
+                "it runs on the CPU (device_ is now cpu).",
+                UserWarning,
+                stacklevel=2,
+            )
+            self.device_ = torch.device("cpu")
+            return
+        self.backbone_ = self.backbone_.to(device)
+        self.losses_ = [loss.to(device) for loss in self.losses_]
+
     # -- internals ------------------------------------------------------------
 
     def _extractor(self) -> FeatureExtractor:
@@ -235,6 +287,8 @@ default="rademacher"
             self.seed_,
             self.verbose,
             embedding_dim=self.embedding_dim_,
+            precision=self.precision,
+            num_workers=self.num_workers,
         )
 
     def _block_prefixes(self) -> list[str]:
@@ -258,6 +312,9 @@ default="rademacher"
             raise ValueError("losses is empty and include_embedding=False: there would be no features.")
         if not _positive_int(self.batch_size):
             raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}.")
+        check_precision(self.precision)
+        if not _non_negative_int(self.num_workers):
+            raise ValueError(f"num_workers must be a non-negative int, got {self.num_workers!r}.")
         if self.projection_dim != "auto" and not _positive_int(self.projection_dim):
             raise ValueError(f"projection_dim must be 'auto' or a positive int, got {self.projection_dim!r}.")
         return losses, bool(self.include_embedding), int(self.batch_size), self.projection_dim
@@ -276,5 +333,18 @@ default="rademacher"
         return backbone.default_layer
 
 
+def _backbone_on(backbone, device: torch.device, memo: dict):
+    """The ``backbone`` parameter with its module on ``device`` (strings unchanged)."""
+    if isinstance(backbone, Backbone):
+        return backbone.to(device, memo)
+    if isinstance(backbone, torch.nn.Module):
+        return module_on(backbone, device, memo)
+    return backbone
+
+
+def _non_negative_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
+
+
 def _positive_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
+    return _non_negative_int(value) and value > 0

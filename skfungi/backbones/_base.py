@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
 
+from .._device import module_on
 from .._seeding import content_key
 
 __all__ = ["Backbone"]
@@ -53,6 +55,19 @@ class Backbone:
     def encode(self, views: Sequence) -> torch.Tensor:
         """``(N, E)`` embeddings of ``N`` views (autograd as the caller sets it)."""
         raise NotImplementedError
+
+    def to(self, device: torch.device, memo: dict | None = None) -> Backbone:
+        """This adapter when its module is on ``device``, else a shallow copy holding a moved copy of the module.
+
+        The module given by the user is never moved in place. ``memo`` keeps
+        one copy per module when several objects share it.
+        """
+        placed = module_on(self.module, device, memo)
+        if placed is self.module:
+            return self
+        moved = copy.copy(self)
+        moved.module = placed
+        return moved
 
     @property
     def device(self) -> torch.device:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
 import torch
 from sklearn.base import BaseEstimator
 
+from .._device import tensors_to
 from .._seeding import derive_seed, generator
 
 __all__ = ["FungiLoss", "LossContext", "random_head"]
@@ -76,6 +78,14 @@ class FungiLoss(BaseEstimator):
 
     def fit(self, context: LossContext) -> FungiLoss:
         raise NotImplementedError
+
+    def to(self, device: torch.device) -> FungiLoss:
+        """A copy whose fitted tensors (heads, negatives) live on ``device``."""
+        moved = copy.copy(self)
+        for name, value in vars(self).items():
+            if name.endswith("_"):
+                setattr(moved, name, tensors_to(value, device))
+        return moved
 
     def view_count(self, backbone) -> int:
         """Views per sample for this backbone."""
