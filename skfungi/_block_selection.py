@@ -68,10 +68,19 @@ class FungiBlockSelector(TransformerMixin, BaseEstimator):
                                                               ("embedding", "kl", "dino", "simclr")]})
         search.fit(features, y)
 
+    Inside a ``ColumnTransformer`` the blocks carry its prefixes
+    (``text__embedding0``, ``text__kl0``, ...): a bare name such as ``"kl"``
+    keeps every ``<prefix>__kl`` block (all FUNGI columns' KL blocks, in input
+    order), a prefixed name such as ``"text__kl"`` keeps that block alone. So
+    features extracted once, FUNGI columns beside ordinary ones, can be
+    searched over with the selector in a ``ColumnTransformer`` next to the
+    ordinary columns' transformers (see ``docs/workflows.md``).
+
     Parameters
     ----------
     blocks : str or sequence of str, default=("embedding", "kl", "dino", "simclr")
-        Blocks to keep, in the output order given here.
+        Blocks to keep, in the output order given here; a bare name also
+        designates prefixed blocks (``<prefix>__<name>``).
     feature_names : array-like of str or None, default=None
         Names of the input columns, for inputs without column names. With a
         DataFrame input, its columns are used (and must match, if both are
@@ -120,14 +129,19 @@ class FungiBlockSelector(TransformerMixin, BaseEstimator):
         X = validate_data(self, X, dtype=[np.float32, np.float64])
         names = self._input_names(X.shape[1])
         blocks = feature_blocks(names)
-        missing = [name for name in requested if name not in blocks]
+        matches = {name: _matching_blocks(name, blocks) for name in requested}
+        missing = [name for name, found in matches.items() if not found]
         if missing:
             raise ValueError(
                 f"blocks {missing} not found in the input; its blocks are {list(blocks)}. Extract the features "
                 "with every loss you want to search over."
             )
+        chosen = [block for found in matches.values() for block in found]
+        twice = sorted({block for block in chosen if chosen.count(block) > 1})
+        if twice:
+            raise ValueError(f"blocks {twice} are requested more than once (by {requested}).")
         self.blocks_ = blocks
-        self.columns_ = np.concatenate([blocks[name] for name in requested])
+        self.columns_ = np.concatenate([blocks[block] for block in chosen])
         self._names = np.asarray(names, dtype=object)
         return self
 
@@ -176,3 +190,10 @@ class FungiBlockSelector(TransformerMixin, BaseEstimator):
         if from_frame is not None and not np.array_equal(names, from_frame):
             raise ValueError("feature_names differs from the DataFrame's columns; pass one or the other.")
         return names
+
+
+def _matching_blocks(name: str, blocks: dict) -> list[str]:
+    """The input blocks that ``name`` designates: itself, or every ``<prefix>__<name>`` in input order."""
+    if name in blocks:
+        return [name]
+    return [block for block in blocks if block.endswith(f"__{name}")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -99,3 +101,36 @@ def engine_gradients(fungi: FungiTransformer, loss, batch: list[torch.Tensor]) -
         else:
             flat = extractor._loss_pass(loss, batch, keys)
     return flat.reshape(len(batch), *fungi.gradient_shape_)
+
+
+# -- a tiny Hugging Face text encoder in a local directory (for "hf:<dir>" specs) --
+
+WORDS = "the a cat dog sat on mat big small red blue runs fast slow and ran bird sings loud quiet tree under".split()
+SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def tiny_bert(dtype=torch.float32, seed=0, layers=2):
+    """A random 2-layer BERT (width 16) over the word-level vocabulary ``SPECIAL_TOKENS + WORDS``."""
+    import transformers
+
+    torch.manual_seed(seed)
+    config = transformers.BertConfig(
+        vocab_size=len(SPECIAL_TOKENS) + len(WORDS),
+        hidden_size=16,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
+    return transformers.BertModel(config).to(dtype)
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory):
+    """A local model directory: tiny random BERT + a word-level vocabulary."""
+    pytest.importorskip("transformers")
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    (folder / "vocab.txt").write_text("\n".join(SPECIAL_TOKENS + WORDS) + "\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer"}))
+    tiny_bert().save_pretrained(folder)
+    return str(folder)

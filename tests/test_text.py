@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import engine_gradients, reference_gradient
+from conftest import WORDS, engine_gradients, reference_gradient, tiny_bert
 from sklearn.model_selection import GridSearchCV
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
@@ -24,8 +24,6 @@ from skfungi.losses import KLLoss, SimCLRLoss
 
 transformers = pytest.importorskip("transformers")
 
-WORDS = "the a cat dog sat on mat big small red blue runs fast slow and ran bird sings loud quiet tree under".split()
-SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 TEXTS = [
     "the cat sat on the mat",
     "a big red dog ran fast",
@@ -37,29 +35,6 @@ TEXTS = [
     "the quiet bird sat on a big tree and the red dog ran under the mat",
 ]
 LONG_TEXT = " ".join(WORDS * 2)  # 46 words, far longer than any other text
-
-
-def tiny_bert(dtype=torch.float32, seed=0, layers=2):
-    torch.manual_seed(seed)
-    config = transformers.BertConfig(
-        vocab_size=len(SPECIAL) + len(WORDS),
-        hidden_size=16,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-    )
-    return transformers.BertModel(config).to(dtype)
-
-
-@pytest.fixture(scope="module")
-def bert_dir(tmp_path_factory):
-    """A local model directory: tiny random BERT + a word-level vocabulary."""
-    folder = tmp_path_factory.mktemp("tiny-bert")
-    (folder / "vocab.txt").write_text("\n".join(SPECIAL + WORDS) + "\n")
-    (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "BertTokenizer"}))
-    tiny_bert().save_pretrained(folder)
-    return str(folder)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +88,7 @@ def test_images_given_to_a_fitted_text_model_are_refused(tokenizer, images):
     fungi = FungiTransformer(bert_backbone(tokenizer), losses=("kl",), random_state=0).fit(TEXTS)
     with pytest.raises(ValueError, match=r"images\?.*takes texts"):
         fungi.transform(images)
-    with pytest.raises(ValueError, match="sample 1 is missing"):
+    with pytest.raises(ValueError, match=r"missing values at row\(s\) 1: None"):
         fungi.transform(["a cat", None])
 
 

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_sequence, pad_packed_sequence
 
 from .._audio_inputs import Waveform, as_waveforms, check_sample_rate
+from .._column_inputs import unwrap_column
 from ._base import Backbone
 
 __all__ = [
@@ -155,8 +156,12 @@ class AudioBackbone(Backbone):
         self.embed_fn = embed
 
     def as_samples(self, X, estimator=None, reset: bool = True) -> Sequence[Waveform]:
-        """Validated clips (see ``skfungi._audio_inputs``): ``(waveform, sample_rate)`` on access."""
-        return as_waveforms(X, self.sample_rate)
+        """Validated clips (see ``skfungi._audio_inputs``): ``(waveform, sample_rate)`` on access.
+
+        Column forms (a Series, a one-column DataFrame, an object array of
+        shape ``(n, 1)`` or ``(n,)``) are unwrapped first (see ``skfungi._column_inputs``).
+        """
+        return as_waveforms(unwrap_column(X, "audio", estimator, reset), self.sample_rate)
 
     def canonical(self, sample: Waveform, index: int) -> torch.Tensor:
         """The clip's ``(frames, F)`` float32 feature frames; errors name the sample."""

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn as nn
 
+from .._column_inputs import unwrap_column
 from .._image_inputs import as_images
 from ..views.image import center_view
 from ._base import Backbone
@@ -80,8 +81,12 @@ class ImageBackbone(Backbone):
         self.in_channels = int(in_channels)
 
     def as_samples(self, X, estimator=None, reset: bool = True) -> Sequence[torch.Tensor]:
-        """Images as ``(C, H, W)`` float tensors in [0, 1], decoded on access (see ``as_images``)."""
-        return as_images(X)
+        """Images as ``(C, H, W)`` float tensors in [0, 1], decoded on access (see ``as_images``).
+
+        Column forms (a Series, a one-column DataFrame, an object array of
+        shape ``(n, 1)`` or ``(n,)``) are unwrapped first (see ``skfungi._column_inputs``).
+        """
+        return as_images(unwrap_column(X, "image", estimator, reset))
 
     def inference_view(self, image: torch.Tensor) -> torch.Tensor:
         """Shorter side resized to ``input_size``, centre-cropped square."""

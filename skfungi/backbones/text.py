@@ -10,13 +10,13 @@ module is expected to mask padded keys (every Hugging Face encoder does).
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 
+from .._column_inputs import is_missing, unwrap_column
 from ._base import Backbone
 
 __all__ = ["POOLINGS", "TextBackbone", "as_texts", "pool_tokens"]
@@ -81,7 +81,7 @@ def as_texts(X) -> list[str]:
         if isinstance(item, str):
             texts.append(str(item))  # numpy.str_ -> str, same characters
             continue
-        if _is_missing(item):
+        if is_missing(item):
             raise ValueError(
                 f"sample {index} is missing ({item!r}); drop or fill missing texts before calling skfungi."
             )
@@ -91,14 +91,6 @@ def as_texts(X) -> list[str]:
             "(decode bytes and convert other values to str yourself)."
         )
     return texts
-
-
-def _is_missing(item) -> bool:
-    if item is None:
-        return True
-    if isinstance(item, (float, np.floating)) and math.isnan(item):
-        return True
-    return type(item).__name__ in ("NAType", "NaTType")
 
 
 def pool_tokens(hidden: torch.Tensor, attention_mask: torch.Tensor | None, pooling: str) -> torch.Tensor:
@@ -254,8 +246,8 @@ class TextBackbone(Backbone):
     # -- the adapter contract ------------------------------------------------
 
     def as_samples(self, X, estimator=None, reset: bool = True) -> list[str]:
-        """The texts of ``X`` (see :func:`as_texts`)."""
-        return as_texts(X)
+        """The texts of ``X`` (see :func:`as_texts`); column forms too (see ``skfungi._column_inputs``)."""
+        return as_texts(unwrap_column(X, "text", estimator, reset))
 
     def canonical(self, sample: str, index: int) -> str:
         if not isinstance(sample, str):
