@@ -103,7 +103,8 @@ class FeatureExtractor:
         """
         keys = [self.backbone.sample_key(sample) for sample in samples]
         chunks = []
-        for start, stop in self._view_groups(loss, len(samples), n_views):
+        groups = list(self._view_groups(loss, len(samples), n_views))
+        for start, stop in self._progress(groups, f"encoding {loss.name} views", unit="group"):
             with torch.no_grad():
                 chunks.append(self._encode_views(loss, samples[start:stop], keys[start:stop], n_views))
         return torch.cat(chunks)
@@ -112,11 +113,9 @@ class FeatureExtractor:
 
     def transform(self, samples) -> np.ndarray:
         out = np.empty((len(samples), sum(self.block_widths())), dtype=np.float32)
-        batches = self._decoded_batches(samples)
-        if self.verbose:
-            from tqdm.auto import tqdm
-
-            batches = tqdm(batches, desc="FUNGI features", unit="batch", total=-(-len(samples) // self.batch_size))
+        batches = self._progress(
+            self._decoded_batches(samples), "FUNGI features", unit="batch", total=-(-len(samples) // self.batch_size)
+        )
         pending = []  # (start, stop, embedding, reduced gradients) awaiting one shared projection
         with frozen_eval(self.backbone.module):
             for start, stop, batch in batches:
@@ -200,6 +199,14 @@ class FeatureExtractor:
         return torch.cat(reduced)
 
     # -- helpers ------------------------------------------------------------
+
+    def _progress(self, iterable, description: str, unit: str, total: int | None = None):
+        """``iterable`` behind a tqdm progress bar (on stderr) when ``verbose``, else as is."""
+        if not self.verbose:
+            return iterable
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, desc=description, unit=unit, total=total)
 
     def _capture(self) -> GradientCapture:
         if self._gradient_capture is None:

@@ -70,7 +70,9 @@ class FungiTransformer(TransformerMixin, BaseEstimator):
         (strings: text, 2-D arrays: tabular, lists of 1-D arrays: audio,
         otherwise images). Inputs of another kind at ``transform`` are an error.
     verbose : int, default=0
-        Show a progress bar while transforming when positive.
+        When positive, show tqdm progress bars (on stderr) while ``fit``
+        encodes SimCLR's negative bank and while transforming. Messages go
+        to the ``skfungi`` logger; nothing is printed.
 
     Attributes
     ----------

@@ -1,0 +1,64 @@
+"""Progress bars and logging: silent at verbose=0, tqdm bars for fit and transform at verbose=1."""
+
+from __future__ import annotations
+
+import ast
+import logging
+from pathlib import Path
+
+import pytest
+
+import skfungi
+from skfungi import FungiTransformer, SimCLRLoss
+
+
+@pytest.fixture
+def fungi_factory(cnn_backbone):
+    def make(verbose):
+        # a 2 x 2 SimCLR grid keeps the negative bank small; batch_size=2 gives several batches
+        return FungiTransformer(
+            cnn_backbone, losses=("kl", SimCLRLoss(grid_size=2)), batch_size=2, random_state=0, verbose=verbose
+        )
+
+    return make
+
+
+def test_verbose_zero_writes_nothing(fungi_factory, images, capsys, caplog, one_torch_thread):
+    caplog.set_level(logging.DEBUG, logger="skfungi")
+    fungi_factory(0).fit(images).transform(images)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+    assert [record for record in caplog.records if record.levelno >= logging.WARNING] == []
+
+
+def test_verbose_one_shows_fit_and_transform_bars(fungi_factory, images, capsys, one_torch_thread):
+    fungi = fungi_factory(1).fit(images)
+    fit_err = capsys.readouterr().err
+    assert "encoding simclr views" in fit_err and "100%" in fit_err  # the negative bank
+    assert "FUNGI features" not in fit_err
+    fungi.transform(images)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "FUNGI features" in captured.err and "3/3" in captured.err  # 6 images, batches of 2
+
+
+def test_library_logs_through_module_loggers_not_prints(fungi_factory, images, capsys, caplog, one_torch_thread):
+    caplog.set_level(logging.INFO, logger="skfungi")
+    fungi_factory(0).fit(images)
+    assert capsys.readouterr().out == ""
+    fitting = [record for record in caplog.records if "fitting" in record.getMessage()]
+    assert fitting and all(record.name.startswith("skfungi") for record in fitting)
+
+
+def test_no_bare_print_in_library_modules():
+    """Only the scripts (the demo and the command line) may print; library modules log."""
+    package = Path(skfungi.__file__).parent
+    scripts = {"demo.py", "cli.py", "__main__.py"}
+    printing = []
+    for path in sorted(package.rglob("*.py")):
+        if path.name in scripts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                printing.append(f"{path.relative_to(package)}:{node.lineno}")
+    assert printing == []
