@@ -17,7 +17,7 @@ from ._gradients import supported_layers
 from ._projection import make_projection
 from ._seeding import base_seed
 from .backbones import Backbone, declared_modality, resolve_backbone
-from .losses import make_loss
+from .losses import check_view_preset, make_loss
 
 __all__ = ["FungiTransformer"]
 
@@ -48,6 +48,31 @@ class FungiTransformer(TransformerMixin, BaseEstimator):
         the paper's set for the modality: ``("kl", "dino", "simclr")`` for
         images, ``("kl", "simclr")`` for text, audio and tabular rows (DINO
         needs image crops). An empty sequence gives the embedding alone.
+    views : {"paper", "fast"}, default="paper"
+        View settings of the losses given by name. ``"paper"``: the paper's
+        (1 KL + 12 DINO + 49 SimCLR views, all at the input size).
+        ``"fast"``: DINO's 10 local crops forwarded at 0.43 of the input size
+        (96 px at 224) and SimCLR on a 4 x 4 grid of patches forwarded at
+        their own half size, about 7x fewer pixels per image; ViTs
+        interpolate their position embeddings, fixed-size backbones get every
+        view at the input size. Loss objects keep their own settings, which
+        is how each setting is grid-searched. Text, audio and tabular views
+        are the same in every preset. See ``skfungi.losses.VIEW_PRESETS``
+        and the user guide's "View presets".
+    layer : str, default="auto"
+        Dotted path of the target layer (``nn.Linear`` or 1x1 ``nn.Conv2d``);
+        ``"auto"`` takes the adapter's default (``blocks.<last>.attn.proj``
+        for timm ViTs).
+    include_embedding : bool, default=True
+        Put the L2-normalised embedding first in the output.
+    projection : {"rademacher", "gaussian", "kronecker"} or projection object, \
+default="rademacher"
+        Random projection of the gradients, shared by all losses.
+    projection_dim : int or "auto", default="auto"
+        Width of each gradient block; ``"auto"`` is the embedding width.
+    batch_size : int, default=32
+        Samples per batch. A loss forwards the views of as many whole samples
+        as fit in ``max(batch_size, n_views)`` images at once.
     device : "auto", str or torch.device, default="auto"
         Where the backbone runs. ``"auto"`` keeps a module that already lives
         on an accelerator there, else takes CUDA, then MPS, then the CPU. It
@@ -123,6 +148,7 @@ class FungiTransformer(TransformerMixin, BaseEstimator):
         backbone,
         *,
         losses="auto",
+        views="paper",
         layer="auto",
         include_embedding=True,
         projection="rademacher",
@@ -137,6 +163,7 @@ class FungiTransformer(TransformerMixin, BaseEstimator):
     ):
         self.backbone = backbone
         self.losses = losses
+        self.views = views
         self.layer = layer
         self.include_embedding = include_embedding
         self.projection = projection
@@ -303,7 +330,8 @@ class FungiTransformer(TransformerMixin, BaseEstimator):
             specs = (self.losses,) if isinstance(self.losses, str) else self.losses
         if not isinstance(specs, (list, tuple)):
             raise TypeError(f"losses must be a list or tuple of names or loss objects, got {self.losses!r}.")
-        losses = [clone(make_loss(spec)) for spec in specs]
+        check_view_preset(self.views)
+        losses = [clone(make_loss(spec, self.views)) for spec in specs]
         names = [loss.name for loss in losses]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:

@@ -42,6 +42,11 @@ class ImageBackbone(Backbone):
         Per-channel normalisation used by the default ``preprocess``.
     in_channels : int, default=3
         Channels the module expects; grey images are repeated to this count.
+    flexible_size : bool, default=True
+        Whether the module accepts square views of any side (CNNs with global
+        pooling do). Cheaper view settings (``views="fast"``) forward some
+        views at their own, smaller side; with ``False`` those views are
+        resized to ``input_size`` instead (see :meth:`forward_size`).
 
     Examples
     --------
@@ -66,6 +71,7 @@ class ImageBackbone(Backbone):
         mean: tuple[float, ...] = IMAGENET_MEAN,
         std: tuple[float, ...] = IMAGENET_STD,
         in_channels: int = 3,
+        flexible_size: bool = True,
     ):
         if not isinstance(module, nn.Module):
             raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}.")
@@ -79,6 +85,7 @@ class ImageBackbone(Backbone):
         self.mean = tuple(mean)
         self.std = tuple(std)
         self.in_channels = int(in_channels)
+        self.flexible_size = bool(flexible_size)
 
     def as_samples(self, X, estimator=None, reset: bool = True) -> Sequence[torch.Tensor]:
         """Images as ``(C, H, W)`` float tensors in [0, 1], decoded on access (see ``as_images``).
@@ -91,6 +98,14 @@ class ImageBackbone(Backbone):
     def inference_view(self, image: torch.Tensor) -> torch.Tensor:
         """Shorter side resized to ``input_size``, centre-cropped square."""
         return center_view(image, self.input_size)
+
+    def forward_size(self, size: int) -> int:
+        """Side at which a view that a loss asks for at ``size`` pixels is forwarded.
+
+        ``size`` itself when the module accepts any size (``flexible_size``),
+        otherwise ``input_size`` (the view is resized up or down to it).
+        """
+        return int(size) if self.flexible_size else self.input_size
 
     def encode(self, views) -> torch.Tensor:
         """Embeddings of a list (or stacked tensor) of ``(C, S, S)`` views."""
@@ -121,7 +136,16 @@ class ImageBackbone(Backbone):
 
     def embed(self, inputs: torch.Tensor) -> torch.Tensor:
         """``(N, E)`` embeddings of prepared inputs (autograd enabled by the caller)."""
-        output = self.embed_fn(self.module, inputs) if self.embed_fn is not None else self.module(inputs)
+        try:
+            output = self.embed_fn(self.module, inputs) if self.embed_fn is not None else self.module(inputs)
+        except (RuntimeError, AssertionError, ValueError) as error:
+            if inputs.shape[-1] == self.input_size:
+                raise
+            raise RuntimeError(
+                f"the backbone failed on {inputs.shape[-1]}-px views (its input size is {self.input_size}). "
+                f"If it only accepts {self.input_size}-px inputs, give it as "
+                f"ImageBackbone(..., flexible_size=False), or use views='paper'."
+            ) from error
         return self._check_embedding(output, inputs.shape[0])
 
     def __repr__(self) -> str:

@@ -121,7 +121,10 @@ class OpenCLIPImageBackbone(ImageBackbone):
     (``visual.preprocess_cfg``, else ``visual.image_size`` with
     ``visual.image_mean`` / ``image_std``, else the OpenAI statistics). Views
     are resized with skfungi's own (bilinear) resize, not open_clip's bicubic
-    transform.
+    transform. open_clip's vision transformers have position embeddings for
+    one grid only, so every view is forwarded at the input size
+    (``flexible_size=False``): cheaper view presets such as ``views="fast"``
+    save through fewer views there, not through smaller ones.
 
     Examples
     --------
@@ -153,6 +156,7 @@ class OpenCLIPImageBackbone(ImageBackbone):
             input_size=int(size[-1]),
             mean=tuple(mean),
             std=tuple(std),
+            flexible_size=False,
         )
 
 

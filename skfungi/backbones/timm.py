@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
@@ -39,6 +40,16 @@ class TimmBackbone(ImageBackbone):
     layer : str, optional
         Target layer; default ``blocks.<last>.attn.proj`` for ViTs.
 
+    Notes
+    -----
+    Views of another side than the input size (``views="fast"``) are
+    forwarded at that side: a timm ``VisionTransformer`` interpolates its
+    position embeddings to the view's patch grid (timm's own
+    ``dynamic_img_size`` path, switched on only for that forward) and takes
+    sides that are multiples of its patch size; a CNN (no patch embedding module)
+    takes any side; other timm models with a patch embedding (Swin, MLP-Mixer,
+    ...) get every view at the input size.
+
     Examples
     --------
     >>> from skfungi.backbones import TimmBackbone
@@ -56,6 +67,7 @@ class TimmBackbone(ImageBackbone):
             raise TypeError(f"{type(model).__name__} is not a timm model (no forward_features / forward_head).")
         config = getattr(model, "pretrained_cfg", None) or {}
         channels, size = _input_shape(model, config)
+        self.patch_size = _square_patch_size(model)
         super().__init__(
             model,
             layer=layer or _default_layer(model),
@@ -64,7 +76,21 @@ class TimmBackbone(ImageBackbone):
             mean=tuple(config.get("mean", IMAGENET_MEAN)),
             std=tuple(config.get("std", IMAGENET_STD)),
             in_channels=channels,
+            flexible_size=self.patch_size is not None or not _has_patch_embedding(model),
         )
+
+    def forward_size(self, size: int) -> int:
+        """``size`` rounded to the nearest multiple of a ViT's patch size (at least one patch);
+        ``size`` for a CNN; the input size for other timm models."""
+        if self.patch_size is None:
+            return super().forward_size(size)
+        return max(1, round(size / self.patch_size)) * self.patch_size
+
+    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.patch_size is None or inputs.shape[-1] == self.input_size:
+            return super().embed(inputs)
+        with _interpolated_position_embeddings(self.module):
+            return super().embed(inputs)
 
 
 def timm_backbone(model: str | nn.Module, modality: str = "auto") -> TimmBackbone:
@@ -97,6 +123,43 @@ def _input_shape(model: nn.Module, config: dict) -> tuple[int, int]:
     size = getattr(patch_embed, "img_size", None) or (224, 224)
     proj = getattr(patch_embed, "proj", None)
     return int(getattr(proj, "in_channels", 3)), int(size[-1])
+
+
+def _square_patch_size(model: nn.Module) -> int | None:
+    """The patch side of a timm ``VisionTransformer`` whose position embeddings timm can interpolate."""
+    from timm.layers import PatchEmbed
+    from timm.models.vision_transformer import VisionTransformer
+
+    patch_embed = getattr(model, "patch_embed", None)
+    if not isinstance(model, VisionTransformer) or not isinstance(patch_embed, PatchEmbed):
+        return None
+    height, width = patch_embed.patch_size
+    return int(height) if height == width else None
+
+
+def _has_patch_embedding(model: nn.Module) -> bool:
+    """Whether the model cuts its input into patches (a transformer or mixer, not a CNN)."""
+    from timm.layers import PatchEmbed
+
+    return any(isinstance(module, PatchEmbed) for module in model.modules())
+
+
+@contextmanager
+def _interpolated_position_embeddings(model: nn.Module):
+    """Switch on timm's ``dynamic_img_size`` path for one forward, then restore the model's flags."""
+    from timm.layers import Format
+
+    patch_embed = model.patch_embed
+    saved = (model.dynamic_img_size, patch_embed.strict_img_size, patch_embed.flatten, patch_embed.output_fmt)
+    # what VisionTransformer(dynamic_img_size=True) sets: the patch grid stays 2-D until the
+    # position embeddings, resampled to it, are added
+    model.dynamic_img_size = True
+    patch_embed.strict_img_size, patch_embed.flatten, patch_embed.output_fmt = False, False, Format.NHWC
+    try:
+        yield
+    finally:
+        model.dynamic_img_size = saved[0]
+        patch_embed.strict_img_size, patch_embed.flatten, patch_embed.output_fmt = saved[1:]
 
 
 def _default_layer(model: nn.Module) -> str | None:

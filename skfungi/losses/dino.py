@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 import torch.nn.functional as F
 
@@ -28,9 +30,15 @@ class DINOLoss(FungiLoss):
     n_local_crops : int, default=10
     global_crop_scale : tuple of float, default=(0.25, 1.0)
     local_crop_scale : tuple of float, default=(0.05, 0.25)
-    local_crop_size : int or None, default=None
-        Side at which local crops are forwarded; None = the backbone's input
-        size (the paper's setting).
+    local_crop_size : int, float or None, default=None
+        Side at which local crops are forwarded: ``None`` is the backbone's
+        input size (the paper's setting), an int is pixels, a float in
+        ``(0, 1]`` is a fraction of the input size (``views="fast"`` uses
+        0.43: 96 px at 224, DINO's own local crop size). The side is then
+        adjusted to what the backbone can forward (see
+        :meth:`~skfungi.backbones.ImageBackbone.forward_size`: a multiple of
+        the patch size for timm ViTs, whose position embeddings are
+        interpolated; the input size for fixed-size models).
     latent_dim : int, default=2048
     teacher_temperature : float, default=0.07
     student_temperature : float, default=0.1
@@ -44,7 +52,7 @@ class DINOLoss(FungiLoss):
         n_local_crops: int = 10,
         global_crop_scale: tuple[float, float] = (0.25, 1.0),
         local_crop_scale: tuple[float, float] = (0.05, 0.25),
-        local_crop_size: int | None = None,
+        local_crop_size: int | float | None = None,
         latent_dim: int = 2048,
         teacher_temperature: float = 0.07,
         student_temperature: float = 0.1,
@@ -67,12 +75,23 @@ class DINOLoss(FungiLoss):
             raise ValueError(f"n_global_crops must be at least 1 (the teacher's views), got {self.n_global_crops}.")
         if self.n_local_crops < 0:
             raise ValueError(f"n_local_crops must be non-negative, got {self.n_local_crops}.")
+        _check_crop_size(self.local_crop_size)
         self.student_head_ = self._head(context, self.latent_dim, "student")
         self.teacher_head_ = self._head(context, self.latent_dim, "teacher")
         return self
 
     def view_count(self, backbone) -> int:
         return self.n_global_crops + self.n_local_crops
+
+    def local_size(self, backbone) -> int:
+        """Side, in pixels, at which this backbone forwards the local crops."""
+        image_size = backbone.input_size
+        if self.local_crop_size is None:
+            return image_size
+        requested = self.local_crop_size
+        if isinstance(requested, float):
+            requested = max(1, round(requested * image_size))
+        return backbone.forward_size(int(requested))
 
     def views(self, image, backbone, generator):
         image_size = backbone.input_size
@@ -84,7 +103,7 @@ class DINOLoss(FungiLoss):
             tuple(self.global_crop_scale),
             tuple(self.local_crop_scale),
             generator,
-            local_size=self.local_crop_size,
+            local_size=self.local_size(backbone),
         )
         if local_views.shape[-1] == image_size:
             return [torch.cat([global_views, local_views])]
@@ -98,3 +117,16 @@ class DINOLoss(FungiLoss):
             teacher = F.softmax(teacher_logits / self.teacher_temperature, dim=-1)
         # sum over teacher views t and student views s of -sum_k p_t[k] log q_s[k]
         return -torch.einsum("stk,svk->s", teacher, student)
+
+
+def _check_crop_size(size) -> None:
+    if size is None:
+        return
+    if isinstance(size, float) and 0 < size <= 1:
+        return
+    if isinstance(size, numbers.Integral) and not isinstance(size, bool) and size >= 1:
+        return
+    raise ValueError(
+        f"local_crop_size must be None, a positive int (pixels) or a float in (0, 1] "
+        f"(a fraction of the input size), got {size!r}."
+    )

@@ -33,7 +33,8 @@ class SimCLRLoss(FungiLoss):
 
     - image: ``grid_size x grid_size`` overlapping patches of side
       ``patch_fraction`` of the resized image, each resized to the input size
-      (at 224 px the paper's 49 patches of 112 px, stride 18; deterministic);
+      (at 224 px the paper's 49 patches of 112 px, stride 18; deterministic)
+      or, with ``resize_patches=False``, forwarded at their own side;
     - text: ``n_views`` copies with each word dropped with ``drop_prob``;
     - audio: ``n_views`` copies of the feature frames plus uniform noise
       scaled by ``r * noise_scale`` (``r ~ U(0, 1)``), rolled by up to
@@ -57,6 +58,12 @@ class SimCLRLoss(FungiLoss):
         Image patches per side.
     patch_fraction : float, default=0.5
         Image patch side as a fraction of the input size.
+    resize_patches : bool, default=True
+        Resize each image patch to the input size before the forward (the
+        paper). ``False`` forwards it at its own side (112 px at 224; about a
+        quarter of the cost), adjusted to what the backbone can forward (see
+        :meth:`~skfungi.backbones.ImageBackbone.forward_size`); ``views="fast"``
+        uses ``False`` with ``grid_size=4``.
     n_views : int or "auto", default="auto"
         Positive views per sample for text / audio / tabular ("auto": 12 for
         text, 16 for audio and tabular). Images use ``grid_size ** 2``.
@@ -93,6 +100,7 @@ class SimCLRLoss(FungiLoss):
         self,
         grid_size: int = 7,
         patch_fraction: float = 0.5,
+        resize_patches: bool = True,
         n_views="auto",
         drop_prob: float = 0.1,
         noise_scale: float = 0.1,
@@ -105,6 +113,7 @@ class SimCLRLoss(FungiLoss):
     ):
         self.grid_size = grid_size
         self.patch_fraction = patch_fraction
+        self.resize_patches = resize_patches
         self.n_views = n_views
         self.drop_prob = drop_prob
         self.noise_scale = noise_scale
@@ -142,6 +151,8 @@ class SimCLRLoss(FungiLoss):
             if self.grid_size < 2:
                 raise ValueError(f"grid_size must be at least 2 (a sample needs two positives), got {self.grid_size}.")
             self.n_views_ = self.grid_size**2
+            if not isinstance(self.resize_patches, (bool, np.bool_)):
+                raise ValueError(f"resize_patches must be a bool, got {self.resize_patches!r}.")
         else:
             self.n_views_ = defaults["n_views"] if self.n_views == "auto" else self.n_views
             if not isinstance(self.n_views_, int) or self.n_views_ < 2:
@@ -161,7 +172,8 @@ class SimCLRLoss(FungiLoss):
     def views(self, sample, backbone, generator, n_views: int | None = None):
         count = self.n_views_ if n_views is None else n_views
         if self.modality_ == "image":
-            return [patchify(sample, backbone.input_size, self.grid_size, self.patch_fraction)[:count]]
+            size = backbone.input_size
+            return [patchify(sample, size, self.grid_size, self.patch_fraction, self.patch_size(backbone))[:count]]
         if self.modality_ == "text":
             return [[word_deletion(sample, self.drop_prob, generator) for _ in range(count)]]
         if self.modality_ == "audio":
@@ -174,6 +186,12 @@ class SimCLRLoss(FungiLoss):
                 [dropout_and_noise(sample, generator, self.drop_prob, self.noise_scale, scale) for _ in range(count)]
             )
         ]
+
+    def patch_size(self, backbone) -> int:
+        """Side, in pixels, at which this backbone forwards the image patches."""
+        if self.resize_patches:
+            return backbone.input_size
+        return backbone.forward_size(round(backbone.input_size * self.patch_fraction))
 
     def _latents(self, embeddings: torch.Tensor) -> torch.Tensor:
         return F.normalize(F.linear(embeddings, *self.head_), dim=-1)
