@@ -121,6 +121,14 @@ default="rademacher"
         Base seed derived from ``random_state``.
     n_features_out_ : int
         Number of output features.
+    n_features_in_ : int
+        Tabular rows: their number of features. Other modalities: 1 when
+        ``fit`` was given one column as a 2-D table (a one-column DataFrame
+        or an ``(n, 1)`` array); absent otherwise.
+    feature_names_in_ : ndarray of str
+        The DataFrame's column names (tabular), or its one column's name
+        (other modalities); only when ``fit`` was given a DataFrame with
+        string column names.
 
     See Also
     --------
@@ -205,8 +213,13 @@ default="rademacher"
             Images: ``(N, H, W, C)`` array, ``(N, C, H, W)`` tensor, or a list
             of PIL images, file paths or arrays (sizes may differ). Text: a
             list / array / Series of str. Audio: a list of 1-D waveforms or
-            ``(waveform, sample_rate)`` pairs.
-            Tabular: a 2-D array or DataFrame.
+            ``(waveform, sample_rate)`` pairs. Images, texts and audio may
+            also come as one column of a table, as a ``ColumnTransformer``
+            hands it: a pandas Series, a one-column DataFrame, or an object
+            array of shape ``(n, 1)`` or ``(n,)``; missing values (None, NaN,
+            empty paths) and a column mixing kinds of values are errors
+            naming the rows (see ``docs/workflows.md``).
+            Tabular: a 2-D array or DataFrame (one column is one feature).
         y : ignored
 
         Returns
