@@ -17,6 +17,7 @@ from conftest import WORDS, tiny_cnn
 from PIL import Image
 from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -347,6 +348,16 @@ def test_missing_texts_are_refused_naming_the_rows_and_empty_texts_are_valid(ber
     fitted = text_fungi(bert_dir).fit(table["review"])
     with pytest.raises(ValueError, match=r"missing values at row\(s\) 0, 1 \(index label\(s\)"):
         fitted.transform(pd.Series([np.nan, pd.NA], index=[5, 6]))
+
+
+def test_missing_texts_filled_by_an_imputer_in_front_of_fungi(bert_dir):
+    table, _ = reviews_table(6)
+    holes = table[["review"]].copy()
+    holes.iloc[[1, 4], 0] = np.nan  # a missing value of a pandas text column
+    filled = make_pipeline(SimpleImputer(strategy="constant", fill_value=""), text_fungi(bert_dir)).fit(holes)
+    expected = table["review"].tolist()
+    expected[1] = expected[4] = ""
+    np.testing.assert_array_equal(filled.transform(holes), text_fungi(bert_dir).fit(expected).transform(expected))
 
 
 def test_mixed_kinds_in_one_column_are_refused(bert_dir):
