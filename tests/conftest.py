@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer
 
+import skfungi._engine
 from skfungi import FungiTransformer, ImageBackbone, TimmBackbone
 from skfungi._seeding import derive_seed, generator
 from skfungi.backbones import frozen_eval
@@ -52,6 +53,21 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def extracted_rows():
+    """Counts the samples FungiTransformer extracts features (embedding + every loss's gradients) for."""
+    counter = {"rows": 0}
+    original = skfungi._engine.FeatureExtractor.transform
+
+    def counting(self, samples):
+        counter["rows"] += len(samples)
+        return original(self, samples)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(skfungi._engine.FeatureExtractor, "transform", counting)
+        yield counter
 
 
 @pytest.fixture

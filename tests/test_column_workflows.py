@@ -25,7 +25,6 @@ from sklearn.preprocessing import StandardScaler
 from test_audio import make_clips
 from test_audio import tiny_backbone as tiny_audio_backbone
 
-import skfungi._engine
 from skfungi import FungiBlockSelector, FungiTransformer, ImageBackbone
 from skfungi.backbones import infer_modality
 from skfungi.backbones.tabular import TabularMLP
@@ -34,21 +33,6 @@ from skfungi.losses import KLLoss, SimCLRLoss
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SMALL_SIMCLR = SimCLRLoss(n_views=3, n_negatives=6, negative_views=1)
-
-
-@pytest.fixture
-def extracted_rows():
-    """Counts the rows FungiTransformer extracts features (embedding + every loss's gradients) for."""
-    counter = {"rows": 0}
-    original = skfungi._engine.FeatureExtractor.transform
-
-    def counting(self, samples):
-        counter["rows"] += len(samples)
-        return original(self, samples)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(skfungi._engine.FeatureExtractor, "transform", counting)
-        yield counter
 
 
 def image_fungi(losses=("kl",)):

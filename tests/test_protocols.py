@@ -17,7 +17,6 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-import skfungi._engine
 from skfungi import DINOLoss, FungiTransformer, SimCLRLoss
 from skfungi.protocols import (
     PAPER_L2_PENALTIES,
@@ -45,21 +44,6 @@ def blobs(n=240, n_features=30, centers=4, seed=0, spread=4.0):
 @pytest.fixture(scope="module")
 def images():
     return np.random.default_rng(0).integers(0, 256, size=(6, 20, 20, 3), dtype=np.uint8)
-
-
-@pytest.fixture
-def extracted_rows():
-    """Counts the image rows FungiTransformer extracts features for while a test runs."""
-    counter = {"rows": 0}
-    original = skfungi._engine.FeatureExtractor.transform
-
-    def counting(self, images):
-        counter["rows"] += len(images)
-        return original(self, images)
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(skfungi._engine.FeatureExtractor, "transform", counting)
-        yield counter
 
 
 @pytest.fixture(scope="module")
