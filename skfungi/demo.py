@@ -38,6 +38,7 @@ __all__ = [
     "knn_scores",
     "load_demo_data",
     "main",
+    "main_with_args",
     "run_demo",
     "split_blocks",
 ]
@@ -289,8 +290,10 @@ def run_demo(
     return score_blocks(blocks, np.asarray(y_train), np.asarray(y_test))
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m skfungi.demo", description=__doc__.splitlines()[0])
+def _parser(add_help: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m skfungi.demo", description=__doc__.splitlines()[0], add_help=add_help
+    )
     parser.add_argument("--n-train", type=int, default=2000, help="training images (default 2000)")
     parser.add_argument("--n-test", type=int, default=1000, help="test images (default 1000)")
     parser.add_argument(
@@ -306,7 +309,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the demo and print its table; returns the exit status."""
-    args = _parser().parse_args(argv)
+    return main_with_args(_parser().parse_args(argv))
+
+
+def main_with_args(args: argparse.Namespace) -> int:
+    """Run the demo with parsed arguments (``skfungi demo`` parses them with this module's options)."""
     if args.quick:
         args.n_train, args.n_test = min(args.n_train, 60), min(args.n_test, 40)
     start = time.perf_counter()

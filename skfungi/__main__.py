@@ -1,0 +1,7 @@
+"""``python -m skfungi``: the ``skfungi`` command line (see :mod:`skfungi.cli`)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,244 @@
+"""What ``skfungi extract`` reads: a folder of images, a CSV / Parquet table of texts, a ``.npy`` array.
+
+Every source is an :class:`InputSource`: a fixed, ordered list of samples
+with a name each (a file's relative path, or a row number), optional labels
+(class sub-folders, or a label column), a fingerprint of what was read (so a
+resumed extraction can tell that its input changed) and a ``load`` that
+decodes any subset of samples, reporting the ones that cannot be read rather
+than failing on them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["IMAGE_EXTENSIONS", "InputError", "InputSource", "read_input"]
+
+IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".pbm", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
+TABLE_EXTENSIONS = (".csv", ".parquet")
+
+
+class InputError(ValueError):
+    """The input cannot be used as given (the message says why and what to do)."""
+
+
+@dataclass
+class InputSource:
+    """An ordered collection of samples of one modality.
+
+    Attributes
+    ----------
+    kind : str
+        ``"folder"``, ``"table"`` or ``"array"``.
+    modality : str
+        ``"image"`` or ``"text"``.
+    names : ndarray of str
+        One name per sample: the path relative to the folder, or the row number.
+    labels : ndarray of str or None
+        Class sub-folder names, or the label column; None without labels.
+    fingerprint : dict
+        What identifies the input (paths, sizes, modification times).
+    loader : callable
+        ``loader(indices) -> (samples, kept, failed)``, see :meth:`load`.
+    ignored_files : int
+        Files of a folder that are not images (by extension), never read.
+    """
+
+    kind: str
+    modality: str
+    names: np.ndarray
+    labels: np.ndarray | None
+    fingerprint: dict
+    loader: Callable
+    ignored_files: int = 0
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def load(self, indices) -> tuple[list, list[int], list[tuple[int, str]]]:
+        """Decode the samples at ``indices``.
+
+        Returns
+        -------
+        samples : list
+            The readable samples, in order.
+        kept : list of int
+            Their indices.
+        failed : list of (int, str)
+            Index and reason of every sample that could not be read.
+        """
+        return self.loader(indices)
+
+    def digest(self) -> str:
+        """A short hash of the fingerprint."""
+        text = json.dumps(self.fingerprint, sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def read_input(path, *, text_column: str = "text", label_column: str | None = None, exclude: tuple = ()) -> InputSource:
+    """Open ``path`` as an input source (a folder, a ``.csv`` / ``.parquet`` table or a ``.npy`` array).
+
+    ``exclude`` lists paths never to be read as images (the output and its
+    partial-results folder, when they lie inside an input folder).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input {os.fspath(path)!r} does not exist.")
+    if path.is_dir():
+        return _image_folder(path, exclude)
+    suffix = path.suffix.lower()
+    if suffix in TABLE_EXTENSIONS:
+        return _text_table(path, text_column, label_column)
+    if suffix == ".npy":
+        return _array(path)
+    raise InputError(
+        f"input {os.fspath(path)!r} is not a folder of images, a .csv / .parquet table of texts or a .npy array."
+    )
+
+
+# -- a folder of images ----------------------------------------------------------------
+
+
+def _image_folder(folder: Path, exclude: tuple) -> InputSource:
+    excluded = {Path(item).resolve() for item in exclude}
+    files, ignored = [], 0
+    for root, directories, names in os.walk(folder):
+        root_path = Path(root)
+        # hidden entries (.DS_Store, .git, ...) and the extraction's own files are never samples
+        directories[:] = sorted(
+            d for d in directories if not d.startswith(".") and (root_path / d).resolve() not in excluded
+        )
+        for name in names:
+            file = root_path / name
+            if name.startswith(".") or file.resolve() in excluded:
+                continue
+            if file.suffix.lower() in IMAGE_EXTENSIONS:
+                files.append(file.relative_to(folder))
+            else:
+                ignored += 1
+    if not files:
+        raise InputError(
+            f"input folder {os.fspath(folder)!r} holds no image files (looked for {', '.join(IMAGE_EXTENSIONS)})."
+        )
+    files.sort(key=lambda relative: relative.as_posix())
+    nested = [len(relative.parts) > 1 for relative in files]
+    if any(nested) and not all(nested):
+        top = next(relative for relative, inside in zip(files, nested, strict=True) if not inside)
+        raise InputError(
+            f"input folder {os.fspath(folder)!r} mixes images at its top level (e.g. {top.as_posix()!r}) with "
+            "class sub-folders; put every image in a class sub-folder, or none of them."
+        )
+    labels = np.asarray([relative.parts[0] for relative in files]) if all(nested) else None
+    names = np.asarray([relative.as_posix() for relative in files])
+    stats = [(folder / relative).stat() for relative in files]
+    fingerprint = {
+        "kind": "folder",
+        "path": os.fspath(folder.resolve()),
+        "files": [[name, stat.st_size, stat.st_mtime_ns] for name, stat in zip(names.tolist(), stats, strict=True)],
+    }
+    return InputSource(
+        "folder", "image", names, labels, fingerprint, lambda indices: _load_images(folder, names, indices), ignored
+    )
+
+
+def _load_images(folder: Path, names: np.ndarray, indices) -> tuple[list, list[int], list[tuple[int, str]]]:
+    from PIL import Image
+
+    samples, kept, failed = [], [], []
+    for index in indices:
+        try:
+            with Image.open(folder / names[index]) as image:
+                image.load()
+                samples.append(image.copy() if image.mode in ("L", "RGB") else image.convert("RGB"))
+            kept.append(int(index))
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            failed.append((int(index), f"{type(error).__name__}: {error}"))
+    return samples, kept, failed
+
+
+# -- a table of texts --------------------------------------------------------------------
+
+
+def _text_table(path: Path, text_column: str, label_column: str | None) -> InputSource:
+    import pandas as pd
+
+    try:
+        table = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    except ImportError as error:
+        raise InputError(f"cannot read {os.fspath(path)!r}: {error}") from error
+    except (OSError, ValueError, pd.errors.ParserError) as error:
+        raise InputError(f"cannot read {os.fspath(path)!r}: {error}") from error
+    for role, column in (("text", text_column), ("label", label_column)):
+        if column is not None and column not in table.columns:
+            raise InputError(
+                f"{os.fspath(path)!r} has no column {column!r} (its columns: {', '.join(map(str, table.columns))}); "
+                f"name the {role} column with --{role}-column."
+            )
+    if len(table) == 0:
+        raise InputError(f"{os.fspath(path)!r} has no rows.")
+    texts = table[text_column].to_numpy(dtype=object)
+    labels = None if label_column is None else table[label_column].astype(str).to_numpy()
+    return InputSource(
+        "table",
+        "text",
+        _row_names(len(table)),
+        labels,
+        _file_fingerprint(path, "table"),
+        lambda indices: _load_texts(texts, text_column, indices),
+    )
+
+
+def _load_texts(texts: np.ndarray, column: str, indices) -> tuple[list, list[int], list[tuple[int, str]]]:
+    samples, kept, failed = [], [], []
+    for index in indices:
+        text = texts[index]
+        if isinstance(text, str):
+            samples.append(text)
+            kept.append(int(index))
+        else:
+            failed.append((int(index), f"column {column!r} holds {text!r}, not a text"))
+    return samples, kept, failed
+
+
+# -- a .npy array --------------------------------------------------------------------------
+
+
+def _array(path: Path) -> InputSource:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read {os.fspath(path)!r} as a .npy array: {error}") from error
+    if array.ndim == 1 and array.dtype.kind in "US":
+        modality = "text"
+    elif array.ndim in (3, 4) and array.dtype.kind in "uif":
+        modality = "image"
+    else:
+        raise InputError(
+            f"{os.fspath(path)!r} holds a {array.ndim}-D {array.dtype} array; the command line takes images "
+            "((N, H, W) or (N, H, W, C), uint8 or floats in [0, 1]) or a 1-D array of texts. Tabular rows "
+            "need a tabular backbone: use the Python API (skfungi.TabularBackbone)."
+        )
+    if len(array) == 0:
+        raise InputError(f"{os.fspath(path)!r} holds no samples.")
+
+    def load(indices):
+        rows = np.asarray(array[list(indices)])  # a copy: the memory map is never handed out
+        return ([str(text) for text in rows] if modality == "text" else rows), [int(i) for i in indices], []
+
+    return InputSource("array", modality, _row_names(len(array)), None, _file_fingerprint(path, "array"), load)
+
+
+def _row_names(n_rows: int) -> np.ndarray:
+    return np.arange(n_rows).astype(str)
+
+
+def _file_fingerprint(path: Path, kind: str) -> dict:
+    stat = path.stat()
+    return {"kind": kind, "path": os.fspath(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
