@@ -1,44 +1,69 @@
-"""skfungi: FUNGI features (frozen embeddings + self-supervised gradients) for scikit-learn."""
+"""skfungi: FUNGI features (frozen embeddings + self-supervised gradients) for scikit-learn.
 
-from ._block_selection import FungiBlockSelector
-from ._projection import GaussianProjection, KroneckerProjection, RademacherProjection
-from ._transformer import FungiTransformer
-from .backbones import (
-    AudioBackbone,
-    HuggingFaceTextBackbone,
-    ImageBackbone,
-    OpenCLIPImageBackbone,
-    OpenCLIPTextBackbone,
-    ResemblyzerBackbone,
-    TabularBackbone,
-    TabularMLP,
-    TextBackbone,
-    TimmBackbone,
-)
-from .losses import DINOLoss, KLLoss, SimCLRLoss
-from .neighbors import HNSWTransformer
+Public names are imported on first use: ``from skfungi import HNSWTransformer``
+does not import torch (about 0.5 GB of resident memory), which matters next to
+a million-point neighbour index.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # static imports for type checkers, IDEs and documentation tools
+    from ._block_selection import FungiBlockSelector
+    from ._projection import GaussianProjection, KroneckerProjection, RademacherProjection
+    from ._transformer import FungiTransformer
+    from .backbones import (
+        AudioBackbone,
+        HuggingFaceTextBackbone,
+        ImageBackbone,
+        OpenCLIPImageBackbone,
+        OpenCLIPTextBackbone,
+        ResemblyzerBackbone,
+        TabularBackbone,
+        TabularMLP,
+        TextBackbone,
+        TimmBackbone,
+    )
+    from .losses import DINOLoss, KLLoss, SimCLRLoss
+    from .neighbors import HNSWTransformer
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "AudioBackbone",
-    "DINOLoss",
-    "FungiBlockSelector",
-    "FungiTransformer",
-    "GaussianProjection",
-    "HNSWTransformer",
-    "HuggingFaceTextBackbone",
-    "ImageBackbone",
-    "KLLoss",
-    "KroneckerProjection",
-    "OpenCLIPImageBackbone",
-    "OpenCLIPTextBackbone",
-    "RademacherProjection",
-    "ResemblyzerBackbone",
-    "SimCLRLoss",
-    "TabularBackbone",
-    "TabularMLP",
-    "TextBackbone",
-    "TimmBackbone",
-    "__version__",
-]
+# public name -> submodule that defines it
+_EXPORTS = {
+    "FungiBlockSelector": "._block_selection",
+    "GaussianProjection": "._projection",
+    "KroneckerProjection": "._projection",
+    "RademacherProjection": "._projection",
+    "FungiTransformer": "._transformer",
+    "AudioBackbone": ".backbones",
+    "HuggingFaceTextBackbone": ".backbones",
+    "ImageBackbone": ".backbones",
+    "OpenCLIPImageBackbone": ".backbones",
+    "OpenCLIPTextBackbone": ".backbones",
+    "ResemblyzerBackbone": ".backbones",
+    "TabularBackbone": ".backbones",
+    "TabularMLP": ".backbones",
+    "TextBackbone": ".backbones",
+    "TimmBackbone": ".backbones",
+    "DINOLoss": ".losses",
+    "KLLoss": ".losses",
+    "SimCLRLoss": ".losses",
+    "HNSWTransformer": ".neighbors",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__"])
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'skfungi' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import numbers
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["base_seed", "content_key", "derive_seed", "generator"]
 
@@ -65,4 +68,6 @@ def content_key(sample: torch.Tensor) -> bytes:
 
 def generator(seed: int) -> torch.Generator:
     """A CPU ``torch.Generator`` seeded with ``seed`` (identical on every machine)."""
+    import torch  # here, so that the torch-free parts of skfungi (neighbours, protocols) never import it
+
     return torch.Generator(device="cpu").manual_seed(seed)

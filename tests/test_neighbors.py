@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 
 import hnswlib
 import joblib
@@ -270,3 +272,10 @@ def test_wrong_dimension_and_empty_input_are_clear_errors():
 def test_bad_parameters_are_named(params, message):
     with pytest.raises(ValueError, match=message):
         HNSWTransformer(**params).fit(data())
+
+
+def test_neighbours_and_protocols_do_not_import_torch():
+    # next to a million-point index, torch's ~0.5 GB of resident memory would dominate the overhead
+    code = "import sys; from skfungi import HNSWTransformer; import skfungi.protocols; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
