@@ -54,7 +54,28 @@ _EXPORTS = {
     "HNSWTransformer": ".neighbors",
 }
 
-__all__ = sorted([*_EXPORTS, "__version__"])
+__all__ = [
+    "AudioBackbone",
+    "DINOLoss",
+    "FungiBlockSelector",
+    "FungiTransformer",
+    "GaussianProjection",
+    "HNSWTransformer",
+    "HuggingFaceTextBackbone",
+    "ImageBackbone",
+    "KLLoss",
+    "KroneckerProjection",
+    "OpenCLIPImageBackbone",
+    "OpenCLIPTextBackbone",
+    "RademacherProjection",
+    "ResemblyzerBackbone",
+    "SimCLRLoss",
+    "TabularBackbone",
+    "TabularMLP",
+    "TextBackbone",
+    "TimmBackbone",
+    "__version__",
+]
 
 
 def __getattr__(name: str):
