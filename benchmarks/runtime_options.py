@@ -1,0 +1,124 @@
+"""Cost of FungiTransformer's runtime options, side by side in one run.
+
+Two questions, each answered as a ratio against the default, with the
+configurations interleaved (A, B, A, B, ...) so that a noisy shared machine
+affects both alike:
+
+* ``num_workers``: JPEG files decoded by background threads while the
+  backbone computes, against decoding in the calling thread (``num_workers=0``,
+  the only behaviour before the option existed);
+* ``precision``: the backbone's forward under ``torch.autocast`` in bfloat16
+  or float16, against float32.
+
+Models are randomly initialised (timing does not depend on the weights)::
+
+    .venv/bin/python benchmarks/runtime_options.py            # ~5 minutes on 2 cores
+    .venv/bin/python benchmarks/runtime_options.py --quick    # ~1 minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+
+from skfungi import FungiTransformer, ImageBackbone, TimmBackbone
+
+
+def write_jpegs(folder: Path, n_images: int, size: int) -> list[str]:
+    rng = np.random.default_rng(0)
+    paths = []
+    for index in range(n_images):
+        # smooth random images compress like photographs, unlike white noise
+        small = rng.integers(0, 256, (size // 16, size // 16, 3), dtype=np.uint8)
+        image = Image.fromarray(small).resize((size, size), Image.BICUBIC)
+        paths.append(str(folder / f"{index:05d}.jpg"))
+        image.save(paths[-1], quality=90)
+    return paths
+
+
+def interleaved_seconds(configs: dict[str, FungiTransformer], inputs, repeats: int) -> dict[str, float]:
+    """Median wall seconds of ``transform(inputs)`` per configuration, runs interleaved."""
+    for fungi in configs.values():
+        fungi.fit(inputs[:2])
+        fungi.transform(inputs[:2])  # warm-up
+    times = {name: [] for name in configs}
+    for _ in range(repeats):
+        for name, fungi in configs.items():
+            start = time.perf_counter()
+            fungi.transform(inputs)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def decoding(args, folder: Path) -> list[tuple[str, float, float]]:
+    paths = write_jpegs(folder, args.n_images, args.file_size)
+    rows = []
+    for losses, label in (((), "embedding"), (("kl",), "embedding + KL")):
+        configs = {
+            workers: FungiTransformer(
+                ImageBackbone(torchvision.models.mobilenet_v2(), layer="features.18.0", input_size=args.input_size),
+                losses=losses,
+                batch_size=args.batch_size,
+                num_workers=workers,
+                random_state=0,
+            )
+            for workers in (0, 2)
+        }
+        seconds = interleaved_seconds(configs, paths, args.repeats)
+        for workers in (0, 2):
+            ms = 1000 * seconds[workers] / len(paths)
+            rows.append((f"MobileNetV2 {label}, num_workers={workers}", ms, seconds[0] / seconds[workers]))
+    return rows
+
+
+def precision(args) -> list[tuple[str, float, float]]:
+    images = np.random.default_rng(0).integers(0, 256, (args.n_vit_images, 224, 224, 3), dtype=np.uint8)
+    module = TimmBackbone(args.vit, pretrained=False)
+    configs = {
+        name: FungiTransformer(module, losses=("kl",), batch_size=args.batch_size, precision=name, random_state=0)
+        for name in ("float32", "bfloat16", "float16")
+    }
+    seconds = interleaved_seconds(configs, images, args.repeats)
+    return [
+        (f"{args.vit} embedding + KL, precision={name}", 1000 * value / len(images), seconds["float32"] / value)
+        for name, value in seconds.items()
+    ]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n-images", type=int, default=256, help="JPEG files per transform (quick: 64)")
+    parser.add_argument("--file-size", type=int, default=500, help="side of the JPEG files in pixels")
+    parser.add_argument("--input-size", type=int, default=96, help="MobileNetV2 input size")
+    parser.add_argument("--n-vit-images", type=int, default=32, help="images per transform for precision (quick: 8)")
+    parser.add_argument("--vit", default="vit_small_patch16_224", help="timm ViT for the precision rows")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved timed repeats (quick: 1)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--quick", action="store_true", help="~1 minute smoke run")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.n_images, args.n_vit_images, args.repeats = 64, 8, 1
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch_size={args.batch_size}")
+    with tempfile.TemporaryDirectory() as folder:
+        rows = decoding(args, Path(folder))
+    rows += precision(args)
+    width = max(len(name) for name, *_ in rows)
+    print(f"{'configuration':<{width}}  ms/image  speed-up vs default")
+    for name, ms, ratio in rows:
+        print(f"{name:<{width}}  {ms:8.1f}  {ratio:6.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
