@@ -8,7 +8,10 @@ affects both alike:
   backbone computes, against decoding in the calling thread (``num_workers=0``,
   the only behaviour before the option existed);
 * ``precision``: the backbone's forward under ``torch.autocast`` in bfloat16
-  or float16, against float32.
+  or float16, against float32;
+* ``compile`` (with ``--compile``; minutes of compilation on a CPU): the
+  backbone's forward through ``torch.compile``, against eager, once compiled;
+  the first call, which compiles, is reported on its own.
 
 Models are randomly initialised (timing does not depend on the weights)::
 
@@ -93,6 +96,33 @@ def precision(args) -> list[tuple[str, float, float]]:
     ]
 
 
+def compiled(args) -> list[tuple[str, float, float]]:
+    images = np.random.default_rng(0).integers(0, 256, (args.n_vit_images, 64, 64, 3), dtype=np.uint8)
+    configs = {
+        flag: FungiTransformer(
+            ImageBackbone(torchvision.models.mobilenet_v2(), layer="features.18.0", input_size=64),
+            losses=("kl",),
+            batch_size=args.batch_size,
+            compile=flag,
+            random_state=0,
+        )
+        for flag in (False, True)
+    }
+    start = time.perf_counter()
+    configs[True].fit(images[:2]).transform(images)
+    first_call = time.perf_counter() - start
+    seconds = interleaved_seconds(configs, images, args.repeats)
+    print(f"compile: the first transform (compiling) took {first_call:.0f} s")
+    return [
+        (
+            f"MobileNetV2 64 px embedding + KL, compile={flag}",
+            1000 * seconds[flag] / len(images),
+            seconds[False] / seconds[flag],
+        )
+        for flag in (False, True)
+    ]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n-images", type=int, default=256, help="JPEG files per transform (quick: 64)")
@@ -103,6 +133,7 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timed repeats (quick: 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--compile", action="store_true", help="also measure compile=True (minutes on a CPU)")
     parser.add_argument("--quick", action="store_true", help="~1 minute smoke run")
     args = parser.parse_args(argv)
     if args.quick:
@@ -113,6 +144,8 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         rows = decoding(args, Path(folder))
     rows += precision(args)
+    if args.compile:
+        rows += compiled(args)
     width = max(len(name) for name, *_ in rows)
     print(f"{'configuration':<{width}}  ms/image  speed-up vs default")
     for name, ms, ratio in rows:

@@ -117,3 +117,22 @@ def test_background_decoding_gives_identical_features(images, tmp_path):
     inline = _fungi(batch_size=2).fit(paths)
     threaded = _fungi(batch_size=2, num_workers=3).fit(paths)
     np.testing.assert_array_equal(threaded.transform(paths), inline.transform(paths))
+
+
+def test_compiled_backbone_gives_the_same_features_and_leaves_the_module_uncompiled(images):
+    module = tiny_vit()
+    # the "eager" backend runs dynamo's tracing without code generation: the plumbing, in seconds
+    compiled = FungiTransformer(TimmBackbone(module), losses=("kl",), compile={"backend": "eager"}, random_state=0)
+    plain = FungiTransformer(TimmBackbone(module), losses=("kl",), random_state=0)
+    features = compiled.fit(images).transform(images)
+    np.testing.assert_allclose(features, plain.fit(images).transform(images), rtol=1e-5, atol=1e-6)
+    assert compiled.backbone_.module._compiled_call_impl is not None
+    assert module._compiled_call_impl is None
+    loaded = pickle.loads(pickle.dumps(compiled))
+    assert loaded.backbone_.module._compiled_call_impl is not None
+    np.testing.assert_allclose(loaded.transform(images), features, rtol=1e-5, atol=1e-6)
+
+
+def test_compile_must_be_a_bool_or_a_dict(images):
+    with pytest.raises(ValueError, match="compile must be a bool or a dict"):
+        _fungi(compile="yes").fit(images)

@@ -69,6 +69,19 @@ class Backbone:
         moved.module = placed
         return moved
 
+    def compiled(self, options: dict) -> Backbone:
+        """A shallow copy whose module's calls run through ``torch.compile(**options)``.
+
+        The module is shallow-copied too: it shares every parameter and
+        submodule with the given one (so layer paths and hooks are unchanged),
+        and only the copy's calls are compiled, never the given module's.
+        """
+        module = copy.copy(self.module)
+        module._compiled_call_impl = torch.compile(self.module._call_impl, **options)
+        moved = copy.copy(self)
+        moved.module = module
+        return moved
+
     @property
     def device(self) -> torch.device:
         param = next(self.module.parameters(), None)
