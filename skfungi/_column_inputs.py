@@ -82,16 +82,12 @@ def unwrap_column(X, modality: str, estimator=None, reset: bool = True):
 
 
 def column_values(X) -> list | None:
-    """The values of a non-numeric column form of ``X`` (for modality inference), else None."""
-    if hasattr(X, "columns"):
-        if X.shape[1] != 1 or X.iloc[:, 0].dtype.kind in "biufcmM":
-            return None
-        return X.iloc[:, 0].tolist()
-    if hasattr(X, "iloc"):
-        return X.tolist()
-    if isinstance(X, np.ndarray) and X.dtype.kind in "OUS" and (X.ndim == 1 or (X.ndim == 2 and X.shape[1] == 1)):
-        return X.reshape(-1).tolist()
-    return None
+    """The values of a non-numeric column form of ``X`` (for modality inference), else None; never raises."""
+    if hasattr(X, "columns") and (X.shape[1] != 1 or X.iloc[:, 0].dtype.kind in "biufcmM"):
+        return None  # a table of numbers, or several columns
+    if isinstance(X, np.ndarray) and X.ndim == 2 and X.shape[1] != 1:
+        return None
+    return _column_parts(X, "text")[2]
 
 
 # -- internals ------------------------------------------------------------------------
@@ -102,10 +98,11 @@ def _column_parts(X, modality: str):
     expected = _EXPECTED[modality]
     if hasattr(X, "columns") and hasattr(X, "iloc"):  # a DataFrame
         if X.shape[1] != 1:
+            column = X.columns[0] if X.shape[1] else "text"
             raise ValueError(
                 f"X is a DataFrame with {X.shape[1]} columns {list(X.columns)[:5]}; {_a(modality)} backbone takes "
-                f"one column of {expected}: select it, e.g. X[['photo']] or, in a ColumnTransformer, "
-                "(name, FungiTransformer(...), 'photo')."
+                f"one column of {expected}: select it, e.g. X[{column!r}] or, in a ColumnTransformer, "
+                f"(name, FungiTransformer(...), {column!r})."
             )
         column = X.iloc[:, 0]
         return column.name, _labels(X.index), column.tolist(), True
