@@ -1,0 +1,251 @@
+"""kNN accuracy and cost of each view preset, with the dense and the Kronecker projection (CPU).
+
+ImageNet MobileNetV2 (layer ``features.18.0``) on Fashion-MNIST at ``--input-size`` px.
+One run per preset (``--preset``), then ``--plot`` draws every run's JSON.
+
+* Features: ``FungiTransformer(views=preset, random_state=0)`` is fitted on ``--bank``
+  training images (SimCLR's negative bank; disjoint from the evaluation pool) and transforms a
+  stratified pool of ``--pool`` training images once. Every loss combination is a column slice
+  of ``[embedding | KL | DINO | SimCLR]``: each block is L2-normalised on its own, so a slice
+  is exactly what ``losses=`` that combination would give.
+* Projections: one pass computes both the dense Rademacher projection (the default) and the
+  Kronecker projection of the same gradients (``DenseAndKronecker`` below: the Kronecker
+  projection of the formed gradient ``G`` is ``P_out G P_in^T``, equal to what
+  ``KroneckerProjection`` computes from the factors), each fitted exactly as
+  ``projection="rademacher"`` / ``"kronecker"`` would be.
+* Accuracy: the paper's kNN (k=20, uniform vote, Euclidean, PCA to 512 capped by the data,
+  fitted on the training part) over ``--splits`` random stratified splits of the pool
+  (``--test`` test images each); mean +- std in points.
+* The extraction itself runs with a ``--projection-buffer-mb`` buffer of reduced gradients (the
+  library's default is 64 MiB): the dense matrix is regenerated once per buffer, which dominates
+  on MobileNetV2's 1280 x 320 gradient; features do not depend on the buffer size.
+* Cost: seconds per image of each block, from ``transform`` of ``--timing-images`` images per
+  loss (fastest of 2 repeats, default dense projection), relative to the embedding forward
+  (``losses=()``); a combination costs its losses plus the embedding (KL shares its forward).
+
+Usage::
+
+    .venv/bin/python benchmarks/preset_accuracy.py --preset paper --json /tmp/acc_paper.json
+    .venv/bin/python benchmarks/preset_accuracy.py --preset fast --json /tmp/acc_fast.json
+    .venv/bin/python benchmarks/preset_accuracy.py --plot docs/view_presets.png /tmp/acc_paper.json /tmp/acc_fast.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator
+from sklearn.model_selection import StratifiedShuffleSplit
+
+from skfungi import FungiTransformer, _engine
+from skfungi._projection import KroneckerProjection, RademacherProjection
+from skfungi.backbones.mobilenet import mobilenet_v2_backbone
+from skfungi.datasets import FASHION_MNIST_DIR, read_idx
+from skfungi.protocols import evaluate_knn
+
+BLOCKS = ("embedding", "kl", "dino", "simclr")
+LOSSES = ("kl", "dino", "simclr")
+
+
+class DenseAndKronecker(BaseEstimator):
+    """Both projections of one gradient, side by side: ``[dense (k) | Kronecker (k)]``."""
+
+    def fit(self, gradient_shape, n_components, seed):
+        self.dense_ = RademacherProjection().fit(gradient_shape, n_components, seed)
+        self.kronecker_ = KroneckerProjection().fit(gradient_shape, n_components, seed)
+        self.gradient_shape_ = tuple(gradient_shape)
+        self.n_components_ = 2 * int(n_components)
+        return self
+
+    def reduce(self, g, a):
+        return self.dense_.reduce(g, a)
+
+    def project(self, gradients):
+        dense = self.dense_.project(gradients)
+        matrices = gradients.reshape(-1, *self.gradient_shape_)
+        out_factor = self.kronecker_.out_factor_.to(gradients)
+        in_factor = self.kronecker_.in_factor_.to(gradients)
+        kronecker = (out_factor @ matrices @ in_factor.T).flatten(1)
+        return torch.cat([dense, kronecker], dim=1)
+
+
+def pool_and_bank(n_pool: int, n_bank: int, seed: int = 0):
+    """A stratified pool of training images and a disjoint set of bank images."""
+    images = read_idx(f"{FASHION_MNIST_DIR}/train-images-idx3-ubyte.gz")
+    labels = read_idx(f"{FASHION_MNIST_DIR}/train-labels-idx1-ubyte.gz").astype(np.int64)
+    order = np.random.default_rng(seed).permutation(len(labels))
+    bank = order[:n_bank]
+    rest = order[n_bank:]
+    pool_part, _ = next(
+        StratifiedShuffleSplit(n_splits=1, train_size=n_pool, random_state=seed).split(rest, labels[rest])
+    )
+    pool = rest[pool_part]
+    return images[pool], labels[pool], images[bank]
+
+
+def split_blocks(features: np.ndarray, width: int, projection: str) -> dict[str, np.ndarray]:
+    """``{block: columns}`` for one projection, each gradient half re-normalised on its own."""
+    blocks = {"embedding": features[:, :width]}
+    offset = 0 if projection == "rademacher" else width
+    for index, name in enumerate(LOSSES):
+        start = width + 2 * width * index + offset
+        half = features[:, start : start + width]
+        blocks[name] = half / np.linalg.norm(half, axis=1, keepdims=True)
+    return blocks
+
+
+def combinations():
+    for size in range(1, len(BLOCKS) + 1):
+        yield from itertools.combinations(BLOCKS, size)
+
+
+def block_seconds(backbone, preset: str, images: np.ndarray, bank: np.ndarray) -> dict[str, float]:
+    """Seconds per image of the embedding forward and of each loss (dense projection)."""
+    seconds = {}
+    for name in ("embedding", *LOSSES):
+        losses = () if name == "embedding" else (name,)
+        fungi = FungiTransformer(backbone, losses=losses, views=preset, device="cpu", random_state=0).fit(bank)
+        seconds[name] = min(_timed(fungi.transform, images) for _ in range(2)) / len(images)
+    # KL shares the embedding's forward: its cost is what it adds to it
+    seconds["kl"] = max(seconds["kl"] - seconds["embedding"], 0.0)
+    return seconds
+
+
+def _timed(function, *args) -> float:
+    start = time.perf_counter()
+    function(*args)
+    return time.perf_counter() - start
+
+
+def run(args) -> dict:
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    images, labels, bank = pool_and_bank(args.pool, args.bank)
+    backbone = mobilenet_v2_backbone(input_size=args.input_size)
+    seconds = block_seconds(backbone, args.preset, images[: args.timing_images], bank[:16])
+    print(f"seconds per image: {seconds}", flush=True)
+    fungi = FungiTransformer(
+        backbone, losses=LOSSES, views=args.preset, projection=DenseAndKronecker(), device="cpu", random_state=0
+    )
+    fungi.fit(bank)
+    # a larger buffer regenerates the dense matrix less often; features do not depend on it
+    _engine.PROJECTION_BUFFER_BYTES = args.projection_buffer_mb * 2**20
+    extraction = time.perf_counter()
+    features = fungi.transform(images)
+    extraction = time.perf_counter() - extraction
+    print(f"features {features.shape} in {extraction:.0f} s", flush=True)
+    splits = list(
+        StratifiedShuffleSplit(n_splits=args.splits, test_size=args.test, random_state=0).split(images, labels)
+    )
+    results = []
+    for projection in ("rademacher", "kronecker"):
+        blocks = split_blocks(features, fungi.embedding_dim_, projection)
+        for combination in combinations():
+            if projection == "kronecker" and combination == ("embedding",):
+                continue
+            X = np.hstack([blocks[name] for name in combination])
+            scores = [evaluate_knn(X[train], labels[train], X[test], labels[test])["top1"] for train, test in splits]
+            cost = seconds["embedding"] + sum(seconds[name] for name in combination if name != "embedding")
+            row = {
+                "preset": args.preset,
+                "projection": projection,
+                "blocks": "+".join(combination),
+                "top1_mean": 100 * float(np.mean(scores)),
+                "top1_std": 100 * float(np.std(scores)),
+                "top1_splits": [100 * s for s in scores],
+                "seconds_per_image": cost,
+                "ratio_to_embedding": cost / seconds["embedding"],
+            }
+            results.append(row)
+            print(
+                f"{projection:10s} {row['blocks']:28s} {row['top1_mean']:6.2f} +- {row['top1_std']:4.2f}"
+                f"  x{row['ratio_to_embedding']:6.1f}",
+                flush=True,
+            )
+    return {
+        "preset": args.preset,
+        "input_size": args.input_size,
+        "pool": args.pool,
+        "test": args.test,
+        "splits": args.splits,
+        "bank": args.bank,
+        "threads": args.threads,
+        "seconds_per_image": seconds,
+        "extraction_seconds": extraction,
+        "wall_seconds": time.perf_counter() - started,
+        "rows": results,
+    }
+
+
+def plot(path: str, json_paths: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(9, 6))
+    markers = {"paper": "o", "fast": "s"}
+    for json_path in json_paths:
+        with open(json_path) as handle:
+            run_result = json.load(handle)
+        rows = [row for row in run_result["rows"] if row["projection"] == "rademacher"]
+        for row in rows:
+            axis.errorbar(
+                row["ratio_to_embedding"],
+                row["top1_mean"],
+                yerr=row["top1_std"],
+                marker=markers.get(row["preset"], "^"),
+                color="C0" if row["preset"] == "paper" else "C1",
+                capsize=2,
+                linestyle="none",
+            )
+            if "dino" in row["blocks"] or "simclr" in row["blocks"] or row["blocks"] == "embedding":
+                label = row["blocks"].replace("embedding", "emb")
+                axis.annotate(label, (row["ratio_to_embedding"], row["top1_mean"]), fontsize=6, alpha=0.8)
+    for preset, marker in markers.items():
+        axis.plot([], [], marker=marker, linestyle="none", color="C0" if preset == "paper" else "C1", label=preset)
+    axis.set_xscale("log")
+    axis.set_xlabel("seconds per image / embedding forward (log scale)")
+    axis.set_ylabel("kNN top-1 accuracy (%), mean +- std over splits")
+    axis.set_title("View presets: MobileNetV2 x Fashion-MNIST, dense projection")
+    axis.legend(title="views")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="paper")
+    parser.add_argument("--input-size", type=int, default=64)
+    parser.add_argument("--pool", type=int, default=1500, help="evaluation pool (train + test)")
+    parser.add_argument("--test", type=int, default=500, help="test images per split")
+    parser.add_argument("--splits", type=int, default=5)
+    parser.add_argument("--bank", type=int, default=256, help="SimCLR negative-bank images (fit)")
+    parser.add_argument("--timing-images", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--projection-buffer-mb", type=int, default=1024, help="projection buffer of the feature extraction"
+    )
+    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--plot", nargs="+", metavar=("PNG", "JSON"), help="draw PNG from run JSON files")
+    args = parser.parse_args(argv)
+    if args.plot:
+        plot(args.plot[0], args.plot[1:])
+        return None
+    if args.input_size < 16:
+        parser.error("--input-size must be at least 16")
+    result = run(args)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(result, handle, indent=2)
+    return result
+
+
+if __name__ == "__main__":
+    main()
