@@ -5,9 +5,11 @@
 rows. It never looks inside a sample: the backbone adapter builds inference
 views and encodes views, the losses build their own views.
 
-Batching: samples are processed ``batch_size`` at a time. Each loss forwards
+Batching: samples are processed ``batch_size`` at a time. Each loss takes
 the views of as many whole samples as fit in ``max(batch_size, n_views)``
-views, runs one backward for them, and reduces their per-sample gradients;
+views, forwards them at most ``batch_size`` views at a time (a sample with
+more views than that is split over several forwards), runs one backward for
+them, and reduces their per-sample gradients;
 the reductions of every loss are then projected together, for as many
 consecutive batches as fit in ``PROJECTION_BUFFER_BYTES``, so a dense
 projection is regenerated once per buffer rather than once per batch.
@@ -237,9 +239,22 @@ class FeatureExtractor:
             for sample, key in zip(samples, keys, strict=True)
         ]
         encoded = [
-            self._encode(_concat(groups)).unflatten(0, (len(samples), -1)) for groups in zip(*per_sample, strict=True)
+            self._encode_chunked(_concat(groups)).unflatten(0, (len(samples), -1))
+            for groups in zip(*per_sample, strict=True)
         ]
         return torch.cat(encoded, dim=1).to(_loss_dtype(encoded[0].device))
+
+    def _encode_chunked(self, views) -> torch.Tensor:
+        """Embeddings of one view group in forwards of at most ``batch_size`` views.
+
+        A group holds more views than ``batch_size`` only for a single sample
+        (e.g. SimCLR's 49 patches): its forwards then each record a slice of
+        that sample's views, and the gradient capture sums their tokens.
+        """
+        if len(views) <= self.batch_size:
+            return self._encode(views)
+        chunks = range(0, len(views), self.batch_size)
+        return torch.cat([self._encode(views[start : start + self.batch_size]) for start in chunks])
 
 
 def _nbytes(tensor: torch.Tensor | None) -> int:

@@ -71,8 +71,10 @@ default="rademacher"
     projection_dim : int or "auto", default="auto"
         Width of each gradient block; ``"auto"`` is the embedding width.
     batch_size : int, default=32
-        Samples per batch. A loss forwards the views of as many whole samples
-        as fit in ``max(batch_size, n_views)`` images at once.
+        Samples per batch, and the most views in one forward pass: a loss
+        takes the views of as many whole samples as fit in
+        ``max(batch_size, n_views)`` views and forwards them ``batch_size``
+        at a time, with one backward for them all.
     device : "auto", str or torch.device, default="auto"
         Where the backbone runs. ``"auto"`` keeps a module that already lives
         on an accelerator there, else takes CUDA, then MPS, then the CPU. It
