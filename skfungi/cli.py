@@ -16,6 +16,7 @@ import os
 import platform
 import sys
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -236,9 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         when interrupted. Invalid arguments exit with status 2 (argparse).
     """
     args = build_parser().parse_args(argv)
-    handler = _log_to_stderr(quiet=getattr(args, "quiet", False))
     try:
-        return args.run(args)
+        with _log_to_stderr(quiet=getattr(args, "quiet", False)):
+            return args.run(args)
     except KeyboardInterrupt:
         print("skfungi: interrupted; rerun the same command to continue where it stopped.", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -248,19 +249,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = " ".join(str(error).split()) or type(error).__name__
         print(f"skfungi: error: {message}", file=sys.stderr)
         return EXIT_ERROR
-    finally:
-        logging.getLogger("skfungi").removeHandler(handler)
 
 
-def _log_to_stderr(quiet: bool) -> logging.Handler:
+@contextmanager
+def _log_to_stderr(quiet: bool):
+    """The ``skfungi`` loggers' messages on stderr while the command runs (INFO, or WARNING when quiet)."""
+    level = logging.WARNING if quiet else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("skfungi: %(message)s"))
-    handler.setLevel(logging.WARNING if quiet else logging.INFO)
+    handler.setLevel(level)
     package_logger = logging.getLogger("skfungi")
+    previous_level = package_logger.level
     package_logger.addHandler(handler)
-    if package_logger.level == logging.NOTSET or package_logger.level > handler.level:
-        package_logger.setLevel(handler.level)
-    return handler
+    package_logger.setLevel(level)
+    try:
+        yield
+    finally:
+        package_logger.removeHandler(handler)
+        package_logger.setLevel(previous_level)
 
 
 # -- extract ------------------------------------------------------------------------------
