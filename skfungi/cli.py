@@ -133,6 +133,13 @@ def _add_extract_arguments(parser: argparse.ArgumentParser) -> None:
         "kl,simclr for texts; 'none': the embedding alone",
     )
     parser.add_argument(
+        "--views",
+        choices=("paper", "fast"),
+        default="paper",
+        help="view settings of the losses: 'paper' (default: 1 KL + 12 DINO + 49 SimCLR views at the input "
+        "size) or 'fast' (smaller DINO local crops and a 4 x 4 SimCLR grid, about 7x fewer pixels per image)",
+    )
+    parser.add_argument(
         "--layer", default="auto", help="dotted path of the target layer (default: the backbone's own choice)"
     )
     parser.add_argument(
@@ -366,6 +373,7 @@ def _settings(args: argparse.Namespace, source, fit_source) -> dict:
         "skfungi": __version__,
         "backbone": args.backbone,
         "losses": args.losses,
+        "views": args.views,
         "layer": args.layer,
         "seed": args.seed,
         "precision": args.precision,
@@ -395,6 +403,7 @@ def _fitted_transformer(args: argparse.Namespace, modality: str, fit_source):
     fungi = FungiTransformer(
         args.backbone,
         losses=_losses(args.losses),
+        views=args.views,
         layer=args.layer,
         batch_size=args.batch_size,
         random_state=args.seed,

@@ -340,6 +340,7 @@ def test_help_of_every_command(capsys):
                 "--backbone",
                 "skfungi:mobilenet_v2",
                 "--losses",
+                "--views",
                 "--layer",
                 "--batch-size",
                 "--device",
