@@ -4,7 +4,8 @@
   ``docs/figures/fungi_diagram.py``, so it cannot drift from its script.
 - getting_started.md includes the README's set-up section (between the
   ``<!-- setup:start -->`` and ``<!-- setup:end -->`` markers), with the
-  README's ``docs/...`` links made relative to the docs folder.
+  README's ``docs/...`` links made relative to the docs folder and its
+  2-space list indentation doubled (Python-Markdown nests lists by 4 spaces).
 - The gallery runs its examples in this process; their models are tiny, for
   which one torch thread is faster than several (a busy 2-core machine made
   small multi-threaded calls several times slower).
@@ -47,4 +48,5 @@ def on_page_markdown(markdown, page, config, files):
     if found is None:
         raise ValueError(f"{README} lacks the <!-- setup:start --> ... <!-- setup:end --> markers.")
     section = found.group(1).replace("](docs/", "](")
+    section = re.sub(r"^( +)", r"\1\1", section, flags=re.MULTILINE)
     return markdown.replace(INCLUDE_MARKER, section)
