@@ -27,7 +27,10 @@ Usage::
 
     .venv/bin/python benchmarks/preset_accuracy.py --preset paper --json /tmp/acc_paper.json
     .venv/bin/python benchmarks/preset_accuracy.py --preset fast --json /tmp/acc_fast.json
-    .venv/bin/python benchmarks/preset_accuracy.py --plot docs/view_presets.png /tmp/acc_paper.json /tmp/acc_fast.json
+    .venv/bin/python benchmarks/presets.py --backbones mobilenet_v2 --input-size 64 --images 16 --repeats 2 \\
+        --projection kronecker --json /tmp/presets_kron.json
+    .venv/bin/python benchmarks/preset_accuracy.py --plot docs/view_presets.png /tmp/acc_paper.json \\
+        /tmp/acc_fast.json --kronecker-costs /tmp/presets_kron.json
 """
 
 from __future__ import annotations
@@ -182,39 +185,75 @@ def run(args) -> dict:
     }
 
 
-def plot(path: str, json_paths: list[str]) -> None:
+def kronecker_block_seconds(presets_json: str) -> dict[str, dict[str, float]]:
+    """``{preset: {block: seconds per image}}`` from a ``presets.py --projection kronecker`` run."""
+    with open(presets_json) as handle:
+        result = json.load(handle)["backbones"]["mobilenet_v2"]
+    embedding = result["embedding_seconds_per_image"]
+    costs = {}
+    for row in result["rows"]:
+        blocks = costs.setdefault(row["preset"], {"embedding": embedding})
+        if row["losses"] == "emb+kl":
+            blocks["kl"] = max(row["seconds_per_image"] - embedding, 0.0)
+        elif row["losses"] in LOSSES:
+            blocks[row["losses"]] = row["seconds_per_image"]
+    return costs
+
+
+def plot(path: str, json_paths: list[str], kronecker_costs: str | None = None) -> None:
+    """Accuracy vs cost per preset and loss combination: dense projection, and Kronecker if its costs are given."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(9, 6))
-    markers = {"paper": "o", "fast": "s"}
+    runs = []
     for json_path in json_paths:
         with open(json_path) as handle:
-            run_result = json.load(handle)
-        rows = [row for row in run_result["rows"] if row["projection"] == "rademacher"]
-        for row in rows:
-            axis.errorbar(
-                row["ratio_to_embedding"],
-                row["top1_mean"],
-                yerr=row["top1_std"],
-                marker=markers.get(row["preset"], "^"),
-                color="C0" if row["preset"] == "paper" else "C1",
-                capsize=2,
-                linestyle="none",
-            )
-            if "dino" in row["blocks"] or "simclr" in row["blocks"] or row["blocks"] == "embedding":
-                label = row["blocks"].replace("embedding", "emb")
-                axis.annotate(label, (row["ratio_to_embedding"], row["top1_mean"]), fontsize=6, alpha=0.8)
-    for preset, marker in markers.items():
-        axis.plot([], [], marker=marker, linestyle="none", color="C0" if preset == "paper" else "C1", label=preset)
-    axis.set_xscale("log")
-    axis.set_xlabel("seconds per image / embedding forward (log scale)")
-    axis.set_ylabel("kNN top-1 accuracy (%), mean +- std over splits")
-    axis.set_title("View presets: MobileNetV2 x Fashion-MNIST, dense projection")
-    axis.legend(title="views")
-    axis.grid(alpha=0.3)
+            runs.append(json.load(handle))
+    panels = [("rademacher", "dense Rademacher projection (default)", None)]
+    if kronecker_costs:
+        panels.append(("kronecker", "Kronecker projection", kronecker_block_seconds(kronecker_costs)))
+    figure, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5.5), sharey=True, squeeze=False)
+    colors = {"paper": "C0", "fast": "C1"}
+    for axis, (projection, title, costs) in zip(axes[0], panels, strict=True):
+        for run_result in runs:
+            preset = run_result["preset"]
+            for row in run_result["rows"]:
+                if row["projection"] != projection and row["blocks"] != "embedding":
+                    continue
+                ratio = row["ratio_to_embedding"]
+                if costs is not None:
+                    blocks = row["blocks"].split("+")
+                    seconds = costs[preset]
+                    cost = seconds["embedding"] + sum(seconds[name] for name in blocks if name != "embedding")
+                    ratio = cost / seconds["embedding"]
+                axis.errorbar(
+                    ratio,
+                    row["top1_mean"],
+                    yerr=row["top1_std"],
+                    marker="o" if preset == "paper" else "s",
+                    color=colors.get(preset, "C2"),
+                    capsize=2,
+                    linestyle="none",
+                )
+                if row["blocks"].startswith("embedding"):
+                    label = row["blocks"].replace("embedding", "emb")
+                    axis.annotate(label, (ratio, row["top1_mean"]), fontsize=6, alpha=0.8)
+        for preset, color in colors.items():
+            axis.plot([], [], marker="o" if preset == "paper" else "s", linestyle="none", color=color, label=preset)
+        axis.set_xscale("log")
+        axis.set_xlabel("seconds per image / embedding forward (log scale)")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+        axis.legend(title="views")
+    axes[0][0].set_ylabel("kNN top-1 (%), mean +- std over splits")
+    first = runs[0]
+    figure.suptitle(
+        f"View presets: MobileNetV2 x Fashion-MNIST, {first['input_size']} px, pool {first['pool']}, "
+        f"{first['splits']} splits of {first['pool'] - first['test']} / {first['test']}",
+        fontsize=10,
+    )
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
@@ -234,9 +273,10 @@ def main(argv=None):
     )
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--plot", nargs="+", metavar=("PNG", "JSON"), help="draw PNG from run JSON files")
+    parser.add_argument("--kronecker-costs", help="presets.py --projection kronecker JSON, for the plot's second panel")
     args = parser.parse_args(argv)
     if args.plot:
-        plot(args.plot[0], args.plot[1:])
+        plot(args.plot[0], args.plot[1:], args.kronecker_costs)
         return None
     if args.input_size < 16:
         parser.error("--input-size must be at least 16")

@@ -40,11 +40,11 @@ LOSS_SETS = {
 }
 
 
-def make_backbone(name: str):
+def make_backbone(name: str, input_size: int):
     if name == "mobilenet_v2":
         from skfungi.backbones.mobilenet import mobilenet_v2_backbone
 
-        return mobilenet_v2_backbone(input_size=224)
+        return mobilenet_v2_backbone(input_size=input_size)
     from skfungi import TimmBackbone
 
     return TimmBackbone(name)
@@ -78,7 +78,7 @@ def embedding_seconds(backbone, images: np.ndarray, batch_size: int) -> float:
 
 
 def measure(backbone_name: str, presets, images, args) -> dict:
-    backbone = make_backbone(backbone_name)
+    backbone = make_backbone(backbone_name, args.input_size)
     fitted = {}
     for preset in presets:
         for label in args.loss_sets.split(","):
@@ -170,6 +170,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--negatives", type=int, default=4, help="SimCLR negative-bank images (fit only)")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--input-size", type=int, default=224, help="MobileNetV2 input side (timm: the model's)")
     parser.add_argument("--projection", default="rademacher", help="rademacher (default) or kronecker")
     parser.add_argument("--backbones", default="mobilenet_v2,vit_small_patch16_224")
     parser.add_argument("--presets", default=",".join(VIEW_PRESETS))
@@ -202,6 +203,7 @@ def main(argv=None) -> dict:
         "images": args.images,
         "repeats": args.repeats,
         "projection": args.projection,
+        "mobilenet_input_size": args.input_size,
         "backbones": {},
     }
     for name in args.backbones.split(","):
