@@ -5,22 +5,21 @@ from __future__ import annotations
 import runpy
 from pathlib import Path
 
+import matplotlib
 import pytest
+
+matplotlib.use("Agg")  # examples call plt.show(): no window here
+import matplotlib.pyplot as plt
 
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.py"))
 
 
 def test_examples_are_found():
-    assert len(EXAMPLES) >= 8, [path.name for path in EXAMPLES]
+    assert len(EXAMPLES) >= 9, [path.name for path in EXAMPLES]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[path.name for path in EXAMPLES])
-def test_example_runs(path, one_torch_thread, monkeypatch, capsys):
-    matplotlib = pytest.importorskip("matplotlib")
-    matplotlib.use("Agg")  # examples call plt.show(); no window here
-    import matplotlib.pyplot as plt
-
-    monkeypatch.chdir(path.parent)
+def test_example_runs(path, one_torch_thread, capsys):
     try:
         runpy.run_path(str(path), run_name="__main__")
     finally:
