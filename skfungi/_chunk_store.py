@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -122,15 +122,20 @@ class ChunkStore:
         }
         atomic_write(self._chunk_path(chunk), lambda file: np.savez(file, **arrays))
 
-    def read_chunks(self) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str]]]:
-        """All chunks in order: kept rows, their features, and the failed rows with reasons."""
-        rows, features, failed = [], [], []
+    def kept_rows(self) -> tuple[np.ndarray, list[tuple[int, str]]]:
+        """The rows kept by all chunks, in order, and the failed rows with their reasons (no features read)."""
+        rows, failed = [], []
         for chunk in range(self.n_chunks):
             with np.load(self._chunk_path(chunk), allow_pickle=False) as stored:
                 rows.append(stored["rows"])
-                features.append(stored["features"])
                 failed.extend(zip(stored["failed_rows"].tolist(), stored["failed_reasons"].tolist(), strict=True))
-        return np.concatenate(rows), np.concatenate(features), failed
+        return np.concatenate(rows), failed
+
+    def features(self) -> Iterator[np.ndarray]:
+        """The features of each chunk in order, one chunk in memory at a time."""
+        for chunk in range(self.n_chunks):
+            with np.load(self._chunk_path(chunk), allow_pickle=False) as stored:
+                yield stored["features"]
 
     def remove(self) -> None:
         shutil.rmtree(self.directory)

@@ -288,6 +288,7 @@ def extract_command(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from ._chunk_store import ChunkStore
+    from ._cli_outputs import write_features
 
     output = Path(args.output)
     _check_output(output, args.overwrite)
@@ -323,16 +324,19 @@ def extract_command(args: argparse.Namespace) -> int:
                 features = fungi.transform(samples) if kept else np.zeros((0, len(feature_names)), np.float32)
                 store.write_chunk(chunk, kept, features, failed)
                 bar.update(len(store.chunk_range(chunk)))
-    rows, features, failed = store.read_chunks()
+    rows, failed = store.kept_rows()
     if failed:
         logger.warning("skipped %d unreadable sample(s): %s", len(failed), _described(source, failed))
     if len(rows) == 0:
         raise CommandError(f"no sample of {args.input!r} could be read; nothing to write.")
     labels = None if source.labels is None else source.labels[rows]
-    _write_output(output, features, store.manifest["feature_names"], source.names[rows], labels)
+    if labels is not None and output.suffix.lower() == ".npy":
+        logger.info(".npy holds the features only; write .parquet or .npz to keep the labels")
+    feature_names = store.manifest["feature_names"]
+    write_features(output, store.features, feature_names, source.names[rows], labels)
     store.remove()
     described = "" if labels is None else f", {len(np.unique(labels))} labels"
-    logger.info("wrote %d x %d features to %s%s", *features.shape, output, described)
+    logger.info("wrote %d x %d features to %s%s", len(rows), len(feature_names), output, described)
     return 0
 
 
@@ -436,27 +440,6 @@ def _losses(text: str):
     if not all(names):
         raise CommandError(f"--losses {text!r} has an empty name; give e.g. 'kl,dino,simclr', 'auto' or 'none'.")
     return names
-
-
-def _write_output(output: Path, features: np.ndarray, feature_names, samples: np.ndarray, labels) -> None:
-    from ._chunk_store import atomic_write
-
-    suffix = output.suffix.lower()
-    if suffix == ".npy":
-        if labels is not None:
-            logger.info(".npy holds the features only; write .parquet or .npz to keep the labels")
-        atomic_write(output, lambda file: np.save(file, features))
-    elif suffix == ".npz":
-        arrays = {"features": features, "feature_names": np.asarray(feature_names), "samples": samples}
-        if labels is not None:
-            arrays["labels"] = labels
-        atomic_write(output, lambda file: np.savez(file, **arrays))
-    else:
-        import pandas as pd
-
-        columns = {"sample": samples} if labels is None else {"sample": samples, "label": labels}
-        table = pd.concat([pd.DataFrame(columns), pd.DataFrame(features, columns=feature_names)], axis=1)
-        atomic_write(output, lambda file: table.to_parquet(file, index=False))
 
 
 # -- demo and info --------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image
@@ -19,6 +20,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from skfungi import FungiTransformer, __version__, cli
 from skfungi._chunk_store import MANIFEST
+from skfungi._cli_outputs import WRITERS
 
 
 @register_model
@@ -90,16 +92,24 @@ def test_image_folder_to_parquet_matches_the_library(tmp_path):
     assert not (tmp_path / "features.parquet.parts").exists()
 
 
-def test_npz_and_npy_outputs_hold_the_same_features(tmp_path):
-    write_images(tmp_path / "images", {"a": 2, "b": 2})
-    assert extract(tmp_path / "images", tmp_path / "f.npz", "--losses", "kl") == 0
-    assert extract(tmp_path / "images", tmp_path / "f.npy", "--losses", "kl") == 0
+def test_npy_npz_and_parquet_hold_the_same_features(tmp_path, monkeypatch):
+    write_images(tmp_path / "images", {"a": 2, "b": 3})
+    # chunks of 2 rows; Parquet row groups of at least 3 rows (24 float32 features = 96 bytes a row)
+    monkeypatch.setattr("skfungi._cli_outputs.ROW_GROUP_BYTES", 3 * 96)
+    for suffix in (".npz", ".npy", ".parquet"):
+        assert extract(tmp_path / "images", tmp_path / f"f{suffix}", "--losses", "kl", "--chunk-size", "2") == 0
     with np.load(tmp_path / "f.npz") as stored:
-        assert stored["samples"].tolist() == ["a/img0.png", "a/img1.png", "b/img0.png", "b/img1.png"]
-        assert stored["labels"].tolist() == ["a", "a", "b", "b"]
+        assert stored["samples"].tolist() == ["a/img0.png", "a/img1.png", "b/img0.png", "b/img1.png", "b/img2.png"]
+        assert stored["labels"].tolist() == ["a", "a", "b", "b", "b"]
         assert stored["feature_names"][[0, 12]].tolist() == ["embedding0", "kl0"]
-        np.testing.assert_array_equal(np.load(tmp_path / "f.npy"), stored["features"])
-        assert stored["features"].dtype == np.float32 and stored["features"].shape == (4, 24)
+        features = stored["features"]
+    assert features.dtype == np.float32 and features.shape == (5, 24)
+    np.testing.assert_array_equal(np.load(tmp_path / "f.npy"), features)
+    parquet = pq.ParquetFile(tmp_path / "f.parquet")
+    assert [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)] == [4, 1]
+    table = pd.read_parquet(tmp_path / "f.parquet")
+    np.testing.assert_array_equal(table.iloc[:, 2:].to_numpy(), features)
+    assert table["label"].tolist() == ["a", "a", "b", "b", "b"]
 
 
 def test_folder_without_class_sub_folders_has_no_label_column(tmp_path):
@@ -237,11 +247,11 @@ def test_a_failed_final_write_leaves_no_output_and_keeps_the_chunks(tmp_path, mo
     write_images(tmp_path / "images", {"a": 3})
     output = tmp_path / "f.npy"
 
-    def broken_save(file, array):
+    def broken_writer(file, chunks, *_):
         file.write(b"\x93NUMPY partial")
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "save", broken_save)
+    monkeypatch.setitem(WRITERS, ".npy", broken_writer)
     assert extract(tmp_path / "images", output, "--losses", "kl") == 1
     assert "disk full" in error_line(capsys)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.npy.parts", "images"]  # no output, no temporary file
