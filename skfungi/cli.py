@@ -376,7 +376,7 @@ def _settings(args: argparse.Namespace, source, fit_source) -> dict:
     return {
         "skfungi": __version__,
         "backbone": args.backbone,
-        "losses": args.losses,
+        "losses": _losses(args.losses) if args.losses == "auto" else ",".join(_losses(args.losses)),
         "views": args.views,
         "layer": args.layer,
         "seed": args.seed,
