@@ -72,7 +72,7 @@ def test_dask_transform_matches_one_process_and_ships_the_model_once(client, mon
     copies = {}
     for pid, identity, _ in results:
         copies.setdefault(pid, set()).add(identity)
-    assert len(copies) == 2 and all(len(identities) == 1 for identities in copies.values())
+    assert all(len(identities) == 1 for identities in copies.values())
 
     # identical to one process transforming the same chunks (the workers run one torch thread, as here),
     # and to one process transforming everything at once up to float rounding (batch invariance)
