@@ -142,6 +142,8 @@ def run(args) -> dict:
     features = fungi.transform(images)
     extraction = time.perf_counter() - extraction
     print(f"features {features.shape} in {extraction:.0f} s", flush=True)
+    if args.save_features:
+        np.savez_compressed(args.save_features, features=features, labels=labels)
     splits = list(
         StratifiedShuffleSplit(n_splits=args.splits, test_size=args.test, random_state=0).split(images, labels)
     )
@@ -272,6 +274,7 @@ def main(argv=None):
         "--projection-buffer-mb", type=int, default=1024, help="projection buffer of the feature extraction"
     )
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--save-features", help="also save the extracted features and labels here (.npz)")
     parser.add_argument("--plot", nargs="+", metavar=("PNG", "JSON"), help="draw PNG from run JSON files")
     parser.add_argument("--kronecker-costs", help="presets.py --projection kronecker JSON, for the plot's second panel")
     args = parser.parse_args(argv)
