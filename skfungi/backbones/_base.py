@@ -77,7 +77,8 @@ class Backbone:
         and only the copy's calls are compiled, never the given module's.
         """
         module = copy.copy(self.module)
-        module._compiled_call_impl = torch.compile(self.module._call_impl, **options)
+        # the copy's own call, so that it runs with the copy's training flag (set by frozen_eval)
+        module._compiled_call_impl = torch.compile(module._call_impl, **options)
         moved = copy.copy(self)
         moved.module = module
         return moved
