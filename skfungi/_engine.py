@@ -142,7 +142,7 @@ class FeatureExtractor:
         with ThreadPoolExecutor(self.num_workers, thread_name_prefix="skfungi-decode") as pool:
             pending, submitted = deque(), 0
             for start, stop in ranges:
-                while submitted < min(len(samples), stop + 2 * self.batch_size):
+                while submitted < min(n_samples, stop + 2 * size):
                     pending.append(pool.submit(self._canonical, samples, submitted))
                     submitted += 1
                 yield start, stop, [pending.popleft().result() for _ in range(stop - start)]
