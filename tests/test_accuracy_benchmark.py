@@ -1,8 +1,9 @@
-"""benchmarks/accuracy.py on a tiny synthetic pair: the table's structure, the cache, missing assets."""
+"""skfungi.evidence (benchmarks/accuracy.py, skfungi accuracy) on a tiny synthetic pair: the table's structure,
+the cache, missing assets, the command line."""
 
-import importlib.util
 import itertools
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from skfungi import FungiTransformer
+from skfungi import evidence as accuracy_module
 from skfungi._view_embeddings import mean_view_embeddings
 from skfungi.backbones import ImageBackbone
 from skfungi.losses import DINOLoss, KLLoss, SimCLRLoss
@@ -19,16 +21,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def accuracy():
-    spec = importlib.util.spec_from_file_location("accuracy_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        del sys.modules[spec.name]
+    return accuracy_module
 
 
 def tiny_pair(accuracy):
@@ -137,3 +132,25 @@ def test_missing_assets_name_the_install_command_and_fail(
     assert status == 2
     assert command in captured.err and "nothing was run" in captured.err
     assert "| features |" not in captured.out and not (tmp_path / "r.json").exists()
+
+
+def test_few_shot_vote_is_never_a_majority_of_the_whole_training_set(accuracy):
+    assert [accuracy.few_shot_neighbors(shots) for shots in accuracy.SHOTS] == [1, 2, 5, 10, 20, 20]
+    # 2 classes x 5 shots: with k = 10 every test sample would get the same vote; with k = 5 it depends on the sample
+    labels = np.repeat([0, 1], 5)
+    train = np.concatenate([np.zeros((5, 2)), np.ones((5, 2))]) + np.linspace(0, 0.1, 10)[:, None]
+    test = np.array([[0.0, 0.0], [1.0, 1.0]])
+    scores = accuracy.knn_scores(
+        train, labels, test, np.array([0, 1]), pca=False, n_neighbors=accuracy.few_shot_neighbors(5)
+    )
+    assert scores["top1"] == 1.0
+
+
+def test_command_line_and_script_reach_the_same_harness(monkeypatch, capsys, tmp_path):
+    from skfungi import cli
+
+    monkeypatch.setattr(accuracy_module, "ASTERISK_DIR", Path("/no/such/dir"))
+    status = cli.main(["accuracy", "--pairs", "audio", "--quick", "--cache-dir", str(tmp_path)])
+    assert status == 2 and "asterisk-core-sounds-en-wav" in capsys.readouterr().err
+    shown = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=True)
+    assert "--quick" in shown.stdout and "--report-from" in shown.stdout
