@@ -72,7 +72,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from ._transformer import FungiTransformer
 from ._view_embeddings import mean_view_embeddings
-from .protocols import evaluate_kmeans, evaluate_linear_probe, make_knn_classifier
+from .protocols import CappedPCA, evaluate_kmeans, evaluate_linear_probe, make_knn_classifier
 
 N_NEIGHBORS = 20
 PCA_DIM = 512
@@ -511,8 +511,7 @@ def _knn_precomputed(distances: np.ndarray, y_train, y_test, n_neighbors: int = 
 
 def pca_reduce(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The paper's PCA (to ``min(512, width, n_train)``, fitted on ``train``) applied to both sets."""
-    pca = make_knn_classifier(n_components=PCA_DIM)[0]
-    pca.set_params(svd_solver=pca_solver(*train.shape), random_state=0)
+    pca = CappedPCA(PCA_DIM, svd_solver=pca_solver(*train.shape), random_state=0)
     return pca.fit_transform(train), pca.transform(test)
 
 
