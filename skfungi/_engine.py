@@ -153,13 +153,13 @@ class FeatureExtractor:
 
     def _batch_blocks(self, batch):
         """The batch's embedding (or None) and its reduced gradients, losses stacked loss-major (or None)."""
-        keys = [self.backbone.sample_key(sample) for sample in batch]
         embedding, reduced = None, {}
         if self.include_embedding or any(loss.uses_inference_view for loss in self.losses):
             embedding, reduced = self._inference_pass(batch)
-        for loss in self.losses:
-            if not loss.uses_inference_view:
-                reduced[loss.name] = self._loss_pass(loss, batch, keys)
+        view_losses = [loss for loss in self.losses if not loss.uses_inference_view]
+        keys = [self.backbone.sample_key(sample) for sample in batch] if view_losses else None  # seeds of views
+        for loss in view_losses:
+            reduced[loss.name] = self._loss_pass(loss, batch, keys)
         stacked = torch.cat([reduced[loss.name] for loss in self.losses]) if self.losses else None
         return (embedding if self.include_embedding else None), stacked
 
@@ -219,8 +219,12 @@ class FeatureExtractor:
         return self.backbone.canonical(samples[index], index)  # samples[index] may decode a file
 
     def _encode(self, views) -> torch.Tensor:
-        """The backbone's embeddings at ``precision``, returned in float32 or wider."""
-        with autocast(self.precision, self.backbone.device):
+        """The backbone's embeddings at ``precision``, returned in float32 or wider.
+
+        The forward runs under ``torch.no_grad()``: inside a gradient capture the hook
+        switches autograd on at the target layer, so only the tail after it is recorded.
+        """
+        with torch.no_grad(), autocast(self.precision, self.backbone.device):
             embedding = self.backbone.encode(views)
         return embedding.float() if embedding.dtype in (torch.float16, torch.bfloat16) else embedding
 

@@ -10,6 +10,13 @@ per-sample *factors* ``(g, [x; 1])`` are handed to the projection, which
 decides whether to form the ``d_out x (d_in + 1)`` matrix (dense projection)
 or not (Kronecker).
 
+The hook also switches autograd on for the rest of the forward, so a forward
+run under ``torch.no_grad()`` records only the tail after the target layer:
+the trunk runs exactly as a plain inference forward. Grad mode alone, with no
+tensor requiring grad, costs nothing in arithmetic but changes how the trunk
+allocates memory (on a CPU with glibc's allocator it doubled the page faults
+of a ViT-S forward, docs/benchmarks.md "Throughput").
+
 Tokens whose ``g_t`` is zero in the whole batch (every token but CLS after the
 last ``attn.proj`` of a CLS-pooled ViT) contribute nothing and are dropped,
 which is exact.
@@ -109,10 +116,11 @@ def layer_shape(layer: nn.Module) -> LayerShape:
 class GradientCapture:
     """Context manager recording a layer's inputs and detached outputs.
 
-    Inside the context, every call of ``layer`` stores its input and returns
-    its output as a fresh leaf that requires grad; :meth:`factors` then runs
-    one ``torch.autograd.grad`` for the whole batch. The hook is removed on
-    exit, whatever happens.
+    Inside the context, every call of ``layer`` stores its input, returns its
+    output as a fresh leaf that requires grad and switches grad mode on, so
+    the forward can run under ``torch.no_grad()`` up to the layer;
+    :meth:`factors` then runs one ``torch.autograd.grad`` for the whole batch.
+    The hook is removed on exit, whatever happens.
     """
 
     def __init__(self, module: nn.Module, layer_path: str):
@@ -149,6 +157,7 @@ class GradientCapture:
     def _hook(self, module, inputs, output):
         leaf = output.detach().requires_grad_(True)
         self._records.append((inputs[0].detach(), leaf))
+        torch.set_grad_enabled(True)  # record the tail; the enclosing no_grad restores the mode
         return leaf
 
     def _attention_hook(self, attention, args, kwargs, output):
@@ -167,6 +176,7 @@ class GradientCapture:
         leaf = projected.detach().requires_grad_(True)
         batch_first_values = values if attention.batch_first else values.transpose(0, 1)
         self._records.append((batch_first_values.detach(), leaf))
+        torch.set_grad_enabled(True)
         return (leaf, *output[1:])
 
     def factors(

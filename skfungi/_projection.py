@@ -32,6 +32,9 @@ __all__ = ["GaussianProjection", "KroneckerProjection", "RademacherProjection", 
 
 TILE_BYTES = 16 * 2**20
 
+# the 8 signs (+-1, most significant bit first, a set bit is -1) of every byte value
+_BYTE_SIGNS = 1 - 2 * torch.from_numpy(np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)).float()
+
 
 class _DenseProjection(BaseEstimator):
     """Dense ``(k, D)`` random matrix, regenerated tile by tile from its seed."""
@@ -91,10 +94,15 @@ class RademacherProjection(_DenseProjection):
 
     @staticmethod
     def _draw(rng: np.random.Generator, out: np.ndarray) -> None:
+        """Fill ``out`` with signs: bit ``i`` of the generator's bytes (most significant bit
+        first) gives entry ``i``, ``-1`` for a set bit, each byte read as 8 signs at once."""
         count = out.size
-        bits = np.unpackbits(np.frombuffer(rng.bytes(-(-count // 8)), dtype=np.uint8), count=count)
-        np.multiply(bits.reshape(out.shape), np.float32(-2), out=out)
-        out += 1
+        raw = torch.frombuffer(bytearray(rng.bytes(-(-count // 8))), dtype=torch.uint8).int()
+        flat = torch.from_numpy(out.reshape(-1))
+        if count % 8 == 0:
+            torch.index_select(_BYTE_SIGNS, 0, raw, out=flat.view(-1, 8))
+        else:
+            flat.copy_(_BYTE_SIGNS[raw].flatten()[:count])
 
 
 class GaussianProjection(_DenseProjection):

@@ -79,6 +79,37 @@ def test_gradient_capture_leaves_no_hook_and_no_grad_in_trunk():
     assert not layer._forward_hooks
 
 
+def test_trunk_runs_without_autograd_and_only_the_tail_is_recorded(images):
+    """Grad mode is off in every block before the target layer and on after it, for the
+    inference view (KL) and for the loss views (DINO); the features are those of the
+    reference gradients, and a user's ``torch.no_grad()`` around ``transform`` changes nothing."""
+    model = tiny_vit(torch.float64)
+    seen = {}
+
+    def record(name):
+        def hook(module, inputs):
+            seen.setdefault(name, set()).add(torch.is_grad_enabled())
+
+        return hook
+
+    handles = [
+        model.blocks[0].register_forward_pre_hook(record("first block")),
+        model.blocks[1].mlp.register_forward_pre_hook(record("tail")),
+    ]
+    fungi = FungiTransformer(
+        TimmBackbone(model), losses=(KLLoss(), DINOLoss(latent_dim=32)), random_state=0, batch_size=4
+    ).fit(images)
+    seen.clear()
+    features = fungi.transform(images)
+    with torch.no_grad():
+        features_no_grad = fungi.transform(images)
+    for handle in handles:
+        handle.remove()
+    assert seen == {"first block": {False}, "tail": {True}}
+    np.testing.assert_array_equal(features_no_grad, features)
+    assert torch.is_grad_enabled()
+
+
 def test_layer_errors_list_candidates():
     model = tiny_vit()
     with pytest.raises(ValueError, match=r"does not exist.*candidate layers.*blocks\.1\.attn\.proj"):
