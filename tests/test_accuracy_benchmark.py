@@ -154,3 +154,26 @@ def test_command_line_and_script_reach_the_same_harness(monkeypatch, capsys, tmp
     assert status == 2 and "asterisk-core-sounds-en-wav" in capsys.readouterr().err
     shown = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=True)
     assert "--quick" in shown.stdout and "--report-from" in shown.stdout
+
+
+def test_view_presets_and_projection_reach_every_pair(accuracy, monkeypatch):
+    """``--views`` sets the vision losses from the preset (``--simclr-grid`` still overrides it);
+    ``--projection`` reaches every pair's transformers."""
+    fast = accuracy.vision_losses("fast")
+    assert fast["dino"].local_crop_size == 0.43 and fast["dino"].n_local_crops == 10
+    assert fast["simclr"].grid_size == 4 and fast["simclr"].resize_patches is False
+    paper = accuracy.vision_losses("paper", n_local_crops=4, simclr_grid=3)
+    assert paper["simclr"].grid_size == 3 and paper["simclr"].resize_patches is True
+    assert paper["dino"].n_local_crops == 4 and paper["dino"].local_crop_size is None
+    with pytest.raises(ValueError, match="views must be one of"):
+        accuracy.vision_losses("slow")
+
+    received = {}
+    for name in accuracy.PAIR_BUILDERS:
+        monkeypatch.setitem(accuracy.PAIR_BUILDERS, name, lambda name=name, **options: received.update({name: options}))
+    options = accuracy.pair_options(accuracy._parser().parse_args(["--views", "fast", "--projection", "kronecker"]))
+    accuracy.build_pairs(["vision", "text", "audio"], quick=False, pair_options=options)
+    assert {name: options["projection"] for name, options in received.items()} == dict.fromkeys(
+        ("vision", "text", "audio"), "kronecker"
+    )
+    assert received["vision"]["views"] == "fast" and "simclr_grid" not in received["vision"]
