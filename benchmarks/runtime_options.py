@@ -1,6 +1,6 @@
 """Cost of FungiTransformer's runtime options, side by side in one run.
 
-Two questions, each answered as a ratio against the default, with the
+Each question is answered as a ratio against the default, with the
 configurations interleaved (A, B, A, B, ...) so that a noisy shared machine
 affects both alike:
 
@@ -9,6 +9,9 @@ affects both alike:
   the only behaviour before the option existed);
 * ``precision``: the backbone's forward under ``torch.autocast`` in bfloat16
   or float16, against float32;
+* ``batch_size`` on a CPU: DINO's 12 views per image forwarded 32 at a time
+  (the default) against 4 at a time, for the ImageNet-shaped MobileNetV2 and
+  the ViT at 224 px (the Kronecker projection, so that the forwards dominate);
 * ``compile`` (with ``--compile``; minutes of compilation on a CPU): the
   backbone's forward through ``torch.compile``, against eager, once compiled;
   the first call, which compiles, is reported on its own.
@@ -96,6 +99,33 @@ def precision(args) -> list[tuple[str, float, float]]:
     ]
 
 
+def forward_batch(args) -> list[tuple[str, float, float]]:
+    images = np.random.default_rng(0).integers(0, 256, (args.n_batch_images, 224, 224, 3), dtype=np.uint8)
+    backbones = {
+        "MobileNetV2 224 px": ImageBackbone(torchvision.models.mobilenet_v2(), layer="features.18.0", input_size=224),
+        args.vit: TimmBackbone(args.vit, pretrained=False),
+    }
+    rows = []
+    for name, backbone in backbones.items():
+        configs = {
+            size: FungiTransformer(
+                backbone,
+                losses=("dino",),
+                include_embedding=False,
+                projection="kronecker",
+                batch_size=size,
+                random_state=0,
+            )
+            for size in (32, 4)
+        }
+        seconds = interleaved_seconds(configs, images, args.repeats)
+        rows += [
+            (f"{name} DINO (12 views), batch_size={size}", 1000 * value / len(images), seconds[32] / value)
+            for size, value in seconds.items()
+        ]
+    return rows
+
+
 def compiled(args) -> list[tuple[str, float, float]]:
     images = np.random.default_rng(0).integers(0, 256, (args.n_vit_images, 64, 64, 3), dtype=np.uint8)
     configs = {
@@ -130,20 +160,35 @@ def main(argv=None) -> int:
     parser.add_argument("--input-size", type=int, default=96, help="MobileNetV2 input size")
     parser.add_argument("--n-vit-images", type=int, default=32, help="images per transform for precision (quick: 8)")
     parser.add_argument("--vit", default="vit_small_patch16_224", help="timm ViT for the precision rows")
+    parser.add_argument("--n-batch-images", type=int, default=8, help="images per transform for batch_size (quick: 2)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timed repeats (quick: 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--compile", action="store_true", help="also measure compile=True (minutes on a CPU)")
+    parser.add_argument(
+        "--sections",
+        default="num_workers,precision,batch_size",
+        help="comma-separated questions to answer (default num_workers,precision,batch_size)",
+    )
     parser.add_argument("--quick", action="store_true", help="~1 minute smoke run")
     args = parser.parse_args(argv)
     if args.quick:
-        args.n_images, args.n_vit_images, args.repeats = 64, 8, 1
+        args.n_images, args.n_vit_images, args.n_batch_images, args.repeats = 64, 8, 2, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch_size={args.batch_size}")
-    with tempfile.TemporaryDirectory() as folder:
-        rows = decoding(args, Path(folder))
-    rows += precision(args)
+    sections = {section.strip() for section in args.sections.split(",")}
+    unknown = sections - {"num_workers", "precision", "batch_size"}
+    if unknown:
+        parser.error(f"unknown --sections {sorted(unknown)}")
+    rows = []
+    if "num_workers" in sections:
+        with tempfile.TemporaryDirectory() as folder:
+            rows += decoding(args, Path(folder))
+    if "precision" in sections:
+        rows += precision(args)
+    if "batch_size" in sections:
+        rows += forward_batch(args)
     if args.compile:
         rows += compiled(args)
     width = max(len(name) for name, *_ in rows)
