@@ -177,3 +177,27 @@ def test_view_presets_and_projection_reach_every_pair(accuracy, monkeypatch):
         ("vision", "text", "audio"), "kronecker"
     )
     assert received["vision"]["views"] == "fast" and "simclr_grid" not in received["vision"]
+
+
+def test_comparing_two_runs_flags_each_loss_beyond_the_tolerance(tmp_path, capsys):
+    """``benchmarks/compare_accuracy.py`` on two hand-made harness results (kNN top-1 with PCA)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compare_accuracy", SCRIPT.with_name("compare_accuracy.py"))
+    compare_accuracy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compare_accuracy)
+
+    def run(path, scores, complete=True):
+        rows = [{"label": label, "full_pca.top1": [mean, 0.01]} for label, mean in scores.items()]
+        path.write_text(json.dumps({"complete": complete, "results": [{"pair": "text", "rows": rows}]}))
+        return str(path)
+
+    dense = run(tmp_path / "a.json", {"emb": 0.70, "emb + KL": 0.71, "emb + SimCLR": 0.72})
+    kronecker = run(tmp_path / "b.json", {"emb": 0.70, "emb + KL": 0.708, "emb + SimCLR": 0.715})
+    assert compare_accuracy.main([dense, kronecker, "--labels", "emb + KL", "emb + SimCLR"]) == 0
+    out = capsys.readouterr().out
+    assert "| text | emb + KL | 71.00 +- 1.00 | 70.80 +- 1.00 | -0.20 | yes |" in out
+    assert "| text | emb + SimCLR | 72.00 +- 1.00 | 71.50 +- 1.00 | -0.50 | no |" in out
+    assert "largest loss of B: -0.50 points (text, emb + SimCLR)" in out and "on 1 of 2 rows" in out
+    with pytest.raises(SystemExit, match="did not finish"):
+        compare_accuracy.main([dense, run(tmp_path / "c.json", {"emb": 0.7}, complete=False)])
