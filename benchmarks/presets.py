@@ -112,11 +112,13 @@ def measure(backbone_name: str, presets, images, args) -> dict:
     return {"embedding_seconds_per_image": base / len(images), "rows": rows}
 
 
-# (name, gradient shape, embedding width, tokens per view at 224 px)
+# (name, gradient shape, embedding width, gradient tokens per view: 224 px images, a 32-token text)
 PROJECTION_LAYERS = (
     ("MobileNetV2 features.18.0", (1280, 320), 1280, 49),
     ("ViT-S/16 blocks.11.attn.proj", (384, 385), 384, 1),
     ("ViT-B/16 blocks.11.attn.proj", (768, 769), 768, 1),
+    ("MiniLM encoder.layer.5.attention.output.dense", (384, 385), 384, 32),
+    ("Resemblyzer linear", (256, 257), 256, 1),
 )
 
 
