@@ -755,6 +755,14 @@ def print_table(args, result: dict, projections: list[dict] | None) -> None:
             f"{'PASS' if row['cpu_ratio'] <= 1.2 else 'FAIL'} (target <=1.2x); minor page faults per image "
             f"{row['page_faults_per_image']:.0f} vs {row['baseline_page_faults_per_image']:.0f}"
         )
+    library = [row for row in result.get("kl_sweep", []) if row["variant"] == "library"]
+    if library:
+        verdict = "PASS" if all(row["ratio"] <= 1.2 for row in library) else "FAIL"
+        sizes = ", ".join(str(row["batch_size"]) for row in library)
+        print(
+            f"embedding+KL target (<= 1.2x the embedding forward) on a stream of {library[0]['n_images']} images, "
+            f"batch_size {sizes}: {verdict} (the N={N} row above also pays one projection regeneration per call)"
+        )
     print(f"embedding block vs baseline embedding (normalised): max |diff| = {result['embedding_max_abs_error']:.2e}")
     print(f"process peak RSS (whole run; ru_maxrss and VmHWM before each reset): {process_peak_rss_mb():.0f} MB")
     for proj in projections or []:
