@@ -12,10 +12,8 @@ or not (Kronecker).
 
 The hook also switches autograd on for the rest of the forward, so a forward
 run under ``torch.no_grad()`` records only the tail after the target layer:
-the trunk runs exactly as a plain inference forward. Grad mode alone, with no
-tensor requiring grad, costs nothing in arithmetic but changes how the trunk
-allocates memory (on a CPU with glibc's allocator it doubled the page faults
-of a ViT-S forward, docs/benchmarks.md "Throughput").
+the trunk runs exactly as a plain inference forward, with no autograd
+bookkeeping at all.
 
 Tokens whose ``g_t`` is zero in the whole batch (every token but CLS after the
 last ``attn.proj`` of a CLS-pooled ViT) contribute nothing and are dropped,
