@@ -72,7 +72,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from ._transformer import FungiTransformer
 from ._view_embeddings import mean_view_embeddings
-from .losses import VIEW_PRESETS
+from .losses import VIEW_PRESETS, DINOLoss, KLLoss, SimCLRLoss, check_view_preset
 from .protocols import CappedPCA, evaluate_kmeans, evaluate_linear_probe, make_knn_classifier
 
 N_NEIGHBORS = 20
@@ -241,8 +241,6 @@ def vision_pair(
 def vision_losses(views="paper", n_local_crops=10, simclr_grid=None) -> dict:
     """KL, DINO and SimCLR with the settings of the ``views`` preset, ``n_local_crops`` DINO local
     crops and, unless None, ``simclr_grid`` patches per side."""
-    from .losses import DINOLoss, KLLoss, SimCLRLoss, check_view_preset
-
     check_view_preset(views)
     simclr_settings = dict(VIEW_PRESETS[views].get("simclr", {}))
     if simclr_grid is not None:
@@ -280,7 +278,6 @@ def text_pair(
     """MiniLM x Rotten Tomatoes fresh vs rotten, balanced pool of ``n_train + n_test`` (seed 0); texts cut
     at ``max_length`` tokens (the median snippet has 19 words)."""
     from .backbones import HuggingFaceTextBackbone
-    from .losses import KLLoss, SimCLRLoss
 
     texts, labels = rotten_tomatoes_texts()
     _require_module("transformers", "Hugging Face transformers", "pip install 'skfungi[text]'")
@@ -346,7 +343,6 @@ def audio_pair(per_language=120, fit_per_language=13, n_views=16, train_fraction
     pool, labels, fit = asterisk_clips(per_language, fit_per_language)
     _require_module("resemblyzer", "Resemblyzer", "pip install 'setuptools<81' resemblyzer")
     from .backbones import ResemblyzerBackbone
-    from .losses import KLLoss, SimCLRLoss
 
     n_train = round(train_fraction * len(pool))
     losses = {"kl": KLLoss(), "simclr": SimCLRLoss(n_views=n_views)}
