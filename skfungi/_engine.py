@@ -32,7 +32,7 @@ from ._seeding import derive_seed, generator
 from .backbones import frozen_eval
 from .losses import LossContext
 
-__all__ = ["FeatureExtractor"]
+__all__ = ["FeatureExtractor", "KeyedSample"]
 
 logger = logging.getLogger("skfungi")
 
@@ -90,7 +90,7 @@ class FeatureExtractor:
                 backbone=self.backbone,
                 dtype=_loss_dtype(probe.device),
                 device=probe.device,
-                training_images=_Canonical(samples, self.backbone),
+                training_images=_TrainingSamples(samples, self.backbone),
                 encode=self.encode,
             )
             for loss in self.losses:
@@ -99,43 +99,58 @@ class FeatureExtractor:
         return embedding_dim, shape.gradient_shape
 
     def encode(self, loss, samples, n_views: int | None = None) -> torch.Tensor:
-        """``(N, V, E)`` embeddings of ``loss``'s views of canonical ``samples``, without gradient.
+        """``(N, V, E)`` embeddings of ``loss``'s views of ``samples``, without gradient.
 
-        ``n_views`` asks the loss for that many views per sample instead of its usual count.
+        ``samples`` are :class:`KeyedSample` (canonical sample and seeding key),
+        as ``LossContext.training_images`` hands them out. ``n_views`` asks the
+        loss for that many views per sample instead of its usual count. Views
+        of consecutive samples share forwards: every forward but the last of
+        each view group holds ``batch_size`` views.
         """
-        keys = [self.backbone.sample_key(sample) for sample in samples]
-        chunks = []
-        groups = list(self._view_groups(loss, len(samples), n_views))
-        for start, stop in self._progress(groups, f"encoding {loss.name} views", unit="group"):
-            with torch.no_grad():
-                chunks.append(self._encode_views(loss, samples[start:stop], keys[start:stop], n_views))
-        return torch.cat(chunks)
+        samples = list(samples)
+        pending: dict[int, list] = {}  # view group -> views awaiting a forward
+        encoded: dict[int, list[torch.Tensor]] = {}
+        with torch.no_grad():
+            for keyed in self._progress(samples, f"encoding {loss.name} views", unit="sample"):
+                for group_index, group in enumerate(self._views(loss, keyed, n_views)):
+                    queue = pending.setdefault(group_index, [])
+                    queue.extend(group.unbind(0) if isinstance(group, torch.Tensor) else group)
+                    while len(queue) >= self.batch_size:
+                        encoded.setdefault(group_index, []).append(self._encode(_stacked(queue[: self.batch_size])))
+                        del queue[: self.batch_size]
+            for group_index, queue in pending.items():
+                if queue:
+                    encoded.setdefault(group_index, []).append(self._encode(_stacked(queue)))
+        groups = [torch.cat(encoded[index]).unflatten(0, (len(samples), -1)) for index in sorted(encoded)]
+        return torch.cat(groups, dim=1).to(_loss_dtype(groups[0].device))
 
     # -- transforming -------------------------------------------------------
 
     def transform(self, samples) -> np.ndarray:
         out = np.empty((len(samples), sum(self.block_widths())), dtype=np.float32)
-        batches = self._progress(
-            self._decoded_batches(samples), "FUNGI features", unit="batch", total=-(-len(samples) // self.batch_size)
-        )
+        bar = self._bar(len(samples), "FUNGI features")
         pending = []  # (start, stop, embedding, reduced gradients) awaiting one shared projection
         with frozen_eval(self.backbone.module):
-            for start, stop, batch in batches:
+            for start, stop, batch in self._decoded_batches(samples):
                 pending.append((start, stop, *self._batch_blocks(batch)))
                 if sum(_nbytes(reduced) for *_, reduced in pending) >= PROJECTION_BUFFER_BYTES:
                     self._write_features(pending, out)
                     pending = []
+                if bar is not None:
+                    bar.update(stop - start)
             if pending:
                 self._write_features(pending, out)
+        if bar is not None:
+            bar.close()
         return out
 
     def _decoded_batches(self, samples):
-        """``(start, stop, canonical samples)`` per batch; ``num_workers`` threads decode ahead."""
+        """``(start, stop, keyed samples)`` per batch; ``num_workers`` threads decode ahead."""
         n_samples, size = len(samples), self.batch_size
         ranges = [(start, min(start + size, n_samples)) for start in range(0, n_samples, size)]
         if not self.num_workers:
             for start, stop in ranges:
-                yield start, stop, [self._canonical(samples, i) for i in range(start, stop)]
+                yield start, stop, [self._keyed(samples, i) for i in range(start, stop)]
             return
         # Decoding (files, PIL, resizing) runs in threads while the backbone computes; at most two
         # batches are decoded ahead, so memory stays bounded whatever the number of samples.
@@ -143,7 +158,7 @@ class FeatureExtractor:
             pending, submitted = deque(), 0
             for start, stop in ranges:
                 while submitted < min(n_samples, stop + 2 * size):
-                    pending.append(pool.submit(self._canonical, samples, submitted))
+                    pending.append(pool.submit(self._keyed, samples, submitted))
                     submitted += 1
                 yield start, stop, [pending.popleft().result() for _ in range(stop - start)]
 
@@ -157,9 +172,8 @@ class FeatureExtractor:
         if self.include_embedding or any(loss.uses_inference_view for loss in self.losses):
             embedding, reduced = self._inference_pass(batch)
         view_losses = [loss for loss in self.losses if not loss.uses_inference_view]
-        keys = [self.backbone.sample_key(sample) for sample in batch] if view_losses else None  # seeds of views
         for loss in view_losses:
-            reduced[loss.name] = self._loss_pass(loss, batch, keys)
+            reduced[loss.name] = self._loss_pass(loss, batch)
         stacked = torch.cat([reduced[loss.name] for loss in self.losses]) if self.losses else None
         return (embedding if self.include_embedding else None), stacked
 
@@ -179,7 +193,7 @@ class FeatureExtractor:
     def _inference_pass(self, batch):
         """Embeddings of the inference view, plus the losses that reuse that forward."""
         sharing = [loss for loss in self.losses if loss.uses_inference_view]
-        views = [self.backbone.inference_view(sample) for sample in batch]
+        views = [self.backbone.inference_view(keyed.sample) for keyed in batch]
         reduced = {}
         capture = self._capture() if sharing else nullcontext()
         with capture, torch.set_grad_enabled(bool(sharing)):
@@ -190,12 +204,12 @@ class FeatureExtractor:
                 reduced[loss.name] = self.projection.reduce(*capture.factors(losses, len(batch), retain_graph=not last))
         return embedding.detach(), reduced
 
-    def _loss_pass(self, loss, batch, keys) -> torch.Tensor:
+    def _loss_pass(self, loss, batch) -> torch.Tensor:
         """Reduced per-sample gradients of ``loss`` for a batch, one backward per view group."""
         reduced = []
         for start, stop in self._view_groups(loss, len(batch)):
             with self._capture() as capture, torch.enable_grad():
-                embeddings = self._encode_views(loss, batch[start:stop], keys[start:stop])
+                embeddings = self._encode_views(loss, batch[start:stop])
                 losses = loss.sample_losses(embeddings).sum()
                 reduced.append(self.projection.reduce(*capture.factors(losses, stop - start)))
         return torch.cat(reduced)
@@ -210,13 +224,21 @@ class FeatureExtractor:
 
         return tqdm(iterable, desc=description, unit=unit, total=total)
 
+    def _bar(self, total: int, description: str):
+        """A tqdm bar counting samples (on stderr) when ``verbose``, else None."""
+        if not self.verbose:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc=description, unit="sample")
+
     def _capture(self) -> GradientCapture:
         if self._gradient_capture is None:
             self._gradient_capture = GradientCapture(self.backbone.module, self.layer_path)
         return self._gradient_capture
 
-    def _canonical(self, samples, index: int):
-        return self.backbone.canonical(samples[index], index)  # samples[index] may decode a file
+    def _keyed(self, samples, index: int) -> KeyedSample:
+        return KeyedSample.of(self.backbone, samples, index)
 
     def _encode(self, views) -> torch.Tensor:
         """The backbone's embeddings at ``precision``, returned in float32 or wider.
@@ -228,20 +250,22 @@ class FeatureExtractor:
             embedding = self.backbone.encode(views)
         return embedding.float() if embedding.dtype in (torch.float16, torch.bfloat16) else embedding
 
-    def _view_groups(self, loss, n_samples, n_views=None):
+    def _view_groups(self, loss, n_samples):
         """``(start, stop)`` ranges of whole samples whose views fit in one forward."""
-        per_forward = max(1, self.batch_size // (n_views or loss.view_count(self.backbone)))
+        per_forward = max(1, self.batch_size // loss.view_count(self.backbone))
         for start in range(0, n_samples, per_forward):
             yield start, min(start + per_forward, n_samples)
 
-    def _encode_views(self, loss, samples, keys, n_views=None) -> torch.Tensor:
+    def _views(self, loss, keyed: KeyedSample, n_views: int | None = None) -> list:
+        """``loss``'s views of one sample, seeded by the estimator's seed, the loss and the sample's key."""
+        extra = {} if n_views is None else {"n_views": n_views}
+        rng = generator(derive_seed(self.seed, "views", loss.name, keyed.key))
+        return loss.views(keyed.sample, self.backbone, rng, **extra)
+
+    def _encode_views(self, loss, samples) -> torch.Tensor:
         """``(S, V, E)``: each view group of ``loss`` encoded over all samples at once, sample-major,
         in the losses' dtype."""
-        extra = {} if n_views is None else {"n_views": n_views}
-        per_sample = [
-            loss.views(sample, self.backbone, generator(derive_seed(self.seed, "views", loss.name, key)), **extra)
-            for sample, key in zip(samples, keys, strict=True)
-        ]
+        per_sample = [self._views(loss, keyed) for keyed in samples]
         encoded = [
             self._encode_chunked(_concat(groups)).unflatten(0, (len(samples), -1))
             for groups in zip(*per_sample, strict=True)
@@ -279,8 +303,46 @@ def _concat(groups):
     return [view for group in groups for view in group]
 
 
-class _Canonical:
-    """Training samples decoded on access, in the backbone's canonical form."""
+def _stacked(views):
+    """Views of one group as one tensor when they stack, else as a list."""
+    if all(isinstance(view, torch.Tensor) for view in views) and len({view.shape for view in views}) == 1:
+        return torch.stack(list(views))
+    return list(views)
+
+
+class KeyedSample:
+    """A canonical sample and the key that seeds its views.
+
+    The key is a digest of the *raw* sample, as the input collection yields
+    it, never of anything computed from it (such as audio feature frames):
+    floating-point kernels may round differently with the thread count or the
+    machine, and a key that moved by one bit would draw other views. It is
+    computed on first use (only losses with views need it).
+    """
+
+    __slots__ = ("_backbone", "_key", "_raw", "sample")
+
+    def __init__(self, sample, raw, backbone):
+        self.sample = sample
+        self._raw = raw
+        self._backbone = backbone
+        self._key = None
+
+    @classmethod
+    def of(cls, backbone, samples, index: int) -> KeyedSample:
+        raw = samples[index]  # may decode a file
+        return cls(backbone.canonical(raw, index), raw, backbone)
+
+    @property
+    def key(self) -> bytes:
+        if self._key is None:
+            self._key = self._backbone.sample_key(self._raw)
+            self._raw = None
+        return self._key
+
+
+class _TrainingSamples:
+    """Training samples decoded on access, as :class:`KeyedSample` (what ``encode`` takes)."""
 
     def __init__(self, samples, backbone):
         self._samples = samples
@@ -289,5 +351,5 @@ class _Canonical:
     def __len__(self) -> int:
         return len(self._samples)
 
-    def __getitem__(self, index: int):
-        return self._backbone.canonical(self._samples[index], index)
+    def __getitem__(self, index: int) -> KeyedSample:
+        return KeyedSample.of(self._backbone, self._samples, index)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted
 
+from ._engine import KeyedSample
 from .backbones import frozen_eval
 
 __all__ = ["mean_view_embeddings"]
@@ -59,7 +60,7 @@ def mean_view_embeddings(transformer, X, loss: str, *, normalize: bool = True) -
     with frozen_eval(backbone.module):
         for start in range(0, len(samples), extractor.batch_size):
             stop = min(start + extractor.batch_size, len(samples))
-            batch = [backbone.canonical(samples[index], index) for index in range(start, stop)]
+            batch = [KeyedSample.of(backbone, samples, index) for index in range(start, stop)]
             means = extractor.encode(fitted_loss, batch).mean(dim=1)
             if normalize:
                 means = F.normalize(means, dim=1)

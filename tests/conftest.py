@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -12,8 +13,12 @@ from timm.models.vision_transformer import VisionTransformer
 
 import skfungi._engine
 from skfungi import FungiTransformer, ImageBackbone, TimmBackbone
+from skfungi._engine import KeyedSample
 from skfungi._seeding import derive_seed, generator
 from skfungi.backbones import frozen_eval
+
+if os.environ.get("SKFUNGI_TEST_TORCH_THREADS"):  # `make test-one-thread`: the whole suite at that count
+    torch.set_num_threads(int(os.environ["SKFUNGI_TEST_TORCH_THREADS"]))
 
 
 def tiny_vit(dtype=torch.float32, seed=0) -> VisionTransformer:
@@ -89,15 +94,18 @@ def images():
 # -- the slow, obviously correct per-sample gradient, for any backbone and loss --
 
 
-def reference_gradient(fungi: FungiTransformer, loss, image: torch.Tensor) -> torch.Tensor:
-    """The sample's weight gradient (bias column last) from torch.autograd.grad on the weights."""
+def reference_gradient(fungi: FungiTransformer, loss, image: torch.Tensor, raw=None) -> torch.Tensor:
+    """The sample's weight gradient (bias column last) from torch.autograd.grad on the weights.
+
+    ``image`` is the canonical sample; ``raw`` the sample its views' seed is keyed on (default: ``image``).
+    """
     backbone = fungi.backbone_
     layer = backbone.module.get_submodule(fungi.layer_)
     params = [layer.weight] + ([layer.bias] if layer.bias is not None else [])
     with frozen_eval(backbone.module):
         for param in params:
             param.requires_grad_(True)
-        seed = derive_seed(fungi.seed_, "views", loss.name, backbone.sample_key(image))
+        seed = derive_seed(fungi.seed_, "views", loss.name, backbone.sample_key(image if raw is None else raw))
         groups = loss.views(image, backbone, generator(seed))
         embeddings = torch.cat([backbone.encode(views).unsqueeze(0) for views in groups], dim=1).double()
         grads = torch.autograd.grad(loss.sample_losses(embeddings).sum(), params)
@@ -106,16 +114,21 @@ def reference_gradient(fungi: FungiTransformer, loss, image: torch.Tensor) -> to
     return torch.cat(columns, dim=1)
 
 
-def engine_gradients(fungi: FungiTransformer, loss, batch: list[torch.Tensor]) -> torch.Tensor:
-    """The engine's per-sample gradients for a whole batch (dense reduce = flattened gradient)."""
+def engine_gradients(fungi: FungiTransformer, loss, batch: list[torch.Tensor], raw=None) -> torch.Tensor:
+    """The engine's per-sample gradients for a whole batch (dense reduce = flattened gradient).
+
+    ``batch`` holds canonical samples; ``raw`` the samples their views' seeds are keyed on (default: ``batch``).
+    """
     extractor = fungi._extractor()
-    keys = [fungi.backbone_.sample_key(sample) for sample in batch]
+    keyed = [KeyedSample(sample, sample, fungi.backbone_) for sample in batch]
+    if raw is not None:
+        keyed = [KeyedSample(sample, original, fungi.backbone_) for sample, original in zip(batch, raw, strict=True)]
     with frozen_eval(fungi.backbone_.module):
         if loss.uses_inference_view:
-            _, reduced = extractor._inference_pass(batch)
+            _, reduced = extractor._inference_pass(keyed)
             flat = reduced[loss.name]
         else:
-            flat = extractor._loss_pass(loss, batch, keys)
+            flat = extractor._loss_pass(loss, keyed)
     return flat.reshape(len(batch), *fungi.gradient_shape_)
 
 

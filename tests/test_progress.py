@@ -39,7 +39,7 @@ def test_verbose_one_shows_fit_and_transform_bars(fungi_factory, images, capsys,
     fungi.transform(images)
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert "FUNGI features" in captured.err and "3/3" in captured.err  # 6 images, batches of 2
+    assert "FUNGI features" in captured.err and "6/6" in captured.err  # counted in samples, not batches
 
 
 def test_library_logs_through_module_loggers_not_prints(fungi_factory, images, capsys, caplog, one_torch_thread):

@@ -19,8 +19,8 @@ class Backbone:
 
     An adapter owns everything modality-specific about the data's path into
     the module: validating raw inputs (:meth:`as_samples`), the sample's
-    canonical form (:meth:`canonical`) and identity for seeding
-    (:meth:`sample_key`), the inference view, and turning a list of views into
+    canonical form (:meth:`canonical`) and the raw sample's identity for
+    seeding (:meth:`sample_key`), the inference view, and turning a list of views into
     an ``(N, E)`` embedding (:meth:`encode`). The engine and the losses never
     look inside a sample.
 
@@ -45,7 +45,11 @@ class Backbone:
         return sample
 
     def sample_key(self, sample) -> bytes:
-        """Digest of a canonical sample's content: the seed of its views."""
+        """Digest of a raw sample (as :meth:`as_samples` yields it, before :meth:`canonical`): the seed of its views.
+
+        It must depend on the input's values alone, never on floating-point
+        results (which may round differently with the thread count or machine).
+        """
         return content_key(sample)
 
     def inference_view(self, sample):

@@ -2,7 +2,9 @@
 
 A clip's canonical form is its ``(frames, features)`` tensor, computed once
 from the waveform by a features function; views (SimCLR's noise + time roll)
-are built on those frames, and a clip's views are seeded by a hash of them.
+are built on those frames, and a clip's views are seeded by a hash of its
+waveform (never of the frames: an FFT may round differently with the number
+of threads, and a key one bit off would draw other views).
 
 Clips of different lengths give frame tensors of different lengths. The
 module gets one ``(N, T, F)`` tensor when every view in the call has the same
@@ -27,6 +29,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_sequence, pad_packed_sequenc
 
 from .._audio_inputs import Waveform, as_waveforms, check_sample_rate
 from .._column_inputs import unwrap_column
+from .._seeding import content_key
 from ._base import Backbone
 
 __all__ = [
@@ -173,6 +176,12 @@ class AudioBackbone(Backbone):
                 f"the features function failed on sample {index} ({waveform.shape[0]} samples at {rate} Hz): {error}"
             ) from error
         return _checked_frames(frames, index, waveform.shape[0], rate)
+
+    def sample_key(self, sample: Waveform) -> bytes:
+        """Digest of the clip's waveform and sample rate (not of its frames, which are computed with
+        floating-point kernels whose rounding may depend on the thread count)."""
+        waveform, rate = sample
+        return content_key(waveform) + rate.to_bytes(8, "little")
 
     def inference_view(self, frames: torch.Tensor) -> torch.Tensor:
         """The clip's own frames."""

@@ -30,10 +30,12 @@ class LossContext:
     dtype, device
         Heads are created with this dtype (float64 but on MPS) on the backbone's device.
     training_images : sequence
-        Training samples (decoded on access), for banks of negatives.
+        Training samples (decoded on access), for banks of negatives: opaque
+        items to hand to ``encode``.
     encode : callable
-        ``encode(loss, images) -> (N, V, E)``: embeddings, without gradient,
-        of each image's views as ``loss`` builds them (seeded per sample).
+        ``encode(loss, samples, n_views=None) -> (N, V, E)``: embeddings,
+        without gradient, of each sample's views as ``loss`` builds them
+        (seeded per sample), for items of ``training_images``.
     """
 
     embedding_dim: int
