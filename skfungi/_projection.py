@@ -56,12 +56,18 @@ class _DenseProjection(BaseEstimator):
         return torch.bmm(g.transpose(1, 2), a).flatten(1)
 
     def project(self, gradients: torch.Tensor) -> torch.Tensor:
-        """``(n, D)`` flattened gradients -> ``(n, k)``."""
+        """``(n, D)`` flattened gradients -> ``(n, k)``, accumulated in float64 on a CPU.
+
+        A float32 matrix product on a CPU splits its long sums over threads
+        in a way that depends on the thread count, so its last bits do too;
+        float64 sums rounded to float32 afterwards do not show that.
+        """
         if gradients.shape[-1] != self.input_dim_:
             raise ValueError(f"expected gradients of width {self.input_dim_}, got {gradients.shape[-1]}.")
-        out = gradients.new_zeros(gradients.shape[0], self.n_components_)
-        for start, stop, tile in self._tiles(gradients.device, gradients.dtype):
-            out.addmm_(gradients[:, start:stop], tile.T)
+        dtype = torch.float64 if gradients.device.type == "cpu" else gradients.dtype
+        out = gradients.new_zeros(gradients.shape[0], self.n_components_, dtype=dtype)
+        for start, stop, tile in self._tiles(gradients.device, dtype):
+            out.addmm_(gradients[:, start:stop].to(dtype), tile.T)
         return out.mul_(1.0 / math.sqrt(self.n_components_))
 
     def matrix(self) -> torch.Tensor:
