@@ -154,7 +154,7 @@ def test_feature_names_through_a_column_transformer_are_prefixed_unique_and_stab
     frame = columns.set_output(transform="pandas").fit_transform(table)
     assert frame.columns.tolist() == names.tolist()  # the same names after a refit
     assert frame.index.equals(table.index)
-    np.testing.assert_allclose(frame.to_numpy(), matrix, rtol=1e-6)
+    np.testing.assert_allclose(frame.to_numpy(), matrix, rtol=1e-6, atol=1e-7)
 
 
 # -- part 2: end-to-end examples ---------------------------------------------------------

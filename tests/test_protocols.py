@@ -279,7 +279,7 @@ def test_average_precision_matches_scikit_learn_per_query():
     ap = retrieval_average_precision(queries, database, relevance, batch_size=4)
     scores = queries @ database.T
     expected = [average_precision_score(relevance[q], scores[q]) for q in range(15)]
-    np.testing.assert_allclose(ap, expected)
+    np.testing.assert_allclose(ap, expected, atol=1e-12)
     assert retrieval_map(queries, database, relevance) == pytest.approx(np.mean(expected))
 
 
@@ -292,7 +292,9 @@ def test_other_similarities_rank_like_their_definition(metric):
     else:
         scores = -np.linalg.norm(queries[:, None] - database[None], axis=2)
     expected = [average_precision_score(relevance[q], scores[q]) for q in range(15)]
-    np.testing.assert_allclose(retrieval_average_precision(queries, database, relevance, metric=metric), expected)
+    np.testing.assert_allclose(
+        retrieval_average_precision(queries, database, relevance, metric=metric), expected, atol=1e-12
+    )
 
 
 def test_trapezoid_interpolation_and_junk_follow_the_revisited_oxford_code():
