@@ -77,7 +77,7 @@ docs: install
 	NO_MKDOCS_2_WARNING=1 HF_HUB_OFFLINE=1 $(VENV)/bin/mkdocs build --strict
 
 demo: demo-assets
-	$(VENV_PYTHON) -m skfungi.demo $(DEMO_ARGS)
+	$(VENV_PYTHON) -m skfungi.cli.demo $(DEMO_ARGS)
 
 demo-assets: install fashion-mnist
 

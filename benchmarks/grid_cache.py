@@ -48,7 +48,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from timm.models.vision_transformer import VisionTransformer
 
-import skfungi._engine
+import skfungi._core.extractor
 from skfungi import DINOLoss, FungiTransformer, SimCLRLoss
 from skfungi.datasets import load_digits_images
 from skfungi.protocols import CappedPCA, FungiBlockSelector
@@ -68,7 +68,7 @@ class RowCounter:
 
     def __init__(self):
         self.rows = 0
-        self._original = skfungi._engine.FeatureExtractor.transform
+        self._original = skfungi._core.extractor.FeatureExtractor.transform
 
     def __enter__(self):
         original, counter = self._original, self
@@ -77,11 +77,11 @@ class RowCounter:
             counter.rows += len(images)
             return original(extractor, images)
 
-        skfungi._engine.FeatureExtractor.transform = counting
+        skfungi._core.extractor.FeatureExtractor.transform = counting
         return self
 
     def __exit__(self, *exc):
-        skfungi._engine.FeatureExtractor.transform = self._original
+        skfungi._core.extractor.FeatureExtractor.transform = self._original
 
 
 def one_extraction(model, X):

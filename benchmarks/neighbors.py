@@ -33,7 +33,7 @@ Data (``--data``), generated block by block from ``--seed``:
   The test features are the queries.
 * ``--fashion-mnist N``: real FUNGI features made here (then as
   ``--features``): embedding + KL gradient of the demo's ImageNet
-  MobileNetV2 at 32 px (``skfungi.demo``'s settings) for ``N`` Fashion-MNIST
+  MobileNetV2 at 32 px (``skfungi.cli.demo``'s settings) for ``N`` Fashion-MNIST
   training images and ``N // 5`` test images, cached in ``--features``
   (default ``/tmp/skfungi_fashion_mnist_<N>.npz``). Needs the demo assets.
 
@@ -179,8 +179,8 @@ def extract_fashion_mnist(n_train: int, path: str) -> None:
     import torch
 
     from skfungi import FungiTransformer, ImageBackbone
+    from skfungi.cli.demo import DEFAULT_IMAGE_SIZE, MOBILENET_LAYER, embed_mobilenet
     from skfungi.datasets import load_fashion_mnist, load_mobilenet_v2
-    from skfungi.demo import DEFAULT_IMAGE_SIZE, MOBILENET_LAYER, embed_mobilenet
 
     torch.set_num_threads(os.cpu_count() or 1)
     X_train, y_train, X_test, y_test = load_fashion_mnist(n_train, max(1, n_train // 5), random_state=0)

@@ -45,8 +45,9 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import StratifiedShuffleSplit
 
-from skfungi import FungiTransformer, _engine
-from skfungi._projection import KroneckerProjection, RademacherProjection
+from skfungi import FungiTransformer
+from skfungi._core import extractor as _engine
+from skfungi._core.projection import KroneckerProjection, RademacherProjection
 from skfungi.backbones.mobilenet import mobilenet_v2_backbone
 from skfungi.datasets import FASHION_MNIST_DIR, read_idx
 from skfungi.protocols import evaluate_knn

@@ -132,7 +132,7 @@ def projection_costs(samples: int, views: int, repeats: int = 3) -> list[dict]:
     and the ``(S, k)`` result.
     """
     from skfungi import KroneckerProjection, RademacherProjection
-    from skfungi._projection import TILE_BYTES
+    from skfungi._core.projection import TILE_BYTES
 
     rows = []
     generator = torch.Generator().manual_seed(0)

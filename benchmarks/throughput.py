@@ -474,8 +474,8 @@ def trunk_in_grad_mode(enabled: bool):
     """While ``enabled``, the engine's forwards run wholly in grad mode, as before 2026-11-26
     (nothing requires grad before the target layer, so autograd records the same graph); the
     library runs the trunk under ``torch.no_grad()``."""
-    from skfungi import _engine
-    from skfungi._device import autocast
+    from skfungi._core import extractor as _engine
+    from skfungi._core.device import autocast
 
     original = _engine.FeatureExtractor._encode
 
@@ -547,31 +547,31 @@ def instrument() -> Breakdown:
     breakdown = Breakdown()
     targets = [
         # (module, attribute path, label); the package evolves, so every target is optional
-        ("skfungi._image_inputs", "_decode", "decode input"),
-        ("skfungi._engine", "content_key", "seed hashing (content key)"),
+        ("skfungi.inputs.images", "_decode", "decode input"),
+        ("skfungi._core.extractor", "content_key", "seed hashing (content key)"),
         ("skfungi.backbones._base", "Backbone.sample_key", "seed hashing (content key)"),
-        ("skfungi._engine", "center_view", "views: inference view"),
+        ("skfungi._core.extractor", "center_view", "views: inference view"),
         ("skfungi.backbones.image", "ImageBackbone.inference_view", "views: inference view"),
-        ("skfungi._engine", "FeatureExtractor._stacked_views", "views: crops / patches"),
+        ("skfungi._core.extractor", "FeatureExtractor._stacked_views", "views: crops / patches"),
         ("skfungi.losses.kl", "KLLoss.views", "views: crops / patches"),
         ("skfungi.losses.dino", "DINOLoss.views", "views: crops / patches"),
         ("skfungi.losses.simclr", "SimCLRLoss.views", "views: crops / patches"),
         ("skfungi.backbones.image", "ImageBackbone.encode", "stack views (encode glue)"),
         ("skfungi.backbones.image", "ImageBackbone.prepare", "normalise views"),
-        ("skfungi._engine", "FeatureExtractor._embed", "forward (trunk + tail)"),
+        ("skfungi._core.extractor", "FeatureExtractor._embed", "forward (trunk + tail)"),
         ("skfungi.backbones.image", "ImageBackbone.embed", "forward (trunk + tail)"),
         ("skfungi.losses.kl", "KLLoss.sample_losses", "loss heads + loss"),
         ("skfungi.losses.dino", "DINOLoss.sample_losses", "loss heads + loss"),
         ("skfungi.losses.simclr", "SimCLRLoss.sample_losses", "loss heads + loss"),
-        ("skfungi._gradients", "GradientCapture._hook", "forward hook"),
-        ("skfungi._gradients", "GradientCapture._attention_hook", "forward hook"),
+        ("skfungi._core.gradients", "GradientCapture._hook", "forward hook"),
+        ("skfungi._core.gradients", "GradientCapture._attention_hook", "forward hook"),
         ("torch.autograd", "grad", "backward (torch.autograd.grad)"),
-        ("skfungi._gradients", "GradientCapture.factors", "factor extraction"),
-        ("skfungi._projection", "_DenseProjection.reduce", "projection.reduce"),
-        ("skfungi._projection", "KroneckerProjection.reduce", "projection.reduce"),
-        ("skfungi._projection", "RademacherProjection._draw", "projection.project: regenerate +-1 tiles"),
-        ("skfungi._projection", "GaussianProjection._draw", "projection.project: regenerate +-1 tiles"),
-        ("skfungi._projection", "_DenseProjection.project", "projection.project: concat + addmm"),
+        ("skfungi._core.gradients", "GradientCapture.factors", "factor extraction"),
+        ("skfungi._core.projection", "_DenseProjection.reduce", "projection.reduce"),
+        ("skfungi._core.projection", "KroneckerProjection.reduce", "projection.reduce"),
+        ("skfungi._core.projection", "RademacherProjection._draw", "projection.project: regenerate +-1 tiles"),
+        ("skfungi._core.projection", "GaussianProjection._draw", "projection.project: regenerate +-1 tiles"),
+        ("skfungi._core.projection", "_DenseProjection.project", "projection.project: concat + addmm"),
     ]
     wrapped = set()
     for module_name, path, label in targets:

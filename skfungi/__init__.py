@@ -11,8 +11,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # static imports for type checkers, IDEs and documentation tools
-    from ._block_selection import FungiBlockSelector
-    from ._projection import GaussianProjection, KroneckerProjection, RademacherProjection
+    from ._core.projection import GaussianProjection, KroneckerProjection, RademacherProjection
     from ._transformer import FungiTransformer
     from .backbones import (
         AudioBackbone,
@@ -28,15 +27,16 @@ if TYPE_CHECKING:  # static imports for type checkers, IDEs and documentation to
     )
     from .losses import DINOLoss, KLLoss, SimCLRLoss
     from .neighbors import HNSWTransformer
+    from .protocols.blocks import FungiBlockSelector
 
 __version__ = "0.1.0"
 
 # public name -> submodule that defines it
 _EXPORTS = {
-    "FungiBlockSelector": "._block_selection",
-    "GaussianProjection": "._projection",
-    "KroneckerProjection": "._projection",
-    "RademacherProjection": "._projection",
+    "FungiBlockSelector": ".protocols.blocks",
+    "GaussianProjection": "._core.projection",
+    "KroneckerProjection": "._core.projection",
+    "RademacherProjection": "._core.projection",
     "FungiTransformer": "._transformer",
     "AudioBackbone": ".backbones",
     "HuggingFaceTextBackbone": ".backbones",

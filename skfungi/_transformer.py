@@ -11,11 +11,11 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
-from ._device import check_precision, module_on, resolve_device
-from ._engine import FeatureExtractor
-from ._gradients import supported_layers
-from ._projection import make_projection
-from ._seeding import base_seed
+from ._core.device import check_precision, module_on, resolve_device
+from ._core.extractor import FeatureExtractor
+from ._core.gradients import supported_layers
+from ._core.projection import make_projection
+from ._core.seeding import base_seed
 from .backbones import Backbone, declared_modality, resolve_backbone
 from .losses import check_view_preset, make_loss
 

@@ -15,7 +15,7 @@ blocks are the columns one transformer with every loss would give) fitted on
 a separate set of samples outside the pool (the SimCLR negative bank comes
 from it, never from a test sample). Next to each loss that uses views (DINO,
 SimCLR) the same views' mean embedding is computed, without gradient
-(:func:`skfungi._view_embeddings.mean_view_embeddings`, same seeds): the
+(:func:`skfungi._core.view_embeddings.mean_view_embeddings`, same seeds): the
 no-gradient control. Features are cached on disk (``--cache-dir``).
 
 Then ``--splits`` random stratified train / test splits are drawn from the
@@ -70,8 +70,8 @@ import torch
 from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.neighbors import KNeighborsClassifier
 
+from ._core.view_embeddings import mean_view_embeddings
 from ._transformer import FungiTransformer
-from ._view_embeddings import mean_view_embeddings
 from .losses import VIEW_PRESETS, DINOLoss, KLLoss, SimCLRLoss, check_view_preset
 from .protocols import CappedPCA, evaluate_kmeans, evaluate_linear_probe, make_knn_classifier
 
@@ -201,8 +201,8 @@ def vision_pair(
     DINO and SimCLR take the settings of the ``views`` preset; ``simclr_grid`` (default: the preset's)
     and ``n_local_crops`` override it."""
     from .backbones import ImageBackbone
+    from .cli.demo import MOBILENET_LAYER, embed_mobilenet
     from .datasets import load_mobilenet_v2, read_idx
-    from .demo import MOBILENET_LAYER, embed_mobilenet
 
     losses = vision_losses(views, n_local_crops, simclr_grid)
     command = "sudo apt-get install -y dataset-fashion-mnist"

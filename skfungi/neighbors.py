@@ -32,7 +32,7 @@ from sklearn import get_config
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._seeding import base_seed, derive_seed
+from ._core.seeding import base_seed, derive_seed
 
 __all__ = ["HNSWTransformer"]
 

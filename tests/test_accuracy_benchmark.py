@@ -12,7 +12,7 @@ import pytest
 
 from skfungi import FungiTransformer
 from skfungi import evidence as accuracy_module
-from skfungi._view_embeddings import mean_view_embeddings
+from skfungi._core.view_embeddings import mean_view_embeddings
 from skfungi.backbones import ImageBackbone
 from skfungi.losses import DINOLoss, KLLoss, SimCLRLoss
 

@@ -18,7 +18,6 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline
 
 from skfungi import FungiTransformer
-from skfungi._audio_inputs import as_waveforms
 from skfungi.backbones import resolve_backbone
 from skfungi.backbones.audio import (
     AudioBackbone,
@@ -27,6 +26,7 @@ from skfungi.backbones.audio import (
     last_linear,
     mel_filterbank,
 )
+from skfungi.inputs.audio import as_waveforms
 from skfungi.losses import KLLoss, SimCLRLoss
 
 N_BANDS = 8

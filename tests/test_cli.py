@@ -19,8 +19,8 @@ from timm.models import register_model
 from timm.models.vision_transformer import VisionTransformer
 
 from skfungi import FungiTransformer, __version__, cli
-from skfungi._chunk_store import MANIFEST
-from skfungi._cli_outputs import WRITERS
+from skfungi.cli.chunks import MANIFEST
+from skfungi.cli.outputs import WRITERS
 
 
 @register_model
@@ -95,7 +95,7 @@ def test_image_folder_to_parquet_matches_the_library(tmp_path):
 def test_npy_npz_and_parquet_hold_the_same_features(tmp_path, monkeypatch):
     write_images(tmp_path / "images", {"a": 2, "b": 3})
     # chunks of 2 rows; Parquet row groups of at least 3 rows (24 float32 features = 96 bytes a row)
-    monkeypatch.setattr("skfungi._cli_outputs.ROW_GROUP_BYTES", 3 * 96)
+    monkeypatch.setattr("skfungi.cli.outputs.ROW_GROUP_BYTES", 3 * 96)
     for suffix in (".npz", ".npy", ".parquet"):
         assert extract(tmp_path / "images", tmp_path / f"f{suffix}", "--losses", "kl", "--chunk-size", "2") == 0
     with np.load(tmp_path / "f.npz") as stored:
@@ -383,7 +383,7 @@ def test_help_of_every_command(capsys):
 
 def test_demo_command_passes_the_demo_options(monkeypatch):
     seen = {}
-    monkeypatch.setattr("skfungi.demo.main_with_args", lambda args: seen.update(vars(args)) or 0)
+    monkeypatch.setattr("skfungi.cli.demo.main_with_args", lambda args: seen.update(vars(args)) or 0)
     assert cli.main(["demo", "--quick", "--image-size", "48"]) == 0
     assert seen["quick"] is True and seen["image_size"] == 48 and seen["n_train"] == 2000
 

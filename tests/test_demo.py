@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from skfungi import FungiTransformer, ImageBackbone, datasets, demo
+from skfungi import FungiTransformer, ImageBackbone, datasets
+from skfungi.cli import demo
 
 
 def tiny_mobilenet_like() -> nn.Module:

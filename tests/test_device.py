@@ -12,8 +12,8 @@ from conftest import tiny_vit
 from PIL import Image
 
 from skfungi import FungiTransformer, TimmBackbone
-from skfungi._device import autocast, module_on, resolve_device
-from skfungi._gradients import GradientCapture
+from skfungi._core.device import autocast, module_on, resolve_device
+from skfungi._core.gradients import GradientCapture
 
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks behaviour on a machine without CUDA")
 

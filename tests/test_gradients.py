@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from conftest import engine_gradients, reference_gradient, tiny_cnn, tiny_vit
 
 from skfungi import FungiTransformer, ImageBackbone, TimmBackbone
-from skfungi._gradients import GradientCapture, resolve_layer, supported_layers
+from skfungi._core.gradients import GradientCapture, resolve_layer, supported_layers
 from skfungi.backbones import frozen_eval
 from skfungi.losses import DINOLoss, KLLoss, SimCLRLoss
 

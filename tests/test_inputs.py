@@ -9,7 +9,7 @@ from conftest import tiny_cnn, tiny_vit
 from sklearn.exceptions import NotFittedError
 
 from skfungi import FungiTransformer, ImageBackbone
-from skfungi._image_inputs import as_images
+from skfungi.inputs.images import as_images
 
 
 @pytest.fixture

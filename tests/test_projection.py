@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from skfungi import GaussianProjection, KroneckerProjection, RademacherProjection
-from skfungi import _projection as projection_module
-from skfungi._projection import make_projection
+from skfungi._core import projection as projection_module
+from skfungi._core.projection import make_projection
 
 
 @pytest.mark.parametrize("cls", [RademacherProjection, GaussianProjection])

@@ -6,8 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from skfungi import FungiTransformer
-from skfungi._seeding import derive_seed, generator
-from skfungi._view_embeddings import mean_view_embeddings
+from skfungi._core.seeding import derive_seed, generator
+from skfungi._core.view_embeddings import mean_view_embeddings
 from skfungi.backbones import frozen_eval
 from skfungi.losses import DINOLoss, SimCLRLoss
 

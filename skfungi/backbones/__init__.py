@@ -6,8 +6,8 @@ an embedding out of it, and which layer to take gradients from by default.
 
 from __future__ import annotations
 
+from .._core.freeze import frozen_eval
 from ._base import Backbone
-from ._freeze import frozen_eval
 from ._registry import MODALITIES, declared_modality, infer_modality, resolve_backbone
 from .audio import AudioBackbone, LogMelSpectrogram, ResemblyzerBackbone
 from .huggingface import HuggingFaceTextBackbone

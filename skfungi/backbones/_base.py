@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from .._device import module_on
-from .._seeding import content_key
+from .._core.device import module_on
+from .._core.seeding import content_key
 
 __all__ = ["Backbone"]
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .._column_inputs import column_values, is_missing
+from ..inputs.columns import column_values, is_missing
 from ._base import Backbone
 
 __all__ = ["MODALITIES", "declared_modality", "infer_modality", "resolve_backbone"]

@@ -27,9 +27,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_sequence, pad_packed_sequence
 
-from .._audio_inputs import Waveform, as_waveforms, check_sample_rate
-from .._column_inputs import unwrap_column
-from .._seeding import content_key
+from .._core.seeding import content_key
+from ..inputs.audio import Waveform, as_waveforms, check_sample_rate
+from ..inputs.columns import unwrap_column
 from ._base import Backbone
 
 __all__ = [
@@ -159,10 +159,10 @@ class AudioBackbone(Backbone):
         self.embed_fn = embed
 
     def as_samples(self, X, estimator=None, reset: bool = True) -> Sequence[Waveform]:
-        """Validated clips (see ``skfungi._audio_inputs``): ``(waveform, sample_rate)`` on access.
+        """Validated clips (see ``skfungi.inputs.audio``): ``(waveform, sample_rate)`` on access.
 
         Column forms (a Series, a one-column DataFrame, an object array of
-        shape ``(n, 1)`` or ``(n,)``) are unwrapped first (see ``skfungi._column_inputs``).
+        shape ``(n, 1)`` or ``(n,)``) are unwrapped first (see ``skfungi.inputs.columns``).
         """
         return as_waveforms(unwrap_column(X, "audio", estimator, reset), self.sample_rate)
 

@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn as nn
 
-from .._column_inputs import unwrap_column
-from .._image_inputs import as_images
+from ..inputs.columns import unwrap_column
+from ..inputs.images import as_images
 from ..views.image import center_view
 from ._base import Backbone
 
@@ -91,7 +91,7 @@ class ImageBackbone(Backbone):
         """Images as ``(C, H, W)`` float tensors in [0, 1], decoded on access (see ``as_images``).
 
         Column forms (a Series, a one-column DataFrame, an object array of
-        shape ``(n, 1)`` or ``(n,)``) are unwrapped first (see ``skfungi._column_inputs``).
+        shape ``(n, 1)`` or ``(n,)``) are unwrapped first (see ``skfungi.inputs.columns``).
         """
         return as_images(unwrap_column(X, "image", estimator, reset))
 

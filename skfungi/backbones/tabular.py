@@ -27,7 +27,7 @@ import torch.nn as nn
 from sklearn.utils import check_array
 from sklearn.utils.validation import validate_data
 
-from .._seeding import generator
+from .._core.seeding import generator
 from ._base import Backbone
 
 __all__ = ["TabularBackbone", "TabularMLP", "make_mlp_encoder"]

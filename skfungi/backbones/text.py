@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .._column_inputs import is_missing, unwrap_column
+from ..inputs.columns import is_missing, unwrap_column
 from ._base import Backbone
 
 __all__ = ["POOLINGS", "TextBackbone", "as_texts", "pool_tokens"]
@@ -246,7 +246,7 @@ class TextBackbone(Backbone):
     # -- the adapter contract ------------------------------------------------
 
     def as_samples(self, X, estimator=None, reset: bool = True) -> list[str]:
-        """The texts of ``X`` (see :func:`as_texts`); column forms too (see ``skfungi._column_inputs``)."""
+        """The texts of ``X`` (see :func:`as_texts`); column forms too (see ``skfungi.inputs.columns``)."""
         return as_texts(unwrap_column(X, "text", estimator, reset))
 
     def canonical(self, sample: str, index: int) -> str:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import torch
 from sklearn.base import BaseEstimator
 
-from .._device import tensors_to
-from .._seeding import derive_seed, generator
+from .._core.device import tensors_to
+from .._core.seeding import derive_seed, generator
 
 __all__ = ["FungiLoss", "LossContext", "random_head"]
 

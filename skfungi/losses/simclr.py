@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._seeding import derive_seed
+from .._core.seeding import derive_seed
 from ..views.audio import noise_and_roll
 from ..views.image import patchify
 from ..views.tabular import dropout_and_noise

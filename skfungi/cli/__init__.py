@@ -73,9 +73,9 @@ examples:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``skfungi`` argument parser with its ``extract``, ``demo``, ``accuracy`` and ``info`` commands."""
-    from . import __version__
+    from .. import __version__
+    from ..evidence import _parser as evidence_parser
     from .demo import _parser as demo_parser
-    from .evidence import _parser as evidence_parser
 
     parser = argparse.ArgumentParser(
         prog="skfungi",
@@ -99,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo",
         parents=[demo_parser(add_help=False)],
-        help="run the MobileNetV2 x Fashion-MNIST demo (python -m skfungi.demo)",
+        help="run the MobileNetV2 x Fashion-MNIST demo (python -m skfungi.cli.demo)",
         description="FUNGI on Fashion-MNIST with an ImageNet MobileNetV2, on the CPU: extract every block, "
         "score kNN, print the table. Needs the MobileNetV2 weights (see 'skfungi info').",
     )
@@ -298,8 +298,8 @@ def extract_command(args: argparse.Namespace) -> int:
     """``skfungi extract``: fit, transform INPUT chunk by chunk, write OUTPUT atomically."""
     from tqdm.auto import tqdm
 
-    from ._chunk_store import ChunkStore
-    from ._cli_outputs import write_features
+    from .chunks import ChunkStore
+    from .outputs import write_features
 
     output = Path(args.output)
     _check_output(output, args.overwrite)
@@ -367,7 +367,7 @@ def _check_output(output: Path, overwrite: bool) -> None:
 
 
 def _read(path, args: argparse.Namespace, exclude: tuple):
-    from ._cli_inputs import read_input
+    from .inputs import read_input
 
     source = read_input(path, text_column=args.text_column, label_column=args.label_column, exclude=exclude)
     if source.ignored_files:
@@ -382,7 +382,7 @@ def _settings(args: argparse.Namespace, source, fit_source) -> dict:
     change how the work is done, not the features (beyond float rounding), so
     a resumed run may use others.
     """
-    from . import __version__
+    from .. import __version__
 
     return {
         "skfungi": __version__,
@@ -403,7 +403,7 @@ def _settings(args: argparse.Namespace, source, fit_source) -> dict:
 def _fitted_transformer(args: argparse.Namespace, modality: str, fit_source):
     import torch
 
-    from ._transformer import FungiTransformer
+    from .._transformer import FungiTransformer
 
     rng = np.random.default_rng(args.seed)
     chosen = np.sort(rng.choice(len(fit_source), size=min(args.fit_samples, len(fit_source)), replace=False))
@@ -465,7 +465,7 @@ def demo_command(args: argparse.Namespace) -> int:
 
 def accuracy_command(args: argparse.Namespace) -> int:
     """``skfungi accuracy``: the evidence benchmark on real models (status 2 when assets are missing)."""
-    from .evidence import main_with_args
+    from ..evidence import main_with_args
 
     return main_with_args(args)
 
@@ -494,7 +494,7 @@ ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds")
 
 def info_command(args: argparse.Namespace) -> int:
     """``skfungi info``: versions, devices, optional assets."""
-    from . import __version__
+    from .. import __version__
 
     print(f"skfungi {__version__}")
     print(f"python {platform.python_version()} on {platform.platform()}")
@@ -532,7 +532,7 @@ def _devices() -> list[str]:
 
 def _assets() -> list[tuple[str, str]]:
     """(asset, "installed: where" or "missing: how to install") for every optional asset."""
-    from .datasets import FASHION_MNIST_DIR, mobilenet_v2_weights_path
+    from ..datasets import FASHION_MNIST_DIR, mobilenet_v2_weights_path
 
     try:
         mobilenet = mobilenet_v2_weights_path()

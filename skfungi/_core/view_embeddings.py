@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted
 
-from ._engine import KeyedSample
-from .backbones import frozen_eval
+from .extractor import KeyedSample
+from .freeze import frozen_eval
 
 __all__ = ["mean_view_embeddings"]
 

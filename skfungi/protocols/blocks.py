@@ -37,7 +37,7 @@ def feature_blocks(feature_names) -> dict[str, np.ndarray]:
 
     Examples
     --------
-    >>> from skfungi._block_selection import feature_blocks
+    >>> from skfungi.protocols.blocks import feature_blocks
     >>> {name: cols.tolist() for name, cols in feature_blocks(["embedding0", "embedding1", "kl0", "kl1"]).items()}
     {'embedding': [0, 1], 'kl': [2, 3]}
     """

@@ -26,11 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._device import autocast
-from ._gradients import GradientCapture, layer_shape, resolve_layer
-from ._seeding import derive_seed, generator
-from .backbones import frozen_eval
-from .losses import LossContext
+from ..losses import LossContext
+from .device import autocast
+from .freeze import frozen_eval
+from .gradients import GradientCapture, layer_shape, resolve_layer
+from .seeding import derive_seed, generator
 
 __all__ = ["FeatureExtractor", "KeyedSample"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._chunk_store import atomic_write
+from .chunks import atomic_write
 
 __all__ = ["ROW_GROUP_BYTES", "WRITERS", "write_features"]
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator
 
-from ._seeding import derive_seed
+from .seeding import derive_seed
 
 __all__ = ["GaussianProjection", "KroneckerProjection", "RademacherProjection", "make_projection"]
 

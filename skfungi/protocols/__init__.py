@@ -49,8 +49,8 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._block_selection import FungiBlockSelector, feature_blocks
-from .neighbors import HNSWTransformer
+from ..neighbors import HNSWTransformer
+from .blocks import FungiBlockSelector, feature_blocks
 
 __all__ = [
     "PAPER_L2_PENALTIES",

@@ -1,4 +1,4 @@
-"""FUNGI on Fashion-MNIST with an ImageNet MobileNetV2, on the CPU: ``python -m skfungi.demo``.
+"""FUNGI on Fashion-MNIST with an ImageNet MobileNetV2, on the CPU: ``python -m skfungi.cli.demo``.
 
 The demo extracts each feature block once -- the embedding, then the KL,
 DINO and SimCLR gradients, each with its own :class:`~skfungi.FungiTransformer`
@@ -28,7 +28,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import balanced_accuracy_score
 from sklearn.neighbors import KNeighborsClassifier
 
-from .backbones.mobilenet import MOBILENET_V2_LAYER, embed_mobilenet, mobilenet_v2_backbone
+from ..backbones.mobilenet import MOBILENET_V2_LAYER, embed_mobilenet, mobilenet_v2_backbone
 
 __all__ = [
     "BlockFeatures",
@@ -129,7 +129,7 @@ def extract_blocks(
     blocks : list of BlockFeatures
         ``embedding`` first, then one per loss, in the order of ``losses``.
     """
-    from ._transformer import FungiTransformer
+    from .._transformer import FungiTransformer
 
     runs = [("embedding", (), True)] + [(loss, (loss,), False) for loss in losses]
     blocks = []
@@ -243,7 +243,7 @@ def load_demo_data(n_train: int, n_test: int, random_state: int = 0, log=print):
     name : str
     X_train, y_train, X_test, y_test : ndarray
     """
-    from .datasets import load_digits_images, load_fashion_mnist
+    from ..datasets import load_digits_images, load_fashion_mnist
 
     try:
         return ("Fashion-MNIST", *load_fashion_mnist(n_train, n_test, random_state))
@@ -292,7 +292,7 @@ def run_demo(
 
 def _parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m skfungi.demo", description=__doc__.splitlines()[0], add_help=add_help
+        prog="python -m skfungi.cli.demo", description=__doc__.splitlines()[0], add_help=add_help
     )
     parser.add_argument("--n-train", type=int, default=2000, help="training images (default 2000)")
     parser.add_argument("--n-test", type=int, default=1000, help="test images (default 1000)")
