@@ -146,11 +146,9 @@ def test_few_shot_vote_is_never_a_majority_of_the_whole_training_set(accuracy):
     assert scores["top1"] == 1.0
 
 
-def test_command_line_and_script_reach_the_same_harness(monkeypatch, capsys, tmp_path):
-    from skfungi import cli
-
+def test_missing_assets_are_named_with_their_install_command(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(accuracy_module, "ASTERISK_DIR", Path("/no/such/dir"))
-    status = cli.main(["accuracy", "--pairs", "audio", "--quick", "--cache-dir", str(tmp_path)])
+    status = accuracy_module.main(["--pairs", "audio", "--quick", "--cache-dir", str(tmp_path)])
     assert status == 2 and "asterisk-core-sounds-en-wav" in capsys.readouterr().err
     shown = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=True)
     assert "--quick" in shown.stdout and "--report-from" in shown.stdout

@@ -72,9 +72,8 @@ examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``skfungi`` argument parser with its ``extract``, ``demo``, ``accuracy`` and ``info`` commands."""
+    """The ``skfungi`` argument parser with its ``extract``, ``demo`` and ``info`` commands."""
     from .. import __version__
-    from ..evidence import _parser as evidence_parser
     from .demo import _parser as demo_parser
 
     parser = argparse.ArgumentParser(
@@ -105,15 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=demo_command)
 
-    accuracy = commands.add_parser(
-        "accuracy",
-        parents=[evidence_parser(add_help=False)],
-        help="the evidence benchmark: FUNGI vs embeddings and no-gradient controls on three real models",
-        description="The paper's kNN protocol, every loss combination and its no-gradient control, few-shot, "
-        "linear probe and k-means, on MobileNetV2 x Fashion-MNIST, MiniLM x Rotten Tomatoes and Resemblyzer "
-        "x spoken prompts (python benchmarks/accuracy.py; see 'skfungi info' for the assets).",
-    )
-    accuracy.set_defaults(run=accuracy_command)
 
     info = commands.add_parser(
         "info",
@@ -459,13 +449,6 @@ def _losses(text: str):
 def demo_command(args: argparse.Namespace) -> int:
     """``skfungi demo``: the MobileNetV2 x Fashion-MNIST demo."""
     from .demo import main_with_args
-
-    return main_with_args(args)
-
-
-def accuracy_command(args: argparse.Namespace) -> int:
-    """``skfungi accuracy``: the evidence benchmark on real models (status 2 when assets are missing)."""
-    from ..evidence import main_with_args
 
     return main_with_args(args)
 
