@@ -56,6 +56,11 @@ class Backbone:
         """The view the embedding is computed from."""
         raise NotImplementedError
 
+    def simclr_views(self, sample, loss, generator: torch.Generator, count: int) -> list:
+        """``count`` positive views of one canonical sample for :class:`~skfungi.losses.SimCLRLoss`
+        ``loss`` (its settings), as a list of groups of views that can be encoded together."""
+        raise NotImplementedError(f"{type(self).__name__} builds no SimCLR views.")
+
     def encode(self, views: Sequence) -> torch.Tensor:
         """``(N, E)`` embeddings of ``N`` views (autograd as the caller sets it)."""
         raise NotImplementedError

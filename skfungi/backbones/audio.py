@@ -30,6 +30,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_sequence, pad_packed_sequenc
 from .._core.seeding import content_key
 from ..inputs.audio import Waveform, as_waveforms, check_sample_rate
 from ..inputs.columns import unwrap_column
+from ..views.audio import noise_and_roll
 from ._base import Backbone
 
 __all__ = [
@@ -186,6 +187,11 @@ class AudioBackbone(Backbone):
     def inference_view(self, frames: torch.Tensor) -> torch.Tensor:
         """The clip's own frames."""
         return frames
+
+    def simclr_views(self, frames: torch.Tensor, loss, generator: torch.Generator, count: int) -> list:
+        """``count`` copies of the frames with uniform noise of ``loss.noise_scale``, each rolled by up to
+        ``loss.max_roll`` frames."""
+        return [torch.stack([noise_and_roll(frames, generator, loss.noise_scale, loss.max_roll) for _ in range(count)])]
 
     def encode(self, views) -> torch.Tensor:
         """``(N, E)`` embeddings of ``(T_i, F)`` frame views (a list, or an ``(N, T, F)`` tensor)."""

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from ..inputs.columns import unwrap_column
 from ..inputs.images import as_images
-from ..views.image import center_view
+from ..views.image import center_view, patchify
 from ._base import Backbone
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageBackbone"]
@@ -98,6 +98,11 @@ class ImageBackbone(Backbone):
     def inference_view(self, image: torch.Tensor) -> torch.Tensor:
         """Shorter side resized to ``input_size``, centre-cropped square."""
         return center_view(image, self.input_size)
+
+    def simclr_views(self, image: torch.Tensor, loss, generator: torch.Generator, count: int) -> list:
+        """The first ``count`` of ``loss``'s overlapping patches (deterministic: ``generator`` is unused)."""
+        size = self.input_size
+        return [patchify(image, size, loss.grid_size, loss.patch_fraction, loss.patch_size(self))[:count]]
 
     def forward_size(self, size: int) -> int:
         """Side at which a view that a loss asks for at ``size`` pixels is forwarded.

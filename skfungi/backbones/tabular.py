@@ -28,6 +28,7 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import validate_data
 
 from .._core.seeding import generator
+from ..views.tabular import dropout_and_noise
 from ._base import Backbone
 
 __all__ = ["TabularBackbone", "TabularMLP", "make_mlp_encoder"]
@@ -232,6 +233,13 @@ class TabularBackbone(Backbone):
     def inference_view(self, row: torch.Tensor) -> torch.Tensor:
         """The row itself."""
         return row
+
+    def simclr_views(self, row: torch.Tensor, loss, generator: torch.Generator, count: int) -> list:
+        """``count`` copies of the row, each feature zeroed with ``loss.drop_prob`` and moved by Gaussian
+        noise of ``loss.noise_scale`` times its spread over the training rows (:attr:`feature_scale`)."""
+        scale = self.feature_scale.to(row.dtype)
+        views = [dropout_and_noise(row, generator, loss.drop_prob, loss.noise_scale, scale) for _ in range(count)]
+        return [torch.stack(views)]
 
     def encode(self, views) -> torch.Tensor:
         """``(N, E)`` embeddings of a list of rows or an ``(N, n_features)`` tensor."""

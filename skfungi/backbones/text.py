@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from ..inputs.columns import is_missing, unwrap_column
+from ..views.text import word_deletion
 from ._base import Backbone
 
 __all__ = ["POOLINGS", "TextBackbone", "as_texts", "pool_tokens"]
@@ -261,6 +262,10 @@ class TextBackbone(Backbone):
     def inference_view(self, sample: str) -> str:
         """The whole text (truncated by the tokenizer at ``max_length`` tokens)."""
         return sample
+
+    def simclr_views(self, sample: str, loss, generator: torch.Generator, count: int) -> list:
+        """``count`` copies of the text with each word dropped with ``loss.drop_prob``."""
+        return [[word_deletion(sample, loss.drop_prob, generator) for _ in range(count)]]
 
     def encode(self, views: Sequence[str]) -> torch.Tensor:
         """``(N, E)`` embeddings of a list of texts."""

@@ -104,7 +104,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=demo_command)
 
-
     info = commands.add_parser(
         "info",
         help="print versions, devices and which optional models and data sets are installed",

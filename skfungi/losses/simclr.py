@@ -7,10 +7,6 @@ import torch
 import torch.nn.functional as F
 
 from .._core.seeding import derive_seed
-from ..views.audio import noise_and_roll
-from ..views.image import patchify
-from ..views.tabular import dropout_and_noise
-from ..views.text import word_deletion
 from ._base import FungiLoss, LossContext
 
 __all__ = ["SimCLRLoss"]
@@ -170,22 +166,9 @@ class SimCLRLoss(FungiLoss):
         return self.n_views_
 
     def views(self, sample, backbone, generator, n_views: int | None = None):
-        count = self.n_views_ if n_views is None else n_views
-        if self.modality_ == "image":
-            size = backbone.input_size
-            return [patchify(sample, size, self.grid_size, self.patch_fraction, self.patch_size(backbone))[:count]]
-        if self.modality_ == "text":
-            return [[word_deletion(sample, self.drop_prob, generator) for _ in range(count)]]
-        if self.modality_ == "audio":
-            return [
-                torch.stack([noise_and_roll(sample, generator, self.noise_scale, self.max_roll) for _ in range(count)])
-            ]
-        scale = backbone.feature_scale.to(sample.dtype)
-        return [
-            torch.stack(
-                [dropout_and_noise(sample, generator, self.drop_prob, self.noise_scale, scale) for _ in range(count)]
-            )
-        ]
+        """``n_views`` (default ``n_views_``) positive views of one sample, built by the backbone adapter
+        for its modality (see ``Backbone.simclr_views``)."""
+        return backbone.simclr_views(sample, self, generator, self.n_views_ if n_views is None else n_views)
 
     def patch_size(self, backbone) -> int:
         """Side, in pixels, at which this backbone forwards the image patches."""
