@@ -30,6 +30,7 @@ from ..losses import LossContext
 from .device import autocast
 from .freeze import frozen_eval
 from .gradients import GradientCapture, layer_shape, resolve_layer
+from .progress import report_progress
 from .seeding import derive_seed, generator
 
 __all__ = ["FeatureExtractor", "KeyedSample"]
@@ -118,6 +119,7 @@ class FeatureExtractor:
                     while len(queue) >= self.batch_size:
                         encoded.setdefault(group_index, []).append(self._encode(_stacked(queue[: self.batch_size])))
                         del queue[: self.batch_size]
+                report_progress("fit", 1)
             for group_index, queue in pending.items():
                 if queue:
                     encoded.setdefault(group_index, []).append(self._encode(_stacked(queue)))
@@ -138,6 +140,7 @@ class FeatureExtractor:
                     pending = []
                 if bar is not None:
                     bar.update(stop - start)
+                report_progress("transform", stop - start)
             if pending:
                 self._write_features(pending, out)
         if bar is not None:
