@@ -190,3 +190,47 @@ def test_layer_never_called_is_reported():
     model.unused = nn.Linear(3, 3)
     with GradientCapture(model, "unused") as capture, pytest.raises(RuntimeError, match="never called"):
         capture.factors(model(torch.rand(1, 3, 8, 8)).sum(), 1)
+
+
+class SharedLayerNet(nn.Module):
+    """A stem, then one linear layer applied ``calls`` times (tied weights, as a recurrent cell)."""
+
+    def __init__(self, calls: int = 2):
+        super().__init__()
+        self.calls = calls
+        self.stem = nn.Conv2d(3, 6, 4, stride=4)
+        self.shared = nn.Linear(6, 6)
+
+    def forward(self, x):
+        h = self.stem(x).mean(dim=(2, 3))
+        for _ in range(self.calls):
+            h = torch.tanh(self.shared(h))
+        return h
+
+
+@pytest.mark.parametrize("calls", [2, 3])
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda loss: loss.name)
+def test_a_layer_called_several_times_gets_its_summed_gradient(calls, loss, images):
+    torch.manual_seed(0)
+    backbone = ImageBackbone(SharedLayerNet(calls).double(), layer="shared", input_size=16)
+    fungi = FungiTransformer(backbone, losses=(loss,), random_state=0, batch_size=4).fit(images)
+    batch = [torch.from_numpy(im).permute(2, 0, 1) / 255.0 for im in images]
+    fast = engine_gradients(fungi, fungi.losses_[0], batch)
+    for index, image in enumerate(batch):
+        slow = reference_gradient(fungi, fungi.losses_[0], image)  # autograd on the shared weight: all calls
+        torch.testing.assert_close(fast[index], slow, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("projection", ["rademacher", "kronecker"])
+def test_features_of_a_shared_layer_are_its_projected_summed_gradient(projection, images):
+    torch.manual_seed(0)
+    backbone = ImageBackbone(SharedLayerNet(3).double(), layer="shared", input_size=16)
+    loss = KLLoss()
+    fungi = FungiTransformer(backbone, losses=(loss,), projection=projection, random_state=0).fit(images)
+    features = fungi.transform(images)
+    matrix = fungi.projection_.matrix().double()
+    width = fungi.embedding_dim_
+    for index, array in enumerate(images):
+        image = torch.from_numpy(array).permute(2, 0, 1) / 255.0
+        expected = F.normalize(matrix @ reference_gradient(fungi, fungi.losses_[0], image).flatten(), dim=0)
+        np.testing.assert_allclose(features[index, width:], expected.numpy(), atol=1e-5)

@@ -15,9 +15,20 @@ run under ``torch.no_grad()`` records only the tail after the target layer:
 the trunk runs exactly as a plain inference forward, with no autograd
 bookkeeping at all.
 
-Tokens whose ``g_t`` is zero in the whole batch (every token but CLS after the
-last ``attn.proj`` of a CLS-pooled ViT) contribute nothing and are dropped,
-which is exact.
+A layer applied k times in one forward (shared weights: tied layers, a
+recurrent cell, a universal transformer) has the gradient
+``sum_c sum_t g_{c,t} [x_{c,t}; 1]^T``, where ``g_{c,t}`` is the derivative of
+the loss with respect to the output of call ``c`` *including every path
+through the later calls*. So the hook keeps a call's output in the graph when
+it already depends on an earlier call (it requires grad), and detaches it
+only when it does not (the first call, fed by the no-grad trunk); autograd
+then gives each recorded output its total derivative, and the factors of all
+calls are concatenated along the token axis, which sums them.
+
+Tokens whose ``g_t`` is zero for every sample of the batch (every token but
+CLS after the last ``attn.proj`` of a CLS-pooled ViT) contribute nothing and
+are dropped, which is exact. A NaN counts as non-zero, so a sample whose
+gradient is not finite never makes another sample's tokens disappear.
 
 ``nn.MultiheadAttention`` applies its ``out_proj`` functionally, so a hook on
 ``out_proj`` never fires (and a hook on the attention module sees the wrong
@@ -115,8 +126,9 @@ class GradientCapture:
     """Context manager recording a layer's inputs and detached outputs.
 
     Inside the context, every call of ``layer`` stores its input, returns its
-    output as a fresh leaf that requires grad and switches grad mode on, so
-    the forward can run under ``torch.no_grad()`` up to the layer;
+    output as a fresh leaf that requires grad (or, for a repeated call whose
+    input already depends on an earlier one, as it is) and switches grad mode
+    on, so the forward can run under ``torch.no_grad()`` up to the layer;
     :meth:`factors` then runs one ``torch.autograd.grad`` for the whole batch.
     The hook is removed on exit, whatever happens.
     """
@@ -153,10 +165,10 @@ class GradientCapture:
             self._fastpath = None
 
     def _hook(self, module, inputs, output):
-        leaf = output.detach().requires_grad_(True)
-        self._records.append((inputs[0].detach(), leaf))
+        recorded = output if output.requires_grad else output.detach().requires_grad_(True)
+        self._records.append((inputs[0].detach(), recorded))
         torch.set_grad_enabled(True)  # record the tail; the enclosing no_grad restores the mode
-        return leaf
+        return recorded
 
     def _attention_hook(self, attention, args, kwargs, output):
         values = _attention_values(attention, args, kwargs)
@@ -171,11 +183,11 @@ class GradientCapture:
                 f"the output of {type(attention).__name__} is not out_proj(attention values); "
                 f"cannot take the true gradient of {self.layer_path!r} in this module."
             )
-        leaf = projected.detach().requires_grad_(True)
+        recorded = projected if projected.requires_grad else projected.detach().requires_grad_(True)
         batch_first_values = values if attention.batch_first else values.transpose(0, 1)
-        self._records.append((batch_first_values.detach(), leaf))
+        self._records.append((batch_first_values.detach(), recorded))
         torch.set_grad_enabled(True)
-        return (leaf, *output[1:])
+        return (recorded, *output[1:])
 
     def factors(
         self, loss: torch.Tensor, n_samples: int, retain_graph: bool = False
@@ -193,11 +205,11 @@ class GradientCapture:
                 f"the target layer {self.layer_path!r} was never called in the forward pass; "
                 "it may be unused by the embedding or applied functionally."
             )
-        leaves = [leaf for _, leaf in self._records]
-        grads = torch.autograd.grad(loss, leaves, retain_graph=retain_graph, allow_unused=True)
+        outputs = [output for _, output in self._records]
+        grads = torch.autograd.grad(loss, outputs, retain_graph=retain_graph, allow_unused=True)
         g_parts, a_parts = [], []
-        for (inputs, leaf), grad in zip(self._records, grads, strict=True):
-            grad = torch.zeros_like(leaf) if grad is None else grad
+        for (inputs, output), grad in zip(self._records, grads, strict=True):
+            grad = torch.zeros_like(output) if grad is None else grad
             if self.attention is not None and not self.attention.batch_first:
                 grad = grad.transpose(0, 1)
             tokens_in, tokens_grad = self._tokens(inputs), self._tokens(grad)
@@ -207,7 +219,7 @@ class GradientCapture:
                     f"the target layer {self.layer_path!r} saw a batch of {rows} rows for "
                     f"{n_samples} samples; its input must have the batch as first dimension."
                 )
-            active = tokens_grad.abs().amax(dim=(0, 2)) > 0
+            active = (tokens_grad != 0).any(dim=2).any(dim=0)  # NaN != 0: a non-finite sample keeps its tokens
             if not bool(active.all()):
                 tokens_in, tokens_grad = tokens_in[:, active], tokens_grad[:, active]
             g_parts.append(tokens_grad.reshape(n_samples, -1, tokens_grad.shape[-1]))
