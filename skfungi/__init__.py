@@ -11,7 +11,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # static imports for type checkers, IDEs and documentation tools
-    from ._core.projection import GaussianProjection, KroneckerProjection, RademacherProjection
+    from ._core.projection import GaussianProjection, KroneckerProjection, RademacherProjection, SRHTProjection
     from ._transformer import FungiTransformer
     from .backbones import (
         AudioBackbone,
@@ -37,6 +37,7 @@ _EXPORTS = {
     "GaussianProjection": "._core.projection",
     "KroneckerProjection": "._core.projection",
     "RademacherProjection": "._core.projection",
+    "SRHTProjection": "._core.projection",
     "FungiTransformer": "._transformer",
     "AudioBackbone": ".backbones",
     "HuggingFaceTextBackbone": ".backbones",
@@ -69,6 +70,7 @@ __all__ = [
     "OpenCLIPTextBackbone",
     "RademacherProjection",
     "ResemblyzerBackbone",
+    "SRHTProjection",
     "SimCLRLoss",
     "TabularBackbone",
     "TabularMLP",

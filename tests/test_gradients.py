@@ -221,7 +221,7 @@ def test_a_layer_called_several_times_gets_its_summed_gradient(calls, loss, imag
         torch.testing.assert_close(fast[index], slow, rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("projection", ["rademacher", "kronecker"])
+@pytest.mark.parametrize("projection", ["rademacher", "kronecker", "srht"])
 def test_features_of_a_shared_layer_are_its_projected_summed_gradient(projection, images):
     torch.manual_seed(0)
     backbone = ImageBackbone(SharedLayerNet(3).double(), layer="shared", input_size=16)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from skfungi import GaussianProjection, KroneckerProjection, RademacherProjection
 from skfungi._core import projection as projection_module
-from skfungi._core.projection import make_projection
+from skfungi._core.projection import SRHTProjection, make_projection
 
 
 @pytest.mark.parametrize("cls", [RademacherProjection, GaussianProjection])
@@ -82,7 +83,9 @@ def test_kronecker_equals_its_dense_equivalent_without_forming_the_gradient():
     torch.testing.assert_close(projection.project(projection.reduce(g, a)), expected)
 
 
-@pytest.mark.parametrize("projection", [RademacherProjection(), GaussianProjection(), KroneckerProjection()])
+@pytest.mark.parametrize(
+    "projection", [RademacherProjection(), GaussianProjection(), KroneckerProjection(), SRHTProjection()]
+)
 def test_pairwise_distances_are_preserved_within_jl_tolerance(projection):
     torch.manual_seed(0)
     shape, k = (40, 60), 256
@@ -105,3 +108,111 @@ def test_make_projection_errors():
         make_projection("sparse")
     with pytest.raises(TypeError, match="fit, reduce and project"):
         make_projection(object())
+
+
+# -- subsampled randomised Hadamard transform ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("shape", "k", "chunk"),
+    [
+        ((5, 6), 4, None),  # D = 30 < B: one padded block
+        ((3, 5), 64, None),  # k > D
+        ((40, 61), 32, None),  # ten blocks, the last one padded
+        ((40, 61), 16, 64),  # chunks of one block: each sample's blocks in several pieces
+        ((7, 9), 8, 4096),  # several samples per chunk
+        ((1, 1), 3, None),
+    ],
+)
+def test_srht_equals_its_explicit_matrix(shape, k, chunk, monkeypatch):
+    """The fast transform equals ``x @ P.T`` with ``P`` built entry by entry from the definition
+    (Hadamard entries from the parity of ``popcount(i & l)``), and its entries are +-1/sqrt(k)."""
+    if chunk is not None:
+        monkeypatch.setattr(projection_module, "CHUNK_ELEMENTS", chunk)
+    projection = SRHTProjection().fit(shape, k, seed=3)
+    matrix = projection.matrix()
+    assert matrix.shape == (k, math.prod(shape)) and matrix.dtype == torch.float64
+    assert set(np.unique(matrix.numpy() * math.sqrt(k)).tolist()) <= {-1.0, 1.0}
+    x = torch.randn(6, math.prod(shape), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    torch.testing.assert_close(projection.project(x), x @ matrix.T, rtol=1e-12, atol=1e-12)
+
+
+def test_srht_block_size_and_rows():
+    vit_b = SRHTProjection().fit((768, 769), 768, seed=0)
+    assert (vit_b.block_size_, vit_b.n_blocks_) == (8192, 73)  # 8 k rounded up; 590,592 entries padded to 598,016
+    small = SRHTProjection().fit((5, 6), 4, seed=0)
+    assert (small.block_size_, small.n_blocks_) == (32, 1)
+    signs, rows, block_signs = small._draws()
+    assert len(set(rows.tolist())) == 4 and rows.max() < 32  # k distinct Hadamard rows
+    assert signs.shape == (32,) and block_signs.shape == (1, 4)
+
+
+def test_srht_preserves_norms_as_the_dense_matrix_does():
+    """``||P x||^2 / ||x||^2`` over 200 seeds: mean 1 and the dense matrix's spread,
+    ``sqrt(2 (||x||^4 - sum x_i^4) / k) / ||x||^2``, for inputs a structured transform could
+    get wrong: low rank, one block, constant, and periodic with the block size or the
+    gradient's row length (every entry of one input column). The Kronecker projection's
+    spread on the rank-one input is shown beside it (about four times larger)."""
+    shape, k = (40, 64), 64
+    dim = math.prod(shape)
+    width = SRHTProjection().fit(shape, k, 0).block_size_
+    generator = torch.Generator().manual_seed(0)
+    rank_one = torch.outer(torch.randn(40, generator=generator), torch.randn(64, generator=generator)).flatten()
+    one_block, periodic, column = torch.zeros(dim), torch.zeros(dim), torch.zeros(dim)
+    one_block[:width] = torch.randn(width, generator=generator)
+    periodic[::width] = 1.0
+    column[3::64] = 1.0
+    inputs = torch.stack(
+        [torch.randn(dim, generator=generator), rank_one, one_block, torch.ones(dim), periodic, column]
+    )
+    inputs = inputs.double()
+    seeds = range(200)
+    expected_spread = torch.sqrt(2 * (inputs.pow(2).sum(1) ** 2 - inputs.pow(4).sum(1)) / k) / inputs.pow(2).sum(1)
+    for projection_class in (SRHTProjection, RademacherProjection):
+        ratios = torch.stack([projection_class().fit(shape, k, seed).project(inputs).pow(2).sum(1) for seed in seeds])
+        ratios = ratios / inputs.pow(2).sum(1)
+        assert ((ratios.mean(0) - 1).abs() < 4 * expected_spread / math.sqrt(len(seeds))).all(), projection_class
+        assert (ratios.std(0) < 1.2 * expected_spread).all(), (projection_class, ratios.std(0) / expected_spread)
+    kronecker = torch.stack(
+        [
+            (KroneckerProjection().fit(shape, k, seed).matrix().double() @ rank_one.double()).pow(2).sum()
+            for seed in seeds
+        ]
+    )
+    assert float((kronecker / rank_one.double().pow(2).sum()).std()) > 3 * float(expected_spread[1])
+
+
+def test_srht_is_a_function_of_the_seed_and_pickles_without_its_signs():
+    x = torch.randn(3, 768 * 769)
+    projection = SRHTProjection().fit((768, 769), 768, seed=0)
+    first = projection.project(x)
+    assert torch.equal(first, SRHTProjection().fit((768, 769), 768, seed=0).project(x))
+    assert not torch.equal(first, SRHTProjection().fit((768, 769), 768, seed=1).project(x))
+    dumped = pickle.dumps(projection)
+    assert len(dumped) < 4096  # neither the 598,016 signs nor anything of that size
+    restored = pickle.loads(dumped)
+    assert torch.equal(restored.project(x), first)
+    assert make_projection("SRHT").fit((768, 769), 768, seed=0).project(x[:1]).equal(first[:1])
+
+
+def test_srht_rows_do_not_depend_on_the_batch_or_the_thread_count():
+    """float32 rows alone, in a batch, at 1, 2 and 4 threads: identical bit for bit (every step
+    is an elementwise sum, difference or sign flip in a fixed order)."""
+    projection = SRHTProjection().fit((300, 97), 64, seed=0)
+    x = torch.randn(7, 300 * 97, generator=torch.Generator().manual_seed(1))
+    threads = torch.get_num_threads()
+    try:
+        results = []
+        for count in (1, 2, 4):
+            torch.set_num_threads(count)
+            results.append(projection.project(x))
+        alone = torch.cat([projection.project(x[i : i + 1]) for i in range(len(x))])
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(result, results[0]) for result in results) and torch.equal(alone, results[0])
+    assert results[0].dtype == torch.float32
+
+
+def test_srht_checks_the_gradient_width():
+    with pytest.raises(ValueError, match="expected gradients of width 30, got 31"):
+        SRHTProjection().fit((5, 6), 4, seed=0).project(torch.zeros(2, 31))

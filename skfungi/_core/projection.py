@@ -8,6 +8,11 @@ the base seed and the tile's index) and regenerated at every projection, so
 the extra memory stays about ``TILE_BYTES`` whatever the layer, and the result
 does not depend on the batch or the device.
 
+:class:`SRHTProjection` (subsampled randomised Hadamard transform) has rows
+that are, like the dense ones, uniformly random sign vectors over all ``D``
+coordinates, but applies them in ``O(D log k)`` instead of ``O(D k)``
+operations per sample (see its docstring).
+
 :class:`KroneckerProjection` uses ``P = P_out (x) P_in``, so that
 ``P vec(g a^T) = vec((P_out g)(P_in a)^T)``: the gradient is never formed.
 
@@ -28,7 +33,7 @@ from sklearn.base import BaseEstimator
 
 from .seeding import derive_seed
 
-__all__ = ["GaussianProjection", "KroneckerProjection", "RademacherProjection", "make_projection"]
+__all__ = ["GaussianProjection", "KroneckerProjection", "RademacherProjection", "SRHTProjection", "make_projection"]
 
 TILE_BYTES = 16 * 2**20
 
@@ -36,24 +41,32 @@ TILE_BYTES = 16 * 2**20
 _BYTE_SIGNS = 1 - 2 * torch.from_numpy(np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)).float()
 
 
-class _DenseProjection(BaseEstimator):
-    """Dense ``(k, D)`` random matrix, regenerated tile by tile from its seed."""
+class _FlatGradientProjection(BaseEstimator):
+    """A ``(k, D)`` projection of the formed gradient, flattened row-major."""
 
     def fit(self, gradient_shape: tuple[int, int], n_components: int, seed: int):
         self.gradient_shape_ = tuple(int(n) for n in gradient_shape)
         self.input_dim_ = math.prod(self.gradient_shape_)
         self.n_components_ = int(n_components)
-        self.seed_ = derive_seed(seed, "projection", self._distribution)
+        self.seed_ = derive_seed(seed, "projection", self._seed_name)
         return self
+
+    def reduce(self, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """Per-sample flattened gradients ``(S, d_out * d_in)``, row-major."""
+        return torch.bmm(g.transpose(1, 2), a).flatten(1)
+
+    def _check_width(self, gradients: torch.Tensor) -> None:
+        if gradients.shape[-1] != self.input_dim_:
+            raise ValueError(f"expected gradients of width {self.input_dim_}, got {gradients.shape[-1]}.")
+
+
+class _DenseProjection(_FlatGradientProjection):
+    """Dense ``(k, D)`` random matrix, regenerated tile by tile from its seed."""
 
     @property
     def tile_columns(self) -> int:
         """Columns per tile: a multiple of 64 keeping a float32 tile under ``TILE_BYTES``."""
         return max(64, TILE_BYTES // (4 * self.n_components_) // 64 * 64)
-
-    def reduce(self, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """Per-sample flattened gradients ``(S, d_out * d_in)``, row-major."""
-        return torch.bmm(g.transpose(1, 2), a).flatten(1)
 
     def project(self, gradients: torch.Tensor) -> torch.Tensor:
         """``(n, D)`` flattened gradients -> ``(n, k)``, accumulated in float64 on a CPU.
@@ -62,8 +75,7 @@ class _DenseProjection(BaseEstimator):
         in a way that depends on the thread count, so its last bits do too;
         float64 sums rounded to float32 afterwards do not show that.
         """
-        if gradients.shape[-1] != self.input_dim_:
-            raise ValueError(f"expected gradients of width {self.input_dim_}, got {gradients.shape[-1]}.")
+        self._check_width(gradients)
         dtype = torch.float64 if gradients.device.type == "cpu" else gradients.dtype
         out = gradients.new_zeros(gradients.shape[0], self.n_components_, dtype=dtype)
         for start, stop, tile in self._tiles(gradients.device, dtype):
@@ -96,7 +108,7 @@ class RademacherProjection(_DenseProjection):
     every :meth:`project`: it is never stored or pickled.
     """
 
-    _distribution = "rademacher"
+    _seed_name = "rademacher"
 
     @staticmethod
     def _draw(rng: np.random.Generator, out: np.ndarray) -> None:
@@ -115,11 +127,205 @@ class GaussianProjection(_DenseProjection):
     """Dense standard-normal projection scaled by ``1/sqrt(k)``, regenerated in tiles like
     :class:`RademacherProjection`."""
 
-    _distribution = "gaussian"
+    _seed_name = "gaussian"
 
     @staticmethod
     def _draw(rng: np.random.Generator, out: np.ndarray) -> None:
         rng.standard_normal(dtype=np.float32, out=out)
+
+
+class SRHTProjection(_FlatGradientProjection):
+    """Subsampled randomised Hadamard transform: dense-like rows at ``O(D log k)`` cost.
+
+    The flattened gradient ``x`` (length ``D``) is zero-padded to ``A``
+    blocks ``x_a`` of ``B`` entries, ``B`` the smallest power of two of at
+    least ``max(2 k, min(8 k, D))``. With independent random signs ``s`` (one per entry) and
+    ``w`` (one per block and output), ``k`` distinct rows ``beta_r`` of the
+    ``B x B`` Hadamard matrix ``H[i, l] = (-1)^popcount(i & l)`` drawn at
+    random, output ``r`` is::
+
+        (P x)_r = 1/sqrt(k) * sum_a w[a, r] * (H (s_a * x_a))[beta_r]
+
+    Row ``r`` of ``P`` has entry ``w[a, r] H[beta_r, l] s[a, l] / sqrt(k)`` at
+    coordinate ``(a, l)``: given ``w`` and ``beta`` these are independent
+    uniform signs over ``s``, so each row is distributed exactly as a row of
+    the dense :class:`RademacherProjection`, entries ``+-1/sqrt(k)`` and
+    ``E ||P x||^2 = ||x||^2``. Rows share ``s``; within a block, distinct
+    Hadamard rows are orthogonal, and ``w`` makes the blocks' contributions
+    to two outputs uncorrelated, so that (in expectation over the draw) the
+    spread of ``||P x||^2 / ||x||^2`` matches the dense matrix's
+    (``tests/test_projection.py`` compares both on the same inputs, low-rank
+    and adversarially periodic ones included).
+
+    ``H (s_a * x_a)`` is a fast Walsh-Hadamard transform: ``log2(B)`` stages
+    of pairwise sums and differences, ``D log2(B)`` additions per sample
+    instead of ``k D`` multiply-adds. Every step is an elementwise addition,
+    subtraction or sign flip in a fixed order (the sum over blocks is a fixed
+    pairwise tree), so the result does not depend on the number of threads.
+    Nothing of size ``D`` is pickled: the signs are drawn from the seed on
+    first use and kept in memory (``D + A k`` values) for later calls.
+    """
+
+    _seed_name = "srht"
+
+    def fit(self, gradient_shape: tuple[int, int], n_components: int, seed: int):
+        super().fit(gradient_shape, n_components, seed)
+        # at least 2k rows to choose from; up to 8k when the layer is wide: fewer blocks to sum
+        self.block_size_ = _power_of_two_at_least(
+            max(2 * self.n_components_, min(8 * self.n_components_, self.input_dim_))
+        )
+        self.n_blocks_ = -(-self.input_dim_ // self.block_size_)
+        self._device_parts = {}
+        return self
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        state.pop("_device_parts", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if hasattr(self, "seed_"):
+            self._device_parts = {}
+
+    def project(self, gradients: torch.Tensor) -> torch.Tensor:
+        """``(n, D)`` flattened gradients -> ``(n, k)``, in float32 (float64 for float64 input)."""
+        self._check_width(gradients)
+        n, dim, width = len(gradients), self.input_dim_, self.block_size_
+        dtype = torch.float64 if gradients.dtype == torch.float64 else torch.float32
+        signs, positions, block_signs = self._parts(gradients.device, dtype)
+        gathered = torch.empty(n, self.n_blocks_, self.n_components_, dtype=dtype, device=gradients.device)
+        chunk_blocks = _chunk_blocks(width, self.n_blocks_ * n, gradients.device)
+        scratch = torch.empty(2, chunk_blocks * width, dtype=dtype, device=gradients.device)
+        for samples, blocks in _chunks(n, self.n_blocks_, chunk_blocks):
+            first, stop = blocks.start * width, min(blocks.stop * width, dim)
+            count = (samples.stop - samples.start) * (blocks.stop - blocks.start)
+            padded = scratch[0, : count * width].view(samples.stop - samples.start, -1)
+            torch.mul(gradients[samples, first:stop], signs[first:stop], out=padded[:, : stop - first])
+            padded[:, stop - first :].zero_()
+            transformed = _hadamard_rows(padded.view(count, width), scratch[1, : count * width].view(count, width))
+            gathered[samples, blocks] = transformed.index_select(1, positions).view(
+                -1, blocks.stop - blocks.start, self.n_components_
+            )
+        return _sum_blocks(gathered.mul_(block_signs)).mul_(1.0 / math.sqrt(self.n_components_))
+
+    def matrix(self) -> torch.Tensor:
+        """The whole ``(k, D)`` matrix, built entry by entry from the definition (for tests and small layers)."""
+        signs, rows, block_signs = self._draws()
+        columns = np.arange(self.block_size_)
+        hadamard = 1 - 2 * _parity(rows[:, None] & columns[None, :]).astype(np.float64)  # (k, B)
+        blocks = signs.reshape(self.n_blocks_, self.block_size_).astype(np.float64)
+        entries = block_signs.T[:, :, None] * hadamard[:, None, :] * blocks[None]  # (k, A, B)
+        flat = entries.reshape(self.n_components_, -1)[:, : self.input_dim_]
+        return torch.from_numpy(flat / math.sqrt(self.n_components_))
+
+    def _draws(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Entry signs ``(A B,)``, Hadamard rows ``(k,)`` and block signs ``(A, k)`` from the seed."""
+        signs = np.empty(self.n_blocks_ * self.block_size_, dtype=np.float32)
+        RademacherProjection._draw(_rng(self.seed_, 0), signs)
+        # k distinct rows: the order of B random 64-bit keys (plain generator bytes, stable across numpy)
+        keys = np.frombuffer(_rng(self.seed_, 1).bytes(8 * self.block_size_), dtype="<u8")
+        rows = np.argsort(keys, kind="stable")[: self.n_components_]
+        block_signs = np.empty((self.n_blocks_, self.n_components_), dtype=np.float32)
+        RademacherProjection._draw(_rng(self.seed_, 2), block_signs)
+        return signs, rows, block_signs
+
+    def _parts(self, device: torch.device, dtype: torch.dtype):
+        """The draws as tensors on ``device``: signs, where each chosen row lies in a transformed block, block signs."""
+        key = (str(device), dtype)
+        if key not in self._device_parts:
+            signs, rows, block_signs = self._draws()
+            minor = _hadamard_split(self.block_size_)[1]
+            positions = (rows % minor) * (self.block_size_ // minor) + rows // minor
+            self._device_parts[key] = (
+                torch.from_numpy(signs).to(device=device, dtype=dtype),
+                torch.from_numpy(positions).to(device),
+                torch.from_numpy(block_signs).to(device=device, dtype=dtype),
+            )
+        return self._device_parts[key]
+
+
+# Blocks transformed together on a CPU: about 512 KiB of float32, so that the log2(B) stages run in cache.
+CHUNK_ELEMENTS = 2**17
+
+
+def _chunk_blocks(width: int, total_blocks: int, device: torch.device) -> int:
+    """Blocks per chunk: cache-sized on a CPU, all of them elsewhere."""
+    return max(1, CHUNK_ELEMENTS // width) if device.type == "cpu" else total_blocks
+
+
+def _chunks(n_samples: int, n_blocks: int, chunk_blocks: int):
+    """``(samples, blocks)`` slices covering every block of every sample, ``chunk_blocks`` or fewer at once."""
+    if chunk_blocks >= n_blocks:
+        step = chunk_blocks // n_blocks
+        for start in range(0, n_samples, step):
+            yield slice(start, min(start + step, n_samples)), slice(0, n_blocks)
+        return
+    for sample in range(n_samples):
+        for start in range(0, n_blocks, chunk_blocks):
+            yield slice(sample, sample + 1), slice(start, min(start + chunk_blocks, n_blocks))
+
+
+def _power_of_two_at_least(value: int) -> int:
+    return 1 << (value - 1).bit_length()
+
+
+def _hadamard_split(width: int) -> tuple[int, int]:
+    """``(B1, B2)`` with ``B1 B2 = B``, both about ``sqrt(B)``."""
+    major = 1 << ((width.bit_length() - 1) // 2)
+    return major, width // major
+
+
+def _hadamard_rows(rows: torch.Tensor, spare: torch.Tensor) -> torch.Tensor:
+    """Unnormalised Walsh-Hadamard transform of each row (length ``B``, a power of two).
+
+    ``H_B = H_B1 (x) H_B2``: each row, seen as a ``B1 x B2`` matrix, is
+    transformed along its first axis, transposed, and transformed along the
+    other, so every butterfly stage reads runs of at least ``min(B1, B2)``
+    contiguous values. Output ``i1 B2 + i2`` ends at position ``i2 B1 + i1``.
+    ``rows`` and ``spare`` (same shape) are both overwritten.
+    """
+    count = len(rows)
+    major, minor = _hadamard_split(rows.shape[1])
+    done, free = _butterflies(rows.view(count, major, minor), spare.view(count, major, minor))
+    free.view(count, minor, major).copy_(done.transpose(1, 2))
+    done, _ = _butterflies(free.view(count, minor, major), done.view(count, minor, major))
+    return done.view(count, -1)
+
+
+def _butterflies(values: torch.Tensor, spare: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hadamard transform along axis 1 of ``(m, L, h)``: ``log2(L)`` stages of sums and
+    differences of pairs, alternating between the two buffers; returns (result, other buffer)."""
+    count, length, inner = values.shape
+    half = 1
+    while half < length:
+        first, second = values.view(count * length // (2 * half), 2, half * inner).unbind(1)
+        sums, differences = spare.view(count * length // (2 * half), 2, half * inner).unbind(1)
+        torch.add(first, second, out=sums)
+        torch.sub(first, second, out=differences)
+        values, spare = spare, values
+        half *= 2
+    return values, spare
+
+
+def _sum_blocks(values: torch.Tensor) -> torch.Tensor:
+    """``(n, A, k) -> (n, k)``, overwriting ``values``: the sum over blocks as a fixed pairwise
+    tree (the same order on any thread count); with an odd count the middle block waits a level."""
+    count = values.shape[1]
+    while count > 1:
+        half = count // 2
+        values[:, :half] += values[:, count - half : count]
+        count -= half
+    return values[:, 0]
+
+
+def _parity(values: np.ndarray) -> np.ndarray:
+    """Parity of the number of set bits of each (non-negative) integer."""
+    parity = np.zeros(values.shape, dtype=np.int64)
+    while values.any():
+        parity ^= values & 1
+        values = values >> 1
+    return parity
 
 
 class KroneckerProjection(BaseEstimator):
@@ -168,6 +374,7 @@ PROJECTIONS = {
     "rademacher": RademacherProjection,
     "gaussian": GaussianProjection,
     "kronecker": KroneckerProjection,
+    "srht": SRHTProjection,
 }
 
 
@@ -180,6 +387,6 @@ def make_projection(projection):
     if all(hasattr(projection, name) for name in ("fit", "reduce", "project")):
         return projection
     raise TypeError(
-        "projection must be 'rademacher', 'gaussian', 'kronecker' or an object with "
+        "projection must be 'rademacher', 'gaussian', 'kronecker', 'srht' or an object with "
         f"fit, reduce and project methods; got {type(projection).__name__}."
     )
