@@ -24,9 +24,11 @@ from skfungi.protocols import (
     FungiBlockSelector,
     LinearProbeClassifier,
     TemperatureWeights,
+    evaluate_few_shot_knn,
     evaluate_kmeans,
     evaluate_knn,
     evaluate_linear_probe,
+    few_shot_indices,
     make_knn_classifier,
     make_linear_probe,
     retrieval_average_precision,
@@ -180,6 +182,40 @@ def test_capped_pca_keeps_every_direction_so_neighbours_do_not_change():
     raw = KNeighborsClassifier(5).fit(X[:40], y[:40]).kneighbors(X[40:], return_distance=False)
     reduced = KNeighborsClassifier(5).fit(model.transform(X[:40]), y[:40])
     np.testing.assert_array_equal(reduced.kneighbors(model.transform(X[40:]), return_distance=False), raw)
+
+
+def test_few_shot_takes_the_first_samples_of_each_class_in_order():
+    labels = np.array([2, 0, 2, 1, 0, 2, 0, 1, 1, 2])
+    expected = []
+    for label in (0, 1, 2):  # a plain loop over the classes
+        expected += [i for i in range(len(labels)) if labels[i] == label][:2]
+    np.testing.assert_array_equal(few_shot_indices(labels, 2), sorted(expected))
+    np.testing.assert_array_equal(few_shot_indices(labels, 10), np.arange(10))  # fewer samples than shots: all
+    with pytest.raises(ValueError, match="shots must be a positive int"):
+        few_shot_indices(labels, 0)
+
+
+@pytest.mark.parametrize("shots", [1, 3, 25])
+def test_few_shot_knn_is_a_k_min_20_shots_vote_among_the_first_samples_per_class(shots):
+    X, y = blobs(n=300, n_features=40, spread=6.0, seed=2)
+    train, test = slice(0, 200), slice(200, None)
+    few = [i for i in range(200) if list(y[:i]).count(y[i]) < shots]  # first `shots` of each class, plainly
+    # The capped PCA keeps every direction of the few samples: the neighbours of the raw features.
+    plain = KNeighborsClassifier(min(20, shots)).fit(X[few], y[few]).predict(X[test])
+    scores = evaluate_few_shot_knn(X[train], y[train], X[test], y[test], shots)
+    assert scores == {
+        "top1": accuracy_score(y[test], plain),
+        "mean_per_class": balanced_accuracy_score(y[test], plain),
+    }
+
+
+def test_few_shot_vote_is_never_a_majority_of_the_whole_training_set():
+    # 2 classes x 5 shots: with k = 10 every test sample would get the same vote; with k = 5 it depends on it.
+    labels = np.repeat([0, 1], 5)
+    train = np.concatenate([np.zeros((5, 2)), np.ones((5, 2))]) + np.linspace(0, 0.1, 10)[:, None]
+    test = np.array([[0.0, 0.0], [1.0, 1.0]])
+    scores = evaluate_few_shot_knn(train, labels, test, np.array([0, 1]), shots=5, n_components=None)
+    assert scores["top1"] == 1.0
 
 
 @pytest.mark.parametrize(
