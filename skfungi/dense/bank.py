@@ -40,6 +40,9 @@ class PatchMemoryBank:
     ----------
     n_patches_ : int
     n_classes_ : int
+    labels_ : ndarray of shape (n_patches_, n_classes_)
+    index_ : PatchIndex
+        The stored features.
 
     Examples
     --------
@@ -93,10 +96,15 @@ class PatchMemoryBank:
         k = int(self.n_neighbors)
         if k > self.n_patches_:
             raise ValueError(f"n_neighbors={k} exceeds the {self.n_patches_} patches of the memory bank.")
-        if len(self._labels) != 1:
-            self._labels = [np.concatenate(self._labels)]
         similarities, indices = self.index_.search(features, k)
         logits = similarities / float(self.temperature)
         weights = np.exp(logits - logits.max(axis=1, keepdims=True))
         weights /= weights.sum(axis=1, keepdims=True)
-        return np.einsum("qk,qkc->qc", weights, self._labels[0][indices]).astype(np.float32)
+        return np.einsum("qk,qkc->qc", weights, self.labels_[indices]).astype(np.float32)
+
+    @property
+    def labels_(self) -> np.ndarray:
+        """``(n_patches_, n_classes_)`` label distributions of the stored patches."""
+        if len(self._labels) != 1:
+            self._labels = [np.concatenate(self._labels)]
+        return self._labels[0]

@@ -152,6 +152,11 @@ class DenseExtractor:
                 self.index.fit(vectors, groups, expected_rows=len(samples) * n_kept)
             else:
                 self.index.partial_fit(vectors, groups)
+        if len(self.groups) < 2:
+            raise ValueError(
+                "the negatives of a patch are patches of other fitted images: fit needs at least 2 distinct "
+                f"images, got {len(self.groups)}."
+            )
 
     # -- extracting -----------------------------------------------------------
 

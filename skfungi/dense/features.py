@@ -248,6 +248,7 @@ class DenseFungiTransformer(TransformerMixin, BaseEstimator):
 
     def transform_blocks(self, X) -> dict[str, np.ndarray]:
         """Each block of ``X``'s patch features on its own: ``name -> (N, h, w, width)``, rows of unit norm."""
+        check_is_fitted(self)
         parts: dict[str, list[np.ndarray]] = {name: [] for name in self.blocks_}
         for _, _, blocks in self.iter_blocks(X):
             for name, block in blocks.items():

@@ -1,0 +1,159 @@
+"""InContextSegmenter: the scikit-learn contract, label propagation, ignore_index, grid search."""
+
+from __future__ import annotations
+
+import functools
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from conftest import tiny_vit
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.utils import estimator_checks
+from timm.models.vision_transformer import VisionTransformer
+
+from skfungi.dense import InContextSegmenter, make_segmentation_scenes, mean_iou
+from skfungi.dense.labels import patch_label_counts
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def scene_vit() -> VisionTransformer:
+    torch.manual_seed(0)
+    return VisionTransformer(img_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2, num_classes=0)
+
+
+@pytest.fixture(scope="module")
+def scenes():
+    return make_segmentation_scenes(10, objects="digits", image_size=32, random_state=0)
+
+
+def test_predictions_are_label_maps_at_the_query_resolution(scenes):
+    images, masks = scenes
+    seg = InContextSegmenter(scene_vit(), n_neighbors=5, random_state=0).fit(images[:6], masks[:6])
+    np.testing.assert_array_equal(seg.classes_, np.unique(masks[:6]))
+    proba = seg.predict_proba(images[6:])
+    assert proba.shape == (4, 32, 32, len(seg.classes_)) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(axis=-1), 1.0, rtol=1e-5)
+    predicted = seg.predict(images[6:])
+    np.testing.assert_array_equal(predicted, seg.classes_[proba.argmax(axis=-1)])
+    assert seg.score(images[6:], masks[6:]) == pytest.approx(mean_iou(masks[6:], predicted))
+
+
+def test_images_of_several_sizes_get_maps_of_their_own_size(scenes):
+    images, masks = scenes
+    seg = InContextSegmenter(scene_vit(), n_neighbors=5, random_state=0).fit(images[:6], masks[:6])
+    queries = [images[6], images[7][:20, :28]]
+    predicted = seg.predict(queries)
+    assert [p.shape for p in predicted] == [(32, 32), (20, 28)]
+    assert [p.shape for p in seg.predict_proba(queries)] == [(32, 32, len(seg.classes_)), (20, 28, len(seg.classes_))]
+
+
+def test_the_bank_holds_each_patch_feature_with_its_pixel_fractions(scenes):
+    images, masks = scenes
+    seg = InContextSegmenter(scene_vit(), n_neighbors=3, random_state=0).fit(images[:4], masks[:4])
+    bank = seg.memory_bank_
+    assert bank.n_patches_ == 4 * 16
+    np.testing.assert_allclose(
+        bank.index_.vectors(np.arange(bank.n_patches_)), seg.transformer_.transform(images[:4]).reshape(64, -1)
+    )
+    class_index = np.arange(seg.classes_.max() + 1)
+    counts = np.concatenate([patch_label_counts(mask, (4, 4), class_index) for mask in masks[:4]])
+    np.testing.assert_allclose(bank.labels_, (counts / counts.sum(1, keepdims=True))[:, seg.classes_], rtol=1e-6)
+
+
+def test_patch_labels_are_pixel_fractions_or_the_majority():
+    mask = np.array([[0, 0, 1, 1], [0, 2, 1, 255], [3, 3, 255, 255], [3, 3, 255, 255]])
+    class_index = np.full(256, -1)
+    class_index[[0, 1, 2, 3]] = [0, 1, 2, 3]
+    counts = patch_label_counts(mask, (2, 2), class_index)
+    np.testing.assert_array_equal(counts, [[3, 0, 1, 0], [0, 3, 0, 0], [0, 0, 0, 4], [0, 0, 0, 0]])
+    majority = InContextSegmenter(None, patch_labels="majority")._patch_labels(counts[:3])
+    np.testing.assert_array_equal(majority, np.eye(4)[[0, 1, 3]])
+
+
+def test_ignore_index_counts_nowhere(scenes):
+    images, masks = scenes
+    masks = masks.copy()
+    masks[:6, :16] = 255  # the top half of every support image: two rows of patches left out
+    seg = InContextSegmenter(scene_vit(), n_neighbors=5, random_state=0).fit(images[:6], masks[:6])
+    assert 255 not in seg.classes_
+    assert seg.memory_bank_.n_patches_ == 6 * 8
+    truth = masks[6:].copy()
+    predicted = seg.predict(images[6:])
+    truth[:, :, :10] = 255
+    expected = mean_iou([t[:, 10:] for t in truth], [p[:, 10:] for p in predicted], ignore_index=None)
+    assert seg.score(images[6:], truth) == pytest.approx(expected)
+
+
+def test_grid_search_over_features_and_neighbours(scenes):
+    images, masks = scenes
+    search = GridSearchCV(
+        InContextSegmenter(scene_vit(), random_state=0),
+        {"features": ["embedding", "fungi"], "n_neighbors": [3, 10]},
+        cv=KFold(2),
+    ).fit(images, masks)
+    assert len(search.cv_results_["params"]) == 4
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert search.best_estimator_.predict(images[:2]).shape == (2, 32, 32)
+
+
+def test_clone_shares_the_backbone_and_pickling_keeps_predictions(scenes):
+    images, masks = scenes
+    seg = InContextSegmenter(scene_vit(), n_neighbors=5, algorithm="hnsw", random_state=0)
+    assert clone(seg).backbone is seg.backbone
+    seg.fit(images[:6], masks[:6])
+    restored = pickle.loads(pickle.dumps(seg))
+    np.testing.assert_array_equal(restored.predict_proba(images[6:]), seg.predict_proba(images[6:]))
+
+
+def test_bad_masks_are_named(scenes):
+    images, masks = scenes
+    seg = InContextSegmenter(scene_vit(), n_neighbors=5, random_state=0)
+    with pytest.raises(ValueError, match="got 5 masks for 6 images"):
+        seg.fit(images[:6], masks[:5])
+    with pytest.raises(ValueError, match="mask 2 has shape \\(32, 30\\), but image 2 is \\(32, 32\\)"):
+        seg.fit(images[:4], [masks[0], masks[1], masks[2][:, :30], masks[3]])
+    with pytest.raises(TypeError, match="class ids must be integers"):
+        seg.fit(images[:4], masks[:4].astype(float))
+    with pytest.raises(ValueError, match="fewer than n_neighbors=30"):
+        InContextSegmenter(scene_vit(), features="embedding").fit(images[:1], masks[:1])
+    with pytest.raises(ValueError, match="at least 2 distinct images, got 1"):
+        seg.fit(images[[0, 0]], masks[[0, 0]])
+    with pytest.raises(ValueError, match="every pixel is ignore_index"):
+        seg.fit(images[:2], np.full_like(masks[:2], 255))
+
+
+# scikit-learn skips all of its checks for estimators that do not take 2-D arrays; these are the ones
+# that do not need tabular data, run by hand.
+APPLICABLE_CHECKS = [
+    "check_estimator_cloneable",
+    "check_estimator_repr",
+    "check_estimator_tags_renamed",
+    "check_valid_tag_types",
+    "check_no_attributes_set_in_init",
+    "check_parameters_default_constructible",
+    "check_get_params_invariance",
+    "check_set_params",
+    "check_do_not_raise_errors_in_init_or_set_params",
+    "check_mixin_order",
+    "check_estimators_unfitted",
+]
+
+
+@pytest.mark.parametrize("check", APPLICABLE_CHECKS)
+def test_sklearn_estimator_checks_that_apply(check):
+    estimator = InContextSegmenter(tiny_vit(), n_neighbors=5, random_state=0)
+    functools.partial(getattr(estimator_checks, check), type(estimator).__name__)(estimator)
+
+
+def test_fit_returns_self_leaves_parameters_alone_and_is_idempotent(scenes):
+    images, masks = scenes
+    seg = InContextSegmenter(scene_vit(), n_neighbors=5, random_state=0)
+    before = seg.get_params()
+    assert seg.fit(images[:6], masks[:6]) is seg
+    assert seg.get_params() == before
+    first = seg.predict_proba(images[6:])
+    np.testing.assert_array_equal(seg.fit(images[:6], masks[:6]).predict_proba(images[6:]), first)
