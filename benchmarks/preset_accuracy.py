@@ -50,7 +50,7 @@ from skfungi._core import extractor as _engine
 from skfungi._core.projection import KroneckerProjection, RademacherProjection
 from skfungi.backbones.mobilenet import mobilenet_v2_backbone
 from skfungi.datasets import FASHION_MNIST_DIR, read_idx
-from skfungi.protocols import evaluate_knn
+from skfungi.protocols import evaluate_knn, feature_blocks
 
 BLOCKS = ("embedding", "kl", "dino", "simclr")
 LOSSES = ("kl", "dino", "simclr")
@@ -92,14 +92,17 @@ def pool_and_bank(n_pool: int, n_bank: int, seed: int = 0):
     return images[pool], labels[pool], images[bank]
 
 
-def split_blocks(features: np.ndarray, width: int, projection: str) -> dict[str, np.ndarray]:
-    """``{block: columns}`` for one projection, each gradient half re-normalised on its own."""
-    blocks = {"embedding": features[:, :width]}
-    offset = 0 if projection == "rademacher" else width
-    for index, name in enumerate(LOSSES):
-        start = width + 2 * width * index + offset
-        half = features[:, start : start + width]
-        blocks[name] = half / np.linalg.norm(half, axis=1, keepdims=True)
+def projection_blocks(features: np.ndarray, feature_names, projection: str) -> dict[str, np.ndarray]:
+    """``{block: columns}`` for one projection: the embedding, and the dense (first) or Kronecker (second)
+    half of each loss block, re-normalised on its own."""
+    blocks = {}
+    for name, columns in feature_blocks(feature_names).items():
+        if name == "embedding":
+            blocks[name] = features[:, columns]
+            continue
+        half = len(columns) // 2
+        block = features[:, columns[:half] if projection == "rademacher" else columns[half:]]
+        blocks[name] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return blocks
 
 
@@ -158,7 +161,7 @@ def run(args) -> dict:
     )
     results = []
     for projection in ("rademacher", "kronecker"):
-        blocks = split_blocks(features, fungi.embedding_dim_, projection)
+        blocks = projection_blocks(features, fungi.get_feature_names_out(), projection)
         for combination in combinations():
             if projection == "kronecker" and combination == ("embedding",):
                 continue
