@@ -50,6 +50,13 @@ def tiny_cnn(dtype=torch.float32, bias=True, seed=0) -> TinyCNN:
     return TinyCNN(bias=bias).to(dtype)
 
 
+@pytest.fixture(autouse=True)
+def no_bank_cache(monkeypatch):
+    """Every test encodes its negative banks: one read from the disk cache could hide a change.
+    tests/test_bank_cache.py points the cache at a temporary folder."""
+    monkeypatch.setenv("SKFUNGI_CACHE_DIR", "off")
+
+
 @pytest.fixture
 def one_torch_thread():
     """Tiny tensors gain nothing from intra-op threads; on a busy 2-core machine OpenMP's

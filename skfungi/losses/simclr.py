@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._core.bank_cache import cached_bank
 from .._core.seeding import derive_seed
 from ._base import FungiLoss, LossContext
 
@@ -132,8 +133,11 @@ class SimCLRLoss(FungiLoss):
         self.negative_indices_ = chosen
         if len(chosen):
             bank = [samples[int(index)] for index in chosen]
-            embeddings = context.encode(self, bank, n_views=self.negative_views_)  # (N, V, E)
-            self.negatives_ = self._latents(embeddings).flatten(0, 1)
+
+            def encode(items):
+                return self._latents(context.encode(self, items, n_views=self.negative_views_)).flatten(0, 1)
+
+            self.negatives_ = cached_bank(self, context, bank, encode)  # (N V, latent), stored on disk once
         else:
             self.negatives_ = self.head_[0].new_zeros(0, self.latent_dim_)
         return self
