@@ -73,9 +73,9 @@ class RowCounter:
     def __enter__(self):
         original, counter = self._original, self
 
-        def counting(extractor, images):
+        def counting(extractor, images, options):
             counter.rows += len(images)
-            return original(extractor, images)
+            return original(extractor, images, options)
 
         skfungi._core.extractor.FeatureExtractor.transform = counting
         return self

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import copy
-import numbers
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
+from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
-from ._core.device import check_precision, module_on, resolve_device
-from ._core.extractor import FeatureExtractor
+from ._core.device import PRECISIONS, module_on, resolve_device
+from ._core.extractor import FeatureExtractor, RunOptions
 from ._core.gradients import supported_layers
-from ._core.projection import make_projection
+from ._core.projection import PROJECTIONS, make_projection
 from ._core.seeding import base_seed
-from .backbones import Backbone, declared_modality, resolve_backbone
-from .losses import check_view_preset, make_loss
+from ._core.validation import int_range
+from .backbones import MODALITIES, Backbone, declared_modality, resolve_backbone
+from .backbones._base import check_module
+from .losses import VIEW_PRESETS, make_loss
 
 __all__ = ["FungiTransformer"]
 
@@ -42,12 +45,17 @@ class FungiTransformer(TransformerMixin, BaseEstimator):
         function, a preprocessing callable or an input size. It is resolved
         in ``fit``, never modified, and not copied by ``clone``.
     losses : "auto" or sequence of str or FungiLoss, default="auto"
-        Losses whose gradients are features, in output order: names
-        (``"kl"``, ``"dino"``, ``"simclr"``, with the paper's settings) or
-        loss objects (:class:`~skfungi.losses.KLLoss`, ...). ``"auto"`` is
-        the paper's set for the modality: ``("kl", "dino", "simclr")`` for
-        images, ``("kl", "simclr")`` for text, audio and tabular rows (DINO
-        needs image crops). An empty sequence gives the embedding alone.
+        The feature blocks after the embedding, in output order: losses
+        whose gradients are features, as names (``"kl"``, ``"dino"``,
+        ``"simclr"``, with the paper's settings) or loss objects
+        (:class:`~skfungi.losses.KLLoss`, ...); and, to see what the views
+        alone give, ``"dino_views"``, ``"simclr_views"`` (or
+        :class:`~skfungi.losses.ViewAverage` objects): the mean embedding of
+        that loss's views, same views and seeds, no gradient (the cost of the
+        views' forwards only). ``"auto"`` is the paper's set for the modality:
+        ``("kl", "dino", "simclr")`` for images, ``("kl", "simclr")`` for
+        text, audio and tabular rows (DINO needs image crops). An empty
+        sequence gives the embedding alone.
     views : {"paper", "fast"}, default="paper"
         View settings of the losses given by name. ``"paper"``: the paper's
         (1 KL + 12 DINO + 49 SimCLR views, all at the input size).
@@ -105,6 +113,11 @@ default="rademacher"
         When positive, show tqdm progress bars (on stderr) while ``fit``
         encodes SimCLR's negative bank and while transforming. Messages go
         to the ``skfungi`` logger; nothing is printed.
+    on_non_finite : {"raise", "nan"}, default="raise"
+        What to do with a sample whose features are NaN or infinite (its
+        embedding, loss or gradient overflowed or is NaN; other samples are
+        never affected): ``"raise"`` a ``ValueError`` naming the samples,
+        or give them rows of ``"nan"`` with a ``RuntimeWarning`` naming them.
 
     Attributes
     ----------
@@ -120,6 +133,8 @@ default="rademacher"
         Fitted copies of the losses (random heads, negative banks).
     projection_ : projection object
         The fitted projection (its seed, never its matrix).
+    extractor_ : FeatureExtractor
+        The fitted feature pipeline (backbone, layer, blocks, projection).
     embedding_dim_ : int
         Width of the backbone's embedding.
     gradient_shape_ : tuple of int
@@ -176,6 +191,7 @@ default="rademacher"
         random_state=None,
         modality="auto",
         verbose=0,
+        on_non_finite="raise",
     ):
         self.backbone = backbone
         self.losses = losses
@@ -192,6 +208,26 @@ default="rademacher"
         self.random_state = random_state
         self.modality = modality
         self.verbose = verbose
+        self.on_non_finite = on_non_finite
+
+    _parameter_constraints: ClassVar[dict] = {
+        "backbone": [torch.nn.Module, Backbone, str],
+        "losses": [StrOptions({"auto"}), list, tuple],
+        "views": [StrOptions(set(VIEW_PRESETS))],
+        "layer": [str],
+        "include_embedding": ["boolean"],
+        "projection": [StrOptions(set(PROJECTIONS)), HasMethods(["fit", "reduce", "project"])],
+        "projection_dim": [StrOptions({"auto"}), int_range(1)],
+        "batch_size": [int_range(1)],
+        "device": [str, torch.device],
+        "precision": [StrOptions(set(PRECISIONS))],
+        "num_workers": [int_range(0)],
+        "compile": ["boolean", dict],
+        "random_state": ["random_state"],
+        "modality": [StrOptions({"auto", *MODALITIES})],
+        "verbose": ["verbose"],
+        "on_non_finite": [StrOptions({"raise", "nan"})],
+    }
 
     def __sklearn_clone__(self):
         # The backbone (possibly a multi-GB module) is shared, never deep-copied;
@@ -213,6 +249,7 @@ default="rademacher"
             tags.input_tags.string = modality == "text"
         return tags
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Resolve the backbone, draw heads and projection, build negative banks.
 
@@ -235,41 +272,29 @@ default="rademacher"
         -------
         self : FungiTransformer
         """
-        # Each fit owns its adapter (a shallow copy that shares the module): state measured in fit,
-        # such as a tabular feature scale, never leaks into the user's adapter or another clone's fit.
-        backbone = copy.copy(resolve_backbone(self.backbone, self.modality, X))
-        losses, include_embedding, batch_size, projection_dim = self._checked_params(backbone.modality)
-        layer = self._layer_path(backbone)
-        samples = backbone.as_samples(X, estimator=self, reset=True)
+        self._blocks()  # the block specifications are checked before anything is built
+        resolved = resolve_backbone(self.backbone, self.modality, X)
+        losses = self._blocks(resolved.modality)
+        layer = self._layer_path(resolved)
+        samples = resolved.as_samples(X, estimator=self, reset=True)
+        backbone = resolved.fit(samples)  # a fitted copy when the adapter measures something (tabular)
+        check_module(backbone.module)
         device = resolve_device(self.device, backbone.module)
         backbone = backbone.to(device)
         if self.compile:
             backbone = backbone.compiled(self._compile_options())
         seed = base_seed(self.random_state)
         projection = clone(make_projection(self.projection))
-        extractor = FeatureExtractor(
-            backbone,
-            layer,
-            losses,
-            projection,
-            include_embedding,
-            batch_size,
-            seed,
-            self.verbose,
-            precision=self.precision,
-            num_workers=self.num_workers,
-        )
-        embedding_dim, gradient_shape = extractor.fit(samples, projection_dim)
-        self.backbone_ = backbone
+        extractor = FeatureExtractor(backbone, layer, losses, projection, seed)
+        extractor.fit(samples, self.projection_dim, self._run_options())
+        self.extractor_ = extractor
         self.device_ = device
         self.modality_ = backbone.modality
         self.layer_ = layer
         self.seed_ = seed
-        self.losses_ = losses
-        self.projection_ = projection
-        self.embedding_dim_ = embedding_dim
-        self.gradient_shape_ = gradient_shape
-        self.n_features_out_ = sum(extractor.block_widths())
+        self.embedding_dim_ = extractor.embedding_dim
+        self.gradient_shape_ = extractor.gradient_shape
+        self.n_features_out_ = sum(extractor.block_widths(self.include_embedding))
         return self
 
     def transform(self, X):
@@ -284,15 +309,21 @@ default="rademacher"
         -------
         features : ndarray of shape (n_samples, n_features_out_), float32
         """
+        self._validate_params()
         check_is_fitted(self)
-        return self._extractor().transform(self.backbone_.as_samples(X, estimator=self, reset=False))
+        samples = self.backbone_.as_samples(X, estimator=self, reset=False)
+        return self.extractor_.transform(samples, self._run_options())
 
     def get_feature_names_out(self, input_features=None):
         """``embedding0, ..., kl0, ..., dino0, ..., simclr0, ...`` in output order."""
         check_is_fitted(self)
         _check_feature_names_in(self, input_features, generate_names=False)
         names = []
-        for prefix, width in zip(self._block_prefixes(), self._extractor().block_widths(), strict=True):
+        extractor = self.extractor_
+        blocks = zip(
+            extractor.block_names(self.include_embedding), extractor.block_widths(self.include_embedding), strict=True
+        )
+        for prefix, width in blocks:
             names.extend(f"{prefix}{i}" for i in range(width))
         return np.asarray(names, dtype=object)
 
@@ -303,14 +334,13 @@ default="rademacher"
         device = state.get("device_")
         if device is not None and device.type != "cpu":
             cpu, memo = torch.device("cpu"), {}
-            state["backbone_"] = state["backbone_"].to(cpu, memo)
-            state["losses_"] = [loss.to(cpu) for loss in state["losses_"]]
+            state["extractor_"] = _extractor_on(state["extractor_"], cpu, memo)
             state["backbone"] = _backbone_on(state["backbone"], cpu, memo)
         return state
 
     def __setstate__(self, state):
         super().__setstate__(state)
-        if hasattr(self, "backbone_"):
+        if hasattr(self, "extractor_"):
             self._place_after_loading()
             self._restore_compiled()
 
@@ -329,72 +359,50 @@ default="rademacher"
             )
             self.device_ = torch.device("cpu")
             return
-        self.backbone_ = self.backbone_.to(device)
-        self.losses_ = [loss.to(device) for loss in self.losses_]
+        self.extractor_ = _extractor_on(self.extractor_, device, {})
 
     def _restore_compiled(self) -> None:
         # a module pickles without its compiled call (nn.Module drops it): compile again after loading
         if self.compile and getattr(self.backbone_.module, "_compiled_call_impl", None) is None:
-            self.backbone_ = self.backbone_.compiled(self._compile_options())
+            self.extractor_.backbone = self.extractor_.backbone.compiled(self._compile_options())
+
+    # the fitted parts live in the extractor; these attributes name them
+    backbone_ = property(lambda self: self.extractor_.backbone)
+    losses_ = property(lambda self: self.extractor_.losses)
+    projection_ = property(lambda self: self.extractor_.projection)
 
     # -- internals ------------------------------------------------------------
 
-    def _extractor(self) -> FeatureExtractor:
-        return FeatureExtractor(
-            self.backbone_,
-            self.layer_,
-            self.losses_,
-            self.projection_,
-            self.include_embedding,
-            self.batch_size,
-            self.seed_,
-            self.verbose,
-            embedding_dim=self.embedding_dim_,
+    def _run_options(self) -> RunOptions:
+        return RunOptions(
+            include_embedding=bool(self.include_embedding),
+            batch_size=int(self.batch_size),
+            num_workers=int(self.num_workers),
             precision=self.precision,
-            num_workers=self.num_workers,
+            verbose=int(self.verbose),
+            on_non_finite=self.on_non_finite,
         )
 
-    def _block_prefixes(self) -> list[str]:
-        return (["embedding"] if self.include_embedding else []) + [loss.name for loss in self.losses_]
-
-    def _checked_params(self, modality: str):
-        if isinstance(self.losses, str) and self.losses == "auto":
+    def _blocks(self, modality: str | None = None) -> list:
+        """Fresh copies of the blocks ``losses`` asks for (``"auto"``: the paper's set for ``modality``)."""
+        if isinstance(self.losses, str):  # "auto" (the constraints allow no other string)
             specs = ("kl", "dino", "simclr") if modality == "image" else ("kl", "simclr")
         else:
-            specs = (self.losses,) if isinstance(self.losses, str) else self.losses
-        if not isinstance(specs, (list, tuple)):
-            raise TypeError(f"losses must be a list or tuple of names or loss objects, got {self.losses!r}.")
-        check_view_preset(self.views)
+            specs = self.losses
         losses = [clone(make_loss(spec, self.views)) for spec in specs]
         names = [loss.name for loss in losses]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise ValueError(f"losses contains more than one {duplicates} loss; each loss may appear once.")
-        if not isinstance(self.include_embedding, (bool, np.bool_)):
-            raise TypeError(f"include_embedding must be a bool, got {self.include_embedding!r}.")
+            raise ValueError(f"losses contains more than one {duplicates} block; each may appear once.")
         if not losses and not self.include_embedding:
             raise ValueError("losses is empty and include_embedding=False: there would be no features.")
-        if not _positive_int(self.batch_size):
-            raise ValueError(f"batch_size must be a positive int, got {self.batch_size!r}.")
-        check_precision(self.precision)
-        if not _non_negative_int(self.num_workers):
-            raise ValueError(f"num_workers must be a non-negative int, got {self.num_workers!r}.")
-        self._compile_options()
-        if self.projection_dim != "auto" and not _positive_int(self.projection_dim):
-            raise ValueError(f"projection_dim must be 'auto' or a positive int, got {self.projection_dim!r}.")
-        return losses, bool(self.include_embedding), int(self.batch_size), self.projection_dim
+        return losses
 
     def _compile_options(self) -> dict:
-        if isinstance(self.compile, (bool, np.bool_)):
-            return {}
-        if isinstance(self.compile, dict):
-            return dict(self.compile)
-        raise ValueError(f"compile must be a bool or a dict of torch.compile arguments, got {self.compile!r}.")
+        return dict(self.compile) if isinstance(self.compile, dict) else {}
 
     def _layer_path(self, backbone) -> str:
         if self.layer != "auto":
-            if not isinstance(self.layer, str):
-                raise TypeError(f"layer must be a dotted path string or 'auto', got {self.layer!r}.")
             return self.layer
         if backbone.default_layer is None:
             candidates = supported_layers(backbone.module)[-8:]
@@ -414,9 +422,9 @@ def _backbone_on(backbone, device: torch.device, memo: dict):
     return backbone
 
 
-def _non_negative_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 0
-
-
-def _positive_int(value) -> bool:
-    return _non_negative_int(value) and value > 0
+def _extractor_on(extractor: FeatureExtractor, device: torch.device, memo: dict) -> FeatureExtractor:
+    """A shallow copy of ``extractor`` whose backbone and blocks live on ``device``."""
+    moved = copy.copy(extractor)
+    moved.backbone = extractor.backbone.to(device, memo)
+    moved.losses = [loss.to(device) for loss in extractor.losses]
+    return moved

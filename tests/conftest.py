@@ -13,7 +13,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 import skfungi._core.extractor
 from skfungi import FungiTransformer, ImageBackbone, TimmBackbone
-from skfungi._core.extractor import KeyedSample
+from skfungi._core.extractor import KeyedSample, _Pass
 from skfungi._core.seeding import derive_seed, generator
 from skfungi.backbones import frozen_eval
 
@@ -73,9 +73,9 @@ def extracted_rows():
     counter = {"rows": 0}
     original = skfungi._core.extractor.FeatureExtractor.transform
 
-    def counting(self, samples):
+    def counting(self, samples, options):
         counter["rows"] += len(samples)
-        return original(self, samples)
+        return original(self, samples, options)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(skfungi._core.extractor.FeatureExtractor, "transform", counting)
@@ -126,7 +126,7 @@ def engine_gradients(fungi: FungiTransformer, loss, batch: list[torch.Tensor], r
 
     ``batch`` holds canonical samples; ``raw`` the samples their views' seeds are keyed on (default: ``batch``).
     """
-    extractor = fungi._extractor()
+    extractor = _Pass(fungi.extractor_, fungi._run_options())
     keyed = [KeyedSample(sample, sample, fungi.backbone_) for sample in batch]
     if raw is not None:
         keyed = [KeyedSample(sample, original, fungi.backbone_) for sample, original in zip(batch, raw, strict=True)]

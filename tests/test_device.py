@@ -82,7 +82,7 @@ def test_reduced_precision_features_are_float32_and_close_to_full_precision(imag
     reduced = _fungi(precision=precision).fit(images)
     expected, features = full.transform(images), reduced.transform(images)
     assert features.dtype == np.float32 and np.isfinite(features).all()
-    widths = np.cumsum([0, *full._extractor().block_widths()])
+    widths = np.cumsum([0, *full.extractor_.block_widths(full.include_embedding)])
     for start, stop in itertools.pairwise(widths):
         cosine = np.sum(expected[:, start:stop] * features[:, start:stop], axis=1)  # blocks are unit rows
         assert cosine.min() > 0.97, (precision, start, cosine)
@@ -99,7 +99,7 @@ def test_gradient_factors_accumulate_in_float32_under_autocast():
 
 
 def test_unknown_precision_is_a_clear_error(images):
-    with pytest.raises(ValueError, match="precision must be one of"):
+    with pytest.raises(ValueError, match="'precision' parameter of FungiTransformer must be a str among"):
         _fungi(precision="float8").fit(images)
 
 
@@ -134,5 +134,5 @@ def test_compiled_backbone_gives_the_same_features_and_leaves_the_module_uncompi
 
 
 def test_compile_must_be_a_bool_or_a_dict(images):
-    with pytest.raises(ValueError, match="compile must be a bool or a dict"):
+    with pytest.raises(ValueError, match="'compile' parameter of FungiTransformer must be an instance of 'bool'"):
         _fungi(compile="yes").fit(images)

@@ -79,11 +79,15 @@ def test_different_input_kind_at_transform(fitted):
     [
         ({"losses": ("kl", "mae")}, ValueError, "unknown loss 'mae'"),
         ({"losses": ("kl", "kl")}, ValueError, "more than one \\['kl'\\]"),
-        ({"losses": 3}, TypeError, "losses must be a list or tuple"),
+        ({"losses": 3}, TypeError, "'losses' parameter of FungiTransformer must be"),
         ({"losses": (), "include_embedding": False}, ValueError, "no features"),
-        ({"batch_size": 0}, ValueError, "batch_size must be a positive int"),
+        (
+            {"batch_size": 0},
+            ValueError,
+            r"'batch_size' parameter of FungiTransformer must be an int in the range \[1, inf\)",
+        ),
         ({"projection_dim": -2}, ValueError, "projection_dim"),
-        ({"projection": "sparse"}, ValueError, "unknown projection"),
+        ({"projection": "sparse"}, ValueError, "'projection' parameter of FungiTransformer must be a str among"),
         ({"layer": "blocks.7.attn.proj"}, ValueError, "does not exist.*candidate layers"),
         ({"layer": "blocks.1.norm1"}, ValueError, "is a LayerNorm"),
         ({"random_state": "seven"}, ValueError, "random_state"),
@@ -102,7 +106,7 @@ def test_module_without_default_layer_asks_for_one(images):
 def test_bad_backbones():
     with pytest.raises(ValueError, match="backbone spec 'vit' is not understood"):
         FungiTransformer("vit").fit(np.zeros((1, 8, 8, 3), np.uint8))
-    with pytest.raises(TypeError, match="backbone must be"):
+    with pytest.raises(TypeError, match="'backbone' parameter of FungiTransformer must be an instance of"):
         FungiTransformer(42).fit(np.zeros((1, 8, 8, 3), np.uint8))
 
 
@@ -118,3 +122,35 @@ def test_rgb_image_into_a_grey_backbone_is_refused():
     fungi = FungiTransformer(backbone, losses=("kl",), random_state=0).fit(np.zeros((2, 8, 8), np.uint8))
     with pytest.raises(ValueError, match="sample 0 has 3 channels; the backbone expects 1"):
         fungi.transform(np.zeros((1, 8, 8, 3), np.uint8))
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"batch_size": 0}, r"'batch_size' parameter of FungiTransformer must be an int in the range \[1, inf\)"),
+        ({"num_workers": -1}, "'num_workers' parameter"),
+        ({"precision": "float8"}, "'precision' parameter"),
+        ({"on_non_finite": "ignore"}, "'on_non_finite' parameter"),
+    ],
+)
+def test_parameters_set_after_fit_are_checked_at_transform(params, message, images):
+    fungi = FungiTransformer(tiny_vit(), losses=("kl",), random_state=0).fit(images)
+    fungi.set_params(**params)
+    with pytest.raises(ValueError, match=message):
+        fungi.transform(images)
+
+
+def test_a_projection_wider_than_the_gradient_is_refused(images):
+    with pytest.raises(ValueError, match=r"projection_dim=200 exceeds the 156 entries of the gradient of layer"):
+        FungiTransformer(tiny_vit(), losses=("kl",), projection_dim=200).fit(images)
+
+
+def test_parameters_are_checked_before_the_backbone_is_built(monkeypatch, images):
+    import skfungi._transformer
+
+    built = []
+    monkeypatch.setattr(skfungi._transformer, "resolve_backbone", lambda *args: built.append(args))
+    for params in ({"batch_size": 0}, {"losses": ("kl", "mae")}):
+        with pytest.raises(ValueError):
+            FungiTransformer("timm:vit_tiny_patch16_224", **params).fit(images)
+    assert built == []

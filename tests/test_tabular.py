@@ -278,13 +278,21 @@ def test_a_module_of_another_width_is_a_clear_error(rows):
 @pytest.mark.parametrize(
     ("make", "error", "message"),
     [
-        (lambda: TabularBackbone("mlp"), TypeError, "module must be a torch.nn.Module"),
-        (lambda: TabularBackbone(nn.Linear(2, 2), dtype=torch.int64), ValueError, "floating torch dtype"),
-        (lambda: TabularMLP(hidden=(8, 0)), ValueError, "hidden width must be a positive int"),
-        (lambda: TabularMLP(hidden=8), TypeError, "hidden must be a sequence"),
-        (lambda: TabularMLP(embedding_dim=0), ValueError, "embedding_dim must be a positive int"),
-        (lambda: TabularMLP(random_state=-1), ValueError, "random_state must be a non-negative int"),
-        (lambda: TabularMLP(standardize="yes"), TypeError, "standardize must be a bool"),
+        (lambda: TabularBackbone("mlp"), TypeError, "'module' parameter of TabularBackbone must be an instance of"),
+        (
+            lambda: TabularBackbone(nn.Linear(2, 2), dtype=torch.int64),
+            ValueError,
+            "'dtype' parameter of TabularBackbone",
+        ),
+        (lambda: TabularMLP(hidden=(8, 0)), ValueError, "the widths in hidden must be positive ints"),
+        (lambda: TabularMLP(hidden=8), TypeError, "'hidden' parameter of TabularMLP must be an instance of"),
+        (lambda: TabularMLP(embedding_dim=0), ValueError, "'embedding_dim' parameter of TabularMLP must be an int"),
+        (lambda: TabularMLP(random_state=-1), ValueError, "'random_state' parameter of TabularMLP must be an int"),
+        (
+            lambda: TabularMLP(standardize="yes"),
+            TypeError,
+            "'standardize' parameter of TabularMLP must be an instance of 'bool'",
+        ),
     ],
 )
 def test_bad_adapter_arguments(make, error, message):
@@ -308,8 +316,10 @@ def test_docs_example_runs():
 
 
 def test_the_adapter_alone_validates_widths_without_an_estimator(rows):
-    mlp = TabularMLP(hidden=(4,), embedding_dim=3)
-    samples = mlp.as_samples(rows)
+    unfitted = TabularMLP(hidden=(4,), embedding_dim=3)
+    samples = unfitted.as_samples(rows)
+    mlp = unfitted.fit(samples)
+    assert mlp is not unfitted and unfitted.module is None  # fit returns a fitted copy
     assert samples.shape == (30, 5) and samples.dtype == torch.float64 and mlp.encode(samples).shape == (30, 3)
     with pytest.raises(ValueError, match="X has 3 features, but the backbone was fitted on 5"):
         mlp.as_samples(rows[:, :3], reset=False)

@@ -1,39 +1,53 @@
 """The feature pipeline: views -> backbone -> losses -> per-sample gradients -> projection.
 
-:class:`FeatureExtractor` holds the resolved parts of a fitted
-:class:`~skfungi.FungiTransformer` and turns batches of samples into feature
-rows. It never looks inside a sample: the backbone adapter builds inference
-views and encodes views, the losses build their own views.
+:class:`FeatureExtractor` holds the fitted parts of a
+:class:`~skfungi.FungiTransformer` (backbone adapter, target layer, blocks,
+projection, seed) and turns samples into feature rows; how it runs (batch
+size, decoding threads, precision, progress bars, what to do with non-finite
+rows) is given per call as :class:`RunOptions`, so that ``set_params`` after
+``fit`` takes effect. It never looks inside a sample: the backbone adapter
+builds inference views and encodes views, the losses build their own views.
+
+Blocks: a gradient block (a loss) is the projected per-sample gradient of
+its loss; a view-average block (:class:`~skfungi.losses.ViewAverage`) is the
+mean embedding of a loss's views, the same views with the same seeds, without
+any gradient.
 
 Batching: samples are processed ``batch_size`` at a time. Each loss takes
 the views of as many whole samples as fit in ``max(batch_size, n_views)``
 views, forwards them at most ``batch_size`` views at a time (a sample with
 more views than that is split over several forwards), runs one backward for
-them, and reduces their per-sample gradients;
-the reductions of every loss are then projected together, for as many
-consecutive batches as fit in ``PROJECTION_BUFFER_BYTES``, so a dense
-projection is regenerated once per buffer rather than once per batch.
+them, and reduces their per-sample gradients; the reductions of every loss are
+then projected together, for as many consecutive batches as fit in
+``PROJECTION_BUFFER_BYTES``, so a dense projection is regenerated once per
+buffer rather than once per batch.
+
+The stages run under ``torch.profiler.record_function`` labels (``LABELS``),
+so a profiler (and ``benchmarks/throughput.py``) can attribute time to them.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch.profiler import record_function
 
 from ..losses import LossContext
 from .device import autocast
 from .freeze import frozen_eval
 from .gradients import GradientCapture, layer_shape, resolve_layer
+from .numerics import l2_normalize
 from .progress import report_progress
 from .seeding import derive_seed, generator
 
-__all__ = ["FeatureExtractor", "KeyedSample"]
+__all__ = ["LABELS", "FeatureExtractor", "KeyedSample", "NonFiniteFeaturesError", "RunOptions"]
 
 logger = logging.getLogger("skfungi")
 
@@ -41,97 +55,139 @@ logger = logging.getLogger("skfungi")
 # small batches do not regenerate a dense projection matrix each.
 PROJECTION_BUFFER_BYTES = 64 * 2**20
 
+# torch.profiler labels of the stages (benchmarks/throughput.py reads them).
+LABELS = {
+    "decode": "skfungi.decode",
+    "views": "skfungi.views",
+    "forward": "skfungi.forward",
+    "loss": "skfungi.loss",
+    "backward": "skfungi.backward",
+    "project": "skfungi.project",
+}
+
+
+class NonFiniteFeaturesError(ValueError):
+    """Some samples' features are NaN or infinite (the message names them)."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How one ``fit`` or ``transform`` runs (the estimator's current settings)."""
+
+    include_embedding: bool = True
+    batch_size: int = 32
+    num_workers: int = 0
+    precision: str = "float32"
+    verbose: int = 0
+    on_non_finite: str = "raise"
+
 
 class FeatureExtractor:
-    """Computes ``[embedding | loss_1 | ... | loss_n]`` rows, each block L2-normalised."""
+    """Computes ``[embedding | block_1 | ... | block_n]`` rows, each block L2-normalised.
 
-    def __init__(
-        self,
-        backbone,
-        layer_path,
-        losses,
-        projection,
-        include_embedding,
-        batch_size,
-        seed,
-        verbose=0,
-        embedding_dim=None,
-        precision="float32",
-        num_workers=0,
-    ):
+    Parameters
+    ----------
+    backbone : Backbone
+        The fitted backbone adapter.
+    layer_path : str
+        Dotted path of the target layer.
+    losses : list
+        The blocks after the embedding, in output order: fitted in :meth:`fit`.
+    projection : projection object
+        Fitted in :meth:`fit` with the layer's gradient shape.
+    seed : int
+        The estimator's base seed.
+    """
+
+    def __init__(self, backbone, layer_path: str, losses, projection, seed: int):
         self.backbone = backbone
         self.layer_path = layer_path
         self.losses = list(losses)
         self.projection = projection
-        self.include_embedding = include_embedding
-        self.batch_size = int(batch_size)
         self.seed = seed
-        self.verbose = verbose
-        self.embedding_dim = embedding_dim
-        self.precision = precision
-        self.num_workers = int(num_workers)
-        self._gradient_capture = None
+        self.embedding_dim = None
+        self.gradient_shape = None
+
+    @property
+    def gradient_losses(self) -> list:
+        return [loss for loss in self.losses if loss.needs_gradient]
 
     # -- fitting ----------------------------------------------------------------
 
-    def fit(self, samples, n_components) -> tuple[int, tuple[int, int]]:
-        """Probe the backbone, fit the projection and every loss; returns (E, gradient shape)."""
+    def fit(self, samples, n_components, options: RunOptions) -> FeatureExtractor:
+        """Probe the backbone, fit the projection and every block."""
         module = self.backbone.module
         with frozen_eval(module):
             shape = layer_shape(resolve_layer(module, self.layer_path))
-            first = self.backbone.canonical(samples[0], 0)
+            first = KeyedSample.of(self.backbone, samples, 0)
             with torch.no_grad():
-                probe = self._encode([self.backbone.inference_view(first)])
-            embedding_dim = self.embedding_dim = probe.shape[-1]
-            k = embedding_dim if n_components == "auto" else int(n_components)
+                probe = _Pass(self, options).embed([self.backbone.inference_view(first.sample)])
+            self.embedding_dim = probe.shape[-1]
+            self.gradient_shape = shape.gradient_shape
+            k = self.embedding_dim if n_components == "auto" else int(n_components)
+            if k > shape.gradient_dim:
+                raise ValueError(
+                    f"projection_dim={k} exceeds the {shape.gradient_dim} entries of the gradient of layer "
+                    f"{self.layer_path!r} ({shape.gradient_shape[0]} x {shape.gradient_shape[1]}); a projection to "
+                    "more dimensions than that adds nothing. Use projection_dim='auto' or a smaller int."
+                )
             self.projection.fit(shape.gradient_shape, k, self.seed)
             context = LossContext(
-                embedding_dim=embedding_dim,
+                embedding_dim=self.embedding_dim,
                 seed=self.seed,
                 backbone=self.backbone,
                 dtype=_loss_dtype(probe.device),
                 device=probe.device,
                 training_images=_TrainingSamples(samples, self.backbone),
-                encode=self.encode,
+                encode=lambda loss, bank, n_views=None: self.encode(loss, bank, options, n_views),
             )
             for loss in self.losses:
                 logger.info("fitting %s", type(loss).__name__)
                 loss.fit(context)
-        return embedding_dim, shape.gradient_shape
+        return self
 
-    def encode(self, loss, samples, n_views: int | None = None) -> torch.Tensor:
-        """``(N, V, E)`` embeddings of ``loss``'s views of ``samples``, without gradient.
+    def encode(self, loss, samples, options: RunOptions, n_views: int | None = None, stage="fit") -> torch.Tensor:
+        """``(N, V, E)`` embeddings of ``loss``'s views of ``samples``, without gradient, in the losses' dtype.
 
-        ``samples`` are :class:`KeyedSample` (canonical sample and seeding key),
-        as ``LossContext.training_images`` hands them out. ``n_views`` asks the
-        loss for that many views per sample instead of its usual count. Views
-        of consecutive samples share forwards: every forward but the last of
-        each view group holds ``batch_size`` views.
+        ``samples`` are :class:`KeyedSample` (as ``LossContext.training_images``
+        hands them out). ``n_views`` asks the loss for that many views per sample
+        instead of its usual count. Views of consecutive samples share forwards:
+        every forward but the last of each view group holds ``batch_size`` views.
+        Samples whose embeddings are not finite are refused, by index.
         """
-        samples = list(samples)
-        pending: dict[int, list] = {}  # view group -> views awaiting a forward
-        encoded: dict[int, list[torch.Tensor]] = {}
-        with torch.no_grad():
-            for keyed in self._progress(samples, f"encoding {loss.name} views", unit="sample"):
-                for group_index, group in enumerate(self._views(loss, keyed, n_views)):
-                    queue = pending.setdefault(group_index, [])
-                    queue.extend(group.unbind(0) if isinstance(group, torch.Tensor) else group)
-                    while len(queue) >= self.batch_size:
-                        encoded.setdefault(group_index, []).append(self._encode(_stacked(queue[: self.batch_size])))
-                        del queue[: self.batch_size]
-                report_progress("fit", 1)
-            for group_index, queue in pending.items():
-                if queue:
-                    encoded.setdefault(group_index, []).append(self._encode(_stacked(queue)))
-        groups = [torch.cat(encoded[index]).unflatten(0, (len(samples), -1)) for index in sorted(encoded)]
-        return torch.cat(groups, dim=1).to(_loss_dtype(groups[0].device))
+        return _Pass(self, options).encode(loss, list(samples), n_views, stage)
 
     # -- transforming -------------------------------------------------------
 
+    def transform(self, samples, options: RunOptions) -> np.ndarray:
+        """Feature rows of ``samples`` (float32), in order."""
+        return _Pass(self, options).transform(samples)
+
+    def block_names(self, include_embedding: bool) -> list[str]:
+        return (["embedding"] if include_embedding else []) + [loss.name for loss in self.losses]
+
+    def block_widths(self, include_embedding: bool) -> list[int]:
+        widths = [self.projection.n_components_ if loss.needs_gradient else self.embedding_dim for loss in self.losses]
+        return ([self.embedding_dim] if include_embedding else []) + widths
+
+
+class _Pass:
+    """One ``fit`` or ``transform`` call of a :class:`FeatureExtractor` with its :class:`RunOptions`."""
+
+    def __init__(self, extractor: FeatureExtractor, options: RunOptions):
+        self.extractor = extractor
+        self.backbone = extractor.backbone
+        self.options = options
+        self.batch_size = options.batch_size
+        self._gradient_capture = None
+
+    # -- the stream of batches ------------------------------------------------
+
     def transform(self, samples) -> np.ndarray:
-        out = np.empty((len(samples), sum(self.block_widths())), dtype=np.float32)
+        extractor, options = self.extractor, self.options
+        out = np.empty((len(samples), sum(extractor.block_widths(options.include_embedding))), dtype=np.float32)
         bar = self._bar(len(samples), "FUNGI features")
-        pending = []  # (start, stop, embedding, reduced gradients) awaiting one shared projection
+        pending = []  # (start, stop, blocks, reduced gradients) awaiting one shared projection
         with frozen_eval(self.backbone.module):
             for start, stop, batch in self._decoded_batches(samples):
                 pending.append((start, stop, *self._batch_blocks(batch)))
@@ -151,60 +207,108 @@ class FeatureExtractor:
         """``(start, stop, keyed samples)`` per batch; ``num_workers`` threads decode ahead."""
         n_samples, size = len(samples), self.batch_size
         ranges = [(start, min(start + size, n_samples)) for start in range(0, n_samples, size)]
-        if not self.num_workers:
+        if not self.options.num_workers:
             for start, stop in ranges:
-                yield start, stop, [self._keyed(samples, i) for i in range(start, stop)]
+                with record_function(LABELS["decode"]):
+                    batch = [KeyedSample.of(self.backbone, samples, i) for i in range(start, stop)]
+                yield start, stop, batch
             return
         # Decoding (files, PIL, resizing) runs in threads while the backbone computes; at most two
         # batches are decoded ahead, so memory stays bounded whatever the number of samples.
-        with ThreadPoolExecutor(self.num_workers, thread_name_prefix="skfungi-decode") as pool:
+        with ThreadPoolExecutor(self.options.num_workers, thread_name_prefix="skfungi-decode") as pool:
             pending, submitted = deque(), 0
             for start, stop in ranges:
                 while submitted < min(n_samples, stop + 2 * size):
-                    pending.append(pool.submit(self._keyed, samples, submitted))
+                    pending.append(pool.submit(KeyedSample.of, self.backbone, samples, submitted))
                     submitted += 1
                 yield start, stop, [pending.popleft().result() for _ in range(stop - start)]
 
-    def block_widths(self) -> list[int]:
-        widths = [self.projection.n_components_] * len(self.losses)
-        return ([self.embedding_dim] if self.include_embedding else []) + widths
-
     def _batch_blocks(self, batch):
-        """The batch's embedding (or None) and its reduced gradients, losses stacked loss-major (or None)."""
-        embedding, reduced = None, {}
-        if self.include_embedding or any(loss.uses_inference_view for loss in self.losses):
-            embedding, reduced = self._inference_pass(batch)
-        view_losses = [loss for loss in self.losses if not loss.uses_inference_view]
-        for loss in view_losses:
-            reduced[loss.name] = self._loss_pass(loss, batch)
-        stacked = torch.cat([reduced[loss.name] for loss in self.losses]) if self.losses else None
-        return (embedding if self.include_embedding else None), stacked
+        """The batch's blocks before projection: ``{name: (S, E) tensor}`` for the embedding and the view
+        averages, and the reduced gradients of the gradient losses stacked loss-major (or None)."""
+        extractor = self.extractor
+        blocks, reduced = {}, {}
+        if self.options.include_embedding or any(loss.uses_inference_view for loss in extractor.gradient_losses):
+            blocks["embedding"], reduced = self._inference_pass(batch)
+        for loss in extractor.losses:
+            if not loss.needs_gradient:
+                blocks[loss.name] = self.encode(loss.loss_, batch, stage=None).mean(dim=1)
+            elif not loss.uses_inference_view:
+                reduced[loss.name] = self._loss_pass(loss, batch)
+        gradient_losses = extractor.gradient_losses
+        stacked = torch.cat([reduced[loss.name] for loss in gradient_losses]) if gradient_losses else None
+        return blocks, stacked
 
     def _write_features(self, pending, out: np.ndarray) -> None:
-        """Project the pending batches' gradients at once (one regeneration of a dense matrix)."""
-        projected = []
-        if self.losses:
-            projected = self.projection.project(torch.cat([reduced for *_, reduced in pending]))
-            projected = projected.split([len(reduced) for *_, reduced in pending])
-        for index, (start, stop, embedding, _) in enumerate(pending):
-            blocks = [] if embedding is None else [embedding]
-            if self.losses:
-                blocks.extend(projected[index].split(stop - start))
-            features = torch.cat([F.normalize(block, dim=1) for block in blocks], dim=1)
-            out[start:stop] = features.detach().to(device="cpu", dtype=torch.float32).numpy()
+        """Project the pending batches' gradients at once (one regeneration of a dense matrix), then
+        normalise every block and write the rows."""
+        extractor, options = self.extractor, self.options
+        gradient_losses = extractor.gradient_losses
+        projected = [None] * len(pending)
+        if gradient_losses:
+            with record_function(LABELS["project"]):
+                stacked = extractor.projection.project(torch.cat([reduced for *_, reduced in pending]))
+            projected = stacked.split([len(reduced) for *_, reduced in pending])
+        names = extractor.block_names(options.include_embedding)
+        for (start, stop, blocks, _), gradients in zip(pending, projected, strict=True):
+            if gradients is not None:
+                blocks = blocks | dict(
+                    zip([loss.name for loss in gradient_losses], gradients.split(stop - start), strict=True)
+                )
+            rows = torch.cat([l2_normalize(blocks[name]).to(device="cpu", dtype=torch.float32) for name in names], 1)
+            out[start:stop] = rows.detach().numpy()
+            self._check_rows(out, start, stop, [blocks[name] for name in names], names)
+
+    def _check_rows(self, out: np.ndarray, start: int, stop: int, blocks, names) -> None:
+        """Refuse (or, with ``on_non_finite="nan"``, blank) rows that are not finite; warn about zero blocks."""
+        rows = out[start:stop]
+        bad = ~np.isfinite(rows).all(axis=1)
+        if bad.any():
+            indices = (start + np.flatnonzero(bad)).tolist()
+            which = sorted({name for name, block in zip(names, blocks, strict=True) if not _finite_rows(block).all()})
+            message = (
+                f"the {', '.join(which)} block(s) of sample(s) {_listed(indices)} are not finite (NaN or infinite): "
+                "the backbone or a loss overflowed or produced NaN for them (other samples are unaffected)"
+            )
+            if self.options.on_non_finite == "raise":
+                raise NonFiniteFeaturesError(
+                    message + ". Pass on_non_finite='nan' to get NaN rows for them instead of this error."
+                )
+            warnings.warn(message + "; their rows are NaN.", RuntimeWarning, stacklevel=5)
+            rows[bad] = np.nan
+        gradient_blocks = {loss.name for loss in self.extractor.gradient_losses}
+        for name, block in zip(names, blocks, strict=True):
+            zero = ~(block != 0).any(dim=1).cpu().numpy() & ~bad
+            if zero.any():
+                reason = (
+                    "their loss does not depend on the target layer (did their embedding overflow?)"
+                    if name in gradient_blocks
+                    else "the backbone gives them a zero embedding"
+                )
+                indices = (start + np.flatnonzero(zero)).tolist()
+                warnings.warn(
+                    f"the {name} block of sample(s) {_listed(indices)} is exactly zero before normalisation: {reason}.",
+                    RuntimeWarning,
+                    stacklevel=5,
+                )
+
+    # -- one batch ------------------------------------------------------------
 
     def _inference_pass(self, batch):
-        """Embeddings of the inference view, plus the losses that reuse that forward."""
-        sharing = [loss for loss in self.losses if loss.uses_inference_view]
+        """Embeddings of the inference view, plus the gradient losses that reuse that forward."""
+        sharing = [loss for loss in self.extractor.gradient_losses if loss.uses_inference_view]
         views = [self.backbone.inference_view(keyed.sample) for keyed in batch]
         reduced = {}
         capture = self._capture() if sharing else nullcontext()
         with capture, torch.set_grad_enabled(bool(sharing)):
-            embedding = self._encode(views)
+            embedding = self.embed(views)
             for position, loss in enumerate(sharing):
                 last = position == len(sharing) - 1
-                losses = loss.sample_losses(embedding.unsqueeze(1).to(_loss_dtype(embedding.device))).sum()
-                reduced[loss.name] = self.projection.reduce(*capture.factors(losses, len(batch), retain_graph=not last))
+                with record_function(LABELS["loss"]):
+                    losses = loss.sample_losses(embedding.unsqueeze(1).to(_loss_dtype(embedding.device))).sum()
+                with record_function(LABELS["backward"]):
+                    factors = capture.factors(losses, len(batch), retain_graph=not last)
+                    reduced[loss.name] = self.extractor.projection.reduce(*factors)
         return embedding.detach(), reduced
 
     def _loss_pass(self, loss, batch) -> torch.Tensor:
@@ -213,23 +317,67 @@ class FeatureExtractor:
         for start, stop in self._view_groups(loss, len(batch)):
             with self._capture() as capture, torch.enable_grad():
                 embeddings = self._encode_views(loss, batch[start:stop])
-                losses = loss.sample_losses(embeddings).sum()
-                reduced.append(self.projection.reduce(*capture.factors(losses, stop - start)))
+                with record_function(LABELS["loss"]):
+                    losses = loss.sample_losses(embeddings).sum()
+                with record_function(LABELS["backward"]):
+                    reduced.append(self.extractor.projection.reduce(*capture.factors(losses, stop - start)))
         return torch.cat(reduced)
+
+    def encode(self, loss, samples, n_views=None, stage="fit") -> torch.Tensor:
+        """See :meth:`FeatureExtractor.encode`; ``stage`` names the progress reported per sample (or None)."""
+        pending: dict[int, list] = {}  # view group -> views awaiting a forward
+        encoded: dict[int, list[torch.Tensor]] = {}
+        with torch.no_grad():
+            for keyed in self._progress(samples, f"encoding {loss.name} views", stage):
+                for group_index, group in enumerate(self._views(loss, keyed, n_views)):
+                    queue = pending.setdefault(group_index, [])
+                    queue.extend(group.unbind(0) if isinstance(group, torch.Tensor) else group)
+                    while len(queue) >= self.batch_size:
+                        encoded.setdefault(group_index, []).append(self.embed(_stacked(queue[: self.batch_size])))
+                        del queue[: self.batch_size]
+                if stage is not None:
+                    report_progress(stage, 1)
+            for group_index, queue in pending.items():
+                if queue:
+                    encoded.setdefault(group_index, []).append(self.embed(_stacked(queue)))
+        groups = [torch.cat(encoded[index]).unflatten(0, (len(samples), -1)) for index in sorted(encoded)]
+        embeddings = torch.cat(groups, dim=1).to(_loss_dtype(groups[0].device))
+        bad = ~_finite_rows(embeddings.flatten(1))
+        if stage == "fit" and bad.any():
+            indices = [samples[int(i)].index for i in torch.nonzero(bad).flatten()]
+            raise NonFiniteFeaturesError(
+                f"the backbone's embeddings of {loss.name}'s views of training sample(s) {_listed(indices)} are not "
+                f"finite (NaN or infinite); a negative bank may not hold them: leave them out of the fit data."
+            )
+        return embeddings
 
     # -- helpers ------------------------------------------------------------
 
-    def _progress(self, iterable, description: str, unit: str, total: int | None = None):
-        """``iterable`` behind a tqdm progress bar (on stderr) when ``verbose``, else as is."""
-        if not self.verbose:
+    def embed(self, views) -> torch.Tensor:
+        """The backbone's embeddings at ``precision``, returned in float32 or wider.
+
+        The forward runs under ``torch.no_grad()``: inside a gradient capture the hook
+        switches autograd on at the target layer, so only the tail after it is recorded.
+        """
+        with (
+            torch.no_grad(),
+            autocast(self.options.precision, self.backbone.device),
+            record_function(LABELS["forward"]),
+        ):
+            embedding = self.backbone.encode(views)
+        return embedding.float() if embedding.dtype in (torch.float16, torch.bfloat16) else embedding
+
+    def _progress(self, iterable, description: str, stage):
+        """``iterable`` behind a tqdm progress bar (on stderr) when ``verbose`` and ``stage``, else as is."""
+        if not self.options.verbose or stage is None:
             return iterable
         from tqdm.auto import tqdm
 
-        return tqdm(iterable, desc=description, unit=unit, total=total)
+        return tqdm(iterable, desc=description, unit="sample")
 
     def _bar(self, total: int, description: str):
         """A tqdm bar counting samples (on stderr) when ``verbose``, else None."""
-        if not self.verbose:
+        if not self.options.verbose:
             return None
         from tqdm.auto import tqdm
 
@@ -237,21 +385,8 @@ class FeatureExtractor:
 
     def _capture(self) -> GradientCapture:
         if self._gradient_capture is None:
-            self._gradient_capture = GradientCapture(self.backbone.module, self.layer_path)
+            self._gradient_capture = GradientCapture(self.backbone.module, self.extractor.layer_path)
         return self._gradient_capture
-
-    def _keyed(self, samples, index: int) -> KeyedSample:
-        return KeyedSample.of(self.backbone, samples, index)
-
-    def _encode(self, views) -> torch.Tensor:
-        """The backbone's embeddings at ``precision``, returned in float32 or wider.
-
-        The forward runs under ``torch.no_grad()``: inside a gradient capture the hook
-        switches autograd on at the target layer, so only the tail after it is recorded.
-        """
-        with torch.no_grad(), autocast(self.precision, self.backbone.device):
-            embedding = self.backbone.encode(views)
-        return embedding.float() if embedding.dtype in (torch.float16, torch.bfloat16) else embedding
 
     def _view_groups(self, loss, n_samples):
         """``(start, stop)`` ranges of whole samples whose views fit in one forward."""
@@ -262,8 +397,9 @@ class FeatureExtractor:
     def _views(self, loss, keyed: KeyedSample, n_views: int | None = None) -> list:
         """``loss``'s views of one sample, seeded by the estimator's seed, the loss and the sample's key."""
         extra = {} if n_views is None else {"n_views": n_views}
-        rng = generator(derive_seed(self.seed, "views", loss.name, keyed.key))
-        return loss.views(keyed.sample, self.backbone, rng, **extra)
+        rng = generator(derive_seed(self.extractor.seed, "views", loss.name, keyed.key))
+        with record_function(LABELS["views"]):
+            return loss.views(keyed.sample, self.backbone, rng, **extra)
 
     def _encode_views(self, loss, samples) -> torch.Tensor:
         """``(S, V, E)``: each view group of ``loss`` encoded over all samples at once, sample-major,
@@ -283,13 +419,22 @@ class FeatureExtractor:
         that sample's views, and the gradient capture sums their tokens.
         """
         if len(views) <= self.batch_size:
-            return self._encode(views)
+            return self.embed(views)
         chunks = range(0, len(views), self.batch_size)
-        return torch.cat([self._encode(views[start : start + self.batch_size]) for start in chunks])
+        return torch.cat([self.embed(views[start : start + self.batch_size]) for start in chunks])
 
 
 def _nbytes(tensor: torch.Tensor | None) -> int:
     return 0 if tensor is None else tensor.numel() * tensor.element_size()
+
+
+def _finite_rows(block: torch.Tensor) -> torch.Tensor:
+    return torch.isfinite(block).all(dim=1)
+
+
+def _listed(indices: list[int], shown: int = 10) -> str:
+    more = f" and {len(indices) - shown} more" if len(indices) > shown else ""
+    return ", ".join(map(str, indices[:shown])) + more
 
 
 def _loss_dtype(device: torch.device) -> torch.dtype:
@@ -314,7 +459,7 @@ def _stacked(views):
 
 
 class KeyedSample:
-    """A canonical sample and the key that seeds its views.
+    """A canonical sample, its index in its collection, and the key that seeds its views.
 
     The key is a digest of the *raw* sample, as the input collection yields
     it, never of anything computed from it (such as audio feature frames):
@@ -323,10 +468,11 @@ class KeyedSample:
     computed on first use (only losses with views need it).
     """
 
-    __slots__ = ("_backbone", "_key", "_raw", "sample")
+    __slots__ = ("_backbone", "_key", "_raw", "index", "sample")
 
-    def __init__(self, sample, raw, backbone):
+    def __init__(self, sample, raw, backbone, index: int = 0):
         self.sample = sample
+        self.index = index
         self._raw = raw
         self._backbone = backbone
         self._key = None
@@ -334,7 +480,7 @@ class KeyedSample:
     @classmethod
     def of(cls, backbone, samples, index: int) -> KeyedSample:
         raw = samples[index]  # may decode a file
-        return cls(backbone.canonical(raw, index), raw, backbone)
+        return cls(backbone.canonical(raw, index), raw, backbone, index)
 
     @property
     def key(self) -> bytes:
@@ -355,4 +501,4 @@ class _TrainingSamples:
         return len(self._samples)
 
     def __getitem__(self, index: int) -> KeyedSample:
-        return KeyedSample.of(self._backbone, self._samples, index)
+        return KeyedSample.of(self._backbone, self._samples, int(index))

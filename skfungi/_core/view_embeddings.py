@@ -53,15 +53,16 @@ def mean_view_embeddings(transformer, X, loss: str, *, normalize: bool = True) -
     if loss not in by_name:
         raise ValueError(f"the transformer has no {loss!r} loss; its losses are {list(by_name)}.")
     fitted_loss = by_name[loss]
-    extractor = transformer._extractor()
+    extractor = transformer.extractor_
+    options = transformer._run_options()
     backbone = transformer.backbone_
     samples = backbone.as_samples(X, estimator=transformer, reset=False)
     out = np.empty((len(samples), transformer.embedding_dim_), dtype=np.float32)
     with frozen_eval(backbone.module):
-        for start in range(0, len(samples), extractor.batch_size):
-            stop = min(start + extractor.batch_size, len(samples))
+        for start in range(0, len(samples), options.batch_size):
+            stop = min(start + options.batch_size, len(samples))
             batch = [KeyedSample.of(backbone, samples, index) for index in range(start, stop)]
-            means = extractor.encode(fitted_loss, batch).mean(dim=1)
+            means = extractor.encode(fitted_loss, batch, options, stage=None).mean(dim=1)
             if normalize:
                 means = F.normalize(means, dim=1)
             out[start:stop] = means.to(device="cpu", dtype=torch.float32).numpy()

@@ -11,7 +11,31 @@ import torch.nn as nn
 from .._core.device import module_on
 from .._core.seeding import content_key
 
-__all__ = ["Backbone"]
+__all__ = ["Backbone", "check_module", "last_linear"]
+
+
+def last_linear(module: nn.Module) -> str | None:
+    """Dotted path of the last ``nn.Linear`` registered in ``module`` (``""`` if the module itself is
+    one; None if it has none): the default target layer of the generic adapters."""
+    paths = [path for path, layer in module.named_modules() if isinstance(layer, nn.Linear)]
+    return paths[-1] if paths else None
+
+
+def check_module(module: nn.Module) -> None:
+    """Refuse a module that cannot give true features: parameters on the meta device (never
+    materialised) or floating parameters and buffers that hold NaN or infinite values."""
+    for kind, named in (("parameter", module.named_parameters()), ("buffer", module.named_buffers())):
+        for name, tensor in named:
+            if tensor.is_meta:
+                raise ValueError(
+                    f"the backbone's {kind} {name!r} is on the meta device (it holds no values): load or "
+                    "materialise the module's weights first (e.g. module.to_empty(device=...) then load_state_dict)."
+                )
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise ValueError(
+                    f"the backbone's {kind} {name!r} contains NaN or infinite values: its features would be "
+                    "NaN or zero. Check the weights file or the training that produced it."
+                )
 
 
 class Backbone:
@@ -39,6 +63,16 @@ class Backbone:
         ``validate_data``, for adapters whose inputs are tabular.
         """
         raise NotImplementedError
+
+    def fit(self, samples) -> Backbone:
+        """The adapter fitted to the training ``samples`` (from :meth:`as_samples`).
+
+        Adapters that measure nothing from the data return themselves;
+        those that do (a tabular adapter's feature statistics) return a fitted
+        copy that shares the module, so the adapter a user passed is never
+        modified.
+        """
+        return self
 
     def canonical(self, sample, index: int):
         """One sample in the form the views are built from."""

@@ -31,7 +31,7 @@ from .._core.seeding import content_key
 from ..inputs.audio import Waveform, as_waveforms, check_sample_rate
 from ..inputs.columns import unwrap_column
 from ..views.audio import noise_and_roll
-from ._base import Backbone
+from ._base import Backbone, last_linear
 
 __all__ = [
     "AudioBackbone",
@@ -46,12 +46,6 @@ __all__ = [
 
 FeaturesFunction = Callable[[torch.Tensor, int], "torch.Tensor | np.ndarray"]
 EmbedFunction = Callable[[nn.Module, "torch.Tensor | PackedSequence"], torch.Tensor]
-
-
-def last_linear(module: nn.Module) -> str | None:
-    """Dotted path of the last ``nn.Linear`` registered in ``module`` (``None`` if it has none)."""
-    paths = [path for path, layer in module.named_modules() if isinstance(layer, nn.Linear) and path]
-    return paths[-1] if paths else None
 
 
 def batch_frames(batch: torch.Tensor | PackedSequence) -> list[torch.Tensor]:

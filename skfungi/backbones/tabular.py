@@ -15,25 +15,33 @@ the per-feature spread measured on the training rows (:attr:`feature_scale`).
 
 from __future__ import annotations
 
+import copy
 import math
-import numbers
 from collections import OrderedDict
 from collections.abc import Sequence
 from itertools import pairwise
+from numbers import Integral
 
 import numpy as np
 import torch
 import torch.nn as nn
-from sklearn.utils import check_array
-from sklearn.utils.validation import validate_data
+from sklearn.utils._param_validation import Options, validate_parameter_constraints
 
 from .._core.seeding import generator
+from .._core.validation import int_range
+from ..inputs.tabular import as_rows
 from ..views.tabular import dropout_and_noise
-from ._base import Backbone
+from ._base import Backbone, last_linear
 
 __all__ = ["TabularBackbone", "TabularMLP", "make_mlp_encoder"]
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_MLP_CONSTRAINTS = {
+    "hidden": [list, tuple],
+    "embedding_dim": [int_range(1)],
+    "random_state": [int_range(0)],
+    "dtype": [Options(torch.dtype, set(_FLOAT_DTYPES))],
+}
 
 
 def make_mlp_encoder(
@@ -78,7 +86,18 @@ def make_mlp_encoder(
     >>> net.output.weight.shape
     torch.Size([4, 8])
     """
-    widths = _mlp_widths(n_features, hidden, embedding_dim, random_state, dtype)
+    validate_parameter_constraints(
+        {**_MLP_CONSTRAINTS, "n_features": [int_range(1)]},
+        {
+            "n_features": n_features,
+            "hidden": hidden,
+            "embedding_dim": embedding_dim,
+            "random_state": random_state,
+            "dtype": dtype,
+        },
+        caller_name="make_mlp_encoder",
+    )
+    widths = [int(n_features), *_check_widths(hidden), int(embedding_dim)]
     rng = generator(int(random_state))
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     for index, (fan_in, fan_out) in enumerate(pairwise(widths)):
@@ -92,25 +111,6 @@ def make_mlp_encoder(
         if not last:
             layers[f"activation{index}"] = nn.ReLU()
     return nn.Sequential(layers)
-
-
-def _mlp_widths(n_features, hidden, embedding_dim, random_state, dtype) -> list[int]:
-    widths = [_positive_int(n_features, "n_features")]
-    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, Sequence):
-        raise TypeError(f"hidden must be a sequence of positive ints, got {hidden!r}.")
-    widths += [_positive_int(width, "hidden width") for width in hidden]
-    widths.append(_positive_int(embedding_dim, "embedding_dim"))
-    if not isinstance(random_state, numbers.Integral) or isinstance(random_state, bool) or random_state < 0:
-        raise ValueError(f"random_state must be a non-negative int, got {random_state!r}.")
-    if dtype not in _FLOAT_DTYPES:
-        raise ValueError(f"dtype must be a floating torch dtype, got {dtype!r}.")
-    return widths
-
-
-def last_linear(module: nn.Module) -> str | None:
-    """Dotted path of the last ``nn.Linear`` registered in ``module`` (None if there is none)."""
-    paths = [path for path, layer in module.named_modules() if isinstance(layer, nn.Linear)]
-    return paths[-1] if paths else None
 
 
 class TabularBackbone(Backbone):
@@ -174,19 +174,18 @@ class TabularBackbone(Backbone):
         dtype: torch.dtype | None = None,
         standardize: bool = False,
     ):
-        if not isinstance(module, nn.Module):
-            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}.")
-        if layer is not None and not isinstance(layer, str):
-            raise TypeError(f"layer must be a dotted path string or None, got {layer!r}.")
+        validate_parameter_constraints(
+            {
+                "module": [nn.Module],
+                "layer": [str, None],
+                "dtype": [None, Options(torch.dtype, set(_FLOAT_DTYPES))],
+                "standardize": ["boolean"],
+            },
+            {"module": module, "layer": layer, "dtype": dtype, "standardize": standardize},
+            caller_name=type(self).__name__,
+        )
         self.module = module
         self.default_layer = layer if layer is not None else last_linear(module)
-        self._init_options(dtype, standardize)
-
-    def _init_options(self, dtype, standardize) -> None:
-        if dtype is not None and dtype not in _FLOAT_DTYPES:
-            raise ValueError(f"dtype must be None or a floating torch dtype, got {dtype!r}.")
-        if not isinstance(standardize, (bool, np.bool_)):
-            raise TypeError(f"standardize must be a bool, got {standardize!r}.")
         self.row_dtype = dtype
         self.standardize = bool(standardize)
         self.n_features = None
@@ -208,20 +207,35 @@ class TabularBackbone(Backbone):
         return self._fitted(self._mean)
 
     def as_samples(self, X, estimator=None, reset: bool = True) -> torch.Tensor:
-        """Validate ``X`` and return its rows as an ``(n_samples, n_features)`` tensor (one sample per row).
+        """Validate ``X`` (see ``skfungi.inputs.tabular.as_rows``) and return its rows as an
+        ``(n_samples, n_features)`` float64 tensor, one sample per row.
 
-        With ``reset=True`` (``fit``) the feature statistics are measured on
-        ``X``; with ``reset=False`` (``transform``) ``X`` must have the
-        training width and the training statistics are kept.
+        With ``reset=False`` (``transform``) the adapter must be fitted and
+        ``X`` must have the training width.
         """
         if not reset:
             self._fitted(self._scale)
-        rows = _validated_rows(X, estimator, reset)
-        if reset:
-            self._fit_statistics(rows)
-        elif rows.shape[1] != self.n_features:  # only reachable without an estimator
+        rows = as_rows(X, estimator, reset)
+        if not reset and rows.shape[1] != self.n_features:  # only reachable without an estimator
             raise ValueError(f"X has {rows.shape[1]} features, but the backbone was fitted on {self.n_features}.")
-        return torch.tensor(np.ascontiguousarray(rows), dtype=self.dtype)  # a copy; views may have any strides
+        return torch.tensor(np.ascontiguousarray(rows), dtype=torch.float64)  # a copy; views may have any strides
+
+    def fit(self, samples: torch.Tensor) -> TabularBackbone:
+        """A copy of this adapter (sharing the module) with the training rows' statistics.
+
+        The mean and standard deviation of each feature are computed after
+        dividing the column by its largest magnitude, so that values near the
+        float64 limit (``1e300``) neither overflow nor lose the spread.
+        """
+        fitted = copy.copy(self)
+        magnitude = samples.abs().amax(dim=0)
+        magnitude = torch.where(magnitude > 0, magnitude, torch.ones_like(magnitude))
+        scaled = samples / magnitude
+        scale = scaled.std(dim=0, correction=0) * magnitude
+        fitted._scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        fitted._mean = scaled.mean(dim=0) * magnitude
+        fitted.n_features = int(samples.shape[1])
+        return fitted
 
     def canonical(self, row: torch.Tensor, index: int) -> torch.Tensor:
         """One row, checked to be a 1-D tensor of the training width."""
@@ -246,11 +260,9 @@ class TabularBackbone(Backbone):
         batch = views if isinstance(views, torch.Tensor) else torch.stack(list(views))
         if batch.ndim != 2 or batch.shape[1] != self.n_features:
             raise ValueError(f"expected views of shape (N, {self.n_features}), got {tuple(batch.shape)}.")
+        if self.standardize:  # in float64, before any narrowing to the module's dtype
+            batch = (batch.double() - self.feature_mean.to(batch.device)) / self.feature_scale.to(batch.device)
         batch = batch.to(device=self.device, dtype=self.dtype)
-        if self.standardize:
-            mean = self.feature_mean.to(device=batch.device, dtype=batch.dtype)
-            scale = self.feature_scale.to(device=batch.device, dtype=batch.dtype)
-            batch = (batch - mean) / scale
         try:
             output = self.module(batch)
         except torch.OutOfMemoryError:
@@ -263,13 +275,6 @@ class TabularBackbone(Backbone):
         return self._check_embedding(output, batch.shape[0])
 
     # -- internals ------------------------------------------------------------
-
-    def _fit_statistics(self, rows: np.ndarray) -> None:
-        values = torch.tensor(rows, dtype=torch.float64)
-        scale = values.std(dim=0, correction=0)
-        self._scale = torch.where(torch.isfinite(scale) & (scale > 0), scale, torch.ones_like(scale))
-        self._mean = values.mean(dim=0)
-        self.n_features = int(rows.shape[1])
 
     def _fitted(self, value):
         if value is None:
@@ -340,22 +345,35 @@ class TabularMLP(TabularBackbone):
         standardize: bool = True,
         dtype: torch.dtype = torch.float64,
     ):
-        _mlp_widths(1, hidden, embedding_dim, random_state, dtype)  # validates the arguments
-        self.hidden = tuple(int(width) for width in hidden)
+        validate_parameter_constraints(
+            {**_MLP_CONSTRAINTS, "standardize": ["boolean"]},
+            {
+                "hidden": hidden,
+                "embedding_dim": embedding_dim,
+                "random_state": random_state,
+                "dtype": dtype,
+                "standardize": standardize,
+            },
+            caller_name=type(self).__name__,
+        )
+        self.hidden = tuple(_check_widths(hidden))
         self.embedding_dim = int(embedding_dim)
         self.random_state = int(random_state)
         self.module = None
         self.default_layer = "output"
-        self._init_options(dtype, standardize)
+        self.row_dtype = dtype
+        self.standardize = bool(standardize)
+        self.n_features = None
+        self._scale = None
+        self._mean = None
 
-    def as_samples(self, X, estimator=None, reset: bool = True) -> torch.Tensor:
-        """As :meth:`TabularBackbone.as_samples`; with ``reset=True`` the MLP is (re)built for ``X``'s width."""
-        samples = super().as_samples(X, estimator, reset)
-        if reset:
-            self.module = make_mlp_encoder(
-                self.n_features, self.hidden, self.embedding_dim, self.random_state, self.row_dtype
-            )
-        return samples
+    def fit(self, samples: torch.Tensor) -> TabularMLP:
+        """As :meth:`TabularBackbone.fit`, with the MLP built for the rows' width."""
+        fitted = super().fit(samples)
+        fitted.module = make_mlp_encoder(
+            fitted.n_features, self.hidden, self.embedding_dim, self.random_state, self.row_dtype
+        )
+        return fitted
 
     def __repr__(self) -> str:
         return (
@@ -364,67 +382,9 @@ class TabularMLP(TabularBackbone):
         )
 
 
-# -- input validation ---------------------------------------------------------
-
-
-def _validated_rows(X, estimator, reset: bool) -> np.ndarray:
-    """``X`` as a 2-D float array, validated as scikit-learn estimators validate their input."""
-    if isinstance(X, torch.Tensor):
-        X = X.detach().cpu().numpy()
-    _refuse_strings_and_images(X)
-    options = {"dtype": [np.float64, np.float32], "copy": False}
-    if estimator is None:
-        return check_array(X, **options)
-    return validate_data(estimator, X, reset=reset, **options)
-
-
-def _refuse_strings_and_images(X) -> None:
-    """Clear errors for text columns and image arrays, which ``check_array`` reports obscurely."""
-    if hasattr(X, "columns") and hasattr(X, "dtypes"):  # a DataFrame
-        text = [
-            str(column)
-            for column, values in X.items()
-            if values.dtype.kind not in "biufcmM" and _holds_strings(values.to_numpy(dtype=object))
-        ]
-        if text:
-            raise ValueError(
-                f"column(s) {text} of X hold strings; the tabular backbone takes numeric features only. "
-                "Encode them first (e.g. OneHotEncoder in a ColumnTransformer before FungiTransformer)."
-            )
-        return
-    if isinstance(X, (list, tuple)):
-        try:
-            X = np.asarray(X)
-        except (ValueError, TypeError):
-            return  # ragged or odd lists: scikit-learn's own error follows
-    if not isinstance(X, np.ndarray):
-        return
-    if X.ndim >= 3:
-        raise ValueError(
-            f"the tabular backbone takes a 2-D array or DataFrame (n_samples, n_features), got an array of shape "
-            f"{X.shape}; images need an image backbone, fitted on images."
-        )
-    if X.dtype.kind in "USO" and _holds_strings(X):
-        flat = np.flatnonzero(_is_string(X.reshape(-1)))[0]
-        where = np.unravel_index(flat, X.shape)
-        position = f"sample {where[0]}" + (f", feature {where[1]}" if X.ndim == 2 else "")
-        raise ValueError(
-            f"X holds strings (first at {position}: {X[where]!r}); the tabular backbone takes numeric features "
-            "only. Encode them first (e.g. OneHotEncoder in a ColumnTransformer before FungiTransformer)."
-        )
-
-
-def _is_string(values: np.ndarray) -> np.ndarray:
-    if values.dtype.kind in "US":
-        return np.ones(values.shape, dtype=bool)
-    return np.frompyfunc(lambda value: isinstance(value, (str, bytes)), 1, 1)(values).astype(bool)
-
-
-def _holds_strings(values: np.ndarray) -> bool:
-    return values.size > 0 and bool(_is_string(values).any())
-
-
-def _positive_int(value, name: str) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-    return int(value)
+def _check_widths(hidden) -> list[int]:
+    """The hidden widths as ints; each must be a positive int."""
+    for width in hidden:
+        if not isinstance(width, Integral) or isinstance(width, bool) or width < 1:
+            raise ValueError(f"the widths in hidden must be positive ints, got {hidden!r}.")
+    return [int(width) for width in hidden]

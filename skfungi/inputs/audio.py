@@ -25,6 +25,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .meta import refuse_meta
+
 __all__ = ["Waveform", "WaveformCollection", "as_waveforms", "check_sample_rate"]
 
 
@@ -108,6 +110,7 @@ def _checked(item, index: int, default_rate: int) -> tuple[object, int]:
         raise TypeError(
             f"sample {index} is a {type(item).__name__}; expected a 1-D waveform (numpy array or torch tensor)."
         )
+    refuse_meta(item, f"sample {index}")
     if item.ndim != 1:
         multichannel = item.ndim == 2 and min(item.shape) <= 8 and max(item.shape) > 64
         hint = " (multichannel audio: mix it down to mono first)" if multichannel else ""

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from .meta import refuse_meta
+
 __all__ = ["ImageCollection", "as_images"]
 
 _CHANNELS = (1, 3)
@@ -66,6 +68,7 @@ def as_images(X) -> ImageCollection:
 
 
 def _as_array_images(X) -> ImageCollection:
+    refuse_meta(X, "X")
     is_tensor = isinstance(X, torch.Tensor)
     layout = "(N, C, H, W) tensor" if is_tensor else "(N, H, W, C) array"
     if X.ndim == 2:
@@ -125,6 +128,7 @@ def _decode(item, index: int, channels_last: bool) -> torch.Tensor:
         if tensor.ndim == 3 and channels_last:
             tensor = tensor.permute(2, 0, 1)
     elif isinstance(item, torch.Tensor):
+        refuse_meta(item, f"sample {index}")
         tensor = item.detach().cpu()
     else:
         raise TypeError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from sklearn.base import BaseEstimator
@@ -72,11 +73,19 @@ class FungiLoss(BaseEstimator):
     Subclasses define ``name`` (the prefix of its feature names), whether it
     reuses the backbone's inference view (``uses_inference_view``), how to
     build a sample's views (:meth:`views`), and its per-sample loss
-    (:meth:`sample_losses`).
+    (:meth:`sample_losses`). Their settings are checked by scikit-learn's
+    ``_parameter_constraints`` when they are fitted.
     """
 
     name = "loss"
     uses_inference_view = False
+    needs_gradient = True  # False for blocks that only embed views (ViewAverage)
+    _parameter_constraints: ClassVar[dict] = {}
+
+    def prepare_views(self, context: LossContext) -> FungiLoss:
+        """Check the settings and resolve what building views needs (no heads, no banks); returns self."""
+        self._validate_params()
+        return self
 
     def fit(self, context: LossContext) -> FungiLoss:
         raise NotImplementedError

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-import numbers
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
+from .._core.numerics import l2_normalize
+from .._core.validation import int_range, real_range
 from ..views.image import dino_crops
 from ._base import FungiLoss, LossContext
 
@@ -45,6 +47,16 @@ class DINOLoss(FungiLoss):
     """
 
     name = "dino"
+    _parameter_constraints: ClassVar[dict] = {
+        "n_global_crops": [int_range(1)],
+        "n_local_crops": [int_range(0)],
+        "global_crop_scale": [tuple, list],
+        "local_crop_scale": [tuple, list],
+        "local_crop_size": [None, int_range(1), real_range(0, 1, "right")],
+        "latent_dim": [int_range(2)],
+        "teacher_temperature": [real_range(0, None, "neither")],
+        "student_temperature": [real_range(0, None, "neither")],
+    }
 
     def __init__(
         self,
@@ -66,16 +78,21 @@ class DINOLoss(FungiLoss):
         self.teacher_temperature = teacher_temperature
         self.student_temperature = student_temperature
 
-    def fit(self, context: LossContext) -> DINOLoss:
+    def prepare_views(self, context: LossContext) -> DINOLoss:
+        """Check the settings (crops need an image backbone); returns self."""
+        super().prepare_views(context)
         if context.backbone.modality != "image":
             raise ValueError(
                 f"the DINO loss needs image crops; this backbone's modality is {context.backbone.modality!r}."
             )
-        if self.n_global_crops < 1:
-            raise ValueError(f"n_global_crops must be at least 1 (the teacher's views), got {self.n_global_crops}.")
-        if self.n_local_crops < 0:
-            raise ValueError(f"n_local_crops must be non-negative, got {self.n_local_crops}.")
-        _check_crop_size(self.local_crop_size)
+        for name in ("global_crop_scale", "local_crop_scale"):
+            scale = getattr(self, name)
+            if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+                raise ValueError(f"{name} must be a pair (low, high) with 0 < low <= high <= 1, got {scale!r}.")
+        return self
+
+    def fit(self, context: LossContext) -> DINOLoss:
+        self.prepare_views(context)
         self.student_head_ = self._head(context, self.latent_dim, "student")
         self.teacher_head_ = self._head(context, self.latent_dim, "teacher")
         return self
@@ -110,23 +127,10 @@ class DINOLoss(FungiLoss):
         return [group for group in (global_views, local_views) if len(group)]
 
     def sample_losses(self, embeddings: torch.Tensor) -> torch.Tensor:
-        normalised = F.normalize(embeddings, dim=-1)
+        normalised = l2_normalize(embeddings)
         student = F.log_softmax(F.linear(normalised, *self.student_head_) / self.student_temperature, dim=-1)
         with torch.no_grad():
             teacher_logits = F.linear(normalised[:, : self.n_global_crops], *self.teacher_head_)
             teacher = F.softmax(teacher_logits / self.teacher_temperature, dim=-1)
         # sum over teacher views t and student views s of -sum_k p_t[k] log q_s[k]
         return -torch.einsum("stk,svk->s", teacher, student)
-
-
-def _check_crop_size(size) -> None:
-    if size is None:
-        return
-    if isinstance(size, float) and 0 < size <= 1:
-        return
-    if isinstance(size, numbers.Integral) and not isinstance(size, bool) and size >= 1:
-        return
-    raise ValueError(
-        f"local_crop_size must be None, a positive int (pixels) or a float in (0, 1] "
-        f"(a fraction of the input size), got {size!r}."
-    )

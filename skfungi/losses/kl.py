@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
+from .._core.numerics import l2_normalize
+from .._core.validation import int_range, real_range
 from ._base import FungiLoss, LossContext
 
 __all__ = ["KLLoss"]
@@ -34,12 +37,17 @@ class KLLoss(FungiLoss):
 
     name = "kl"
     uses_inference_view = True
+    _parameter_constraints: ClassVar[dict] = {
+        "temperature": [real_range(0, None, "neither")],
+        "latent_dim": [int_range(2)],
+    }
 
     def __init__(self, temperature: float = 15.0, latent_dim: int = 768):
         self.temperature = temperature
         self.latent_dim = latent_dim
 
     def fit(self, context: LossContext) -> KLLoss:
+        self.prepare_views(context)
         self.head_ = self._head(context, self.latent_dim)
         return self
 
@@ -51,7 +59,7 @@ class KLLoss(FungiLoss):
 
     def sample_losses(self, embeddings: torch.Tensor) -> torch.Tensor:
         weight, bias = self.head_
-        logits = F.linear(F.normalize(embeddings[:, 0], dim=-1), weight, bias) / self.temperature
+        logits = F.linear(l2_normalize(embeddings[:, 0]), weight, bias) / self.temperature
         log_probs = F.log_softmax(logits, dim=-1)
         # KL(uniform || p) = sum_j u (log u - log p_j), u = 1 / K
         return -math.log(self.latent_dim) - log_probs.mean(dim=-1)

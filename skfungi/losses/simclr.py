@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.utils._param_validation import StrOptions
 
 from .._core.bank_cache import cached_bank
+from .._core.numerics import l2_normalize
 from .._core.seeding import derive_seed
+from .._core.validation import int_range, real_range
 from ._base import FungiLoss, LossContext
 
 __all__ = ["SimCLRLoss"]
@@ -92,6 +97,20 @@ class SimCLRLoss(FungiLoss):
     """
 
     name = "simclr"
+    _parameter_constraints: ClassVar[dict] = {
+        "grid_size": [int_range(2)],
+        "patch_fraction": [real_range(0, 1, "right")],
+        "resize_patches": ["boolean"],
+        "n_views": [StrOptions({"auto"}), int_range(2)],
+        "drop_prob": [real_range(0, 1, "left")],
+        "noise_scale": [real_range(0, None, "left")],
+        "max_roll": [int_range(0)],
+        "latent_dim": [StrOptions({"auto"}), int_range(2)],
+        "temperature": [real_range(0, None, "neither")],
+        "n_negatives": [StrOptions({"auto"}), int_range(0)],
+        "negative_views": [StrOptions({"auto", "all"}), int_range(1)],
+        "temperature_scope": [StrOptions(set(_TEMPERATURE_SCOPES))],
+    }
 
     def __init__(
         self,
@@ -121,11 +140,17 @@ class SimCLRLoss(FungiLoss):
         self.negative_views = negative_views
         self.temperature_scope = temperature_scope
 
-    def fit(self, context: LossContext) -> SimCLRLoss:
+    def prepare_views(self, context: LossContext) -> SimCLRLoss:
+        """Check the settings and resolve the modality's defaults (views, latent width, bank size)."""
+        super().prepare_views(context)
         modality = context.backbone.modality
         if modality not in MODALITY_DEFAULTS:
             raise ValueError(f"SimCLRLoss has no views for modality {modality!r}.")
         self._resolve(modality)
+        return self
+
+    def fit(self, context: LossContext) -> SimCLRLoss:
+        self.prepare_views(context)
         self.head_ = self._head(context, self.latent_dim_)
         samples = context.training_images
         rng = np.random.default_rng(derive_seed(context.seed, "negatives", self.name))
@@ -143,28 +168,16 @@ class SimCLRLoss(FungiLoss):
         return self
 
     def _resolve(self, modality: str) -> None:
-        if self.temperature_scope not in _TEMPERATURE_SCOPES:
-            raise ValueError(f"temperature_scope must be one of {_TEMPERATURE_SCOPES}, got {self.temperature_scope!r}.")
         defaults = MODALITY_DEFAULTS[modality]
         self.modality_ = modality
         if modality == "image":
-            if self.grid_size < 2:
-                raise ValueError(f"grid_size must be at least 2 (a sample needs two positives), got {self.grid_size}.")
             self.n_views_ = self.grid_size**2
-            if not isinstance(self.resize_patches, (bool, np.bool_)):
-                raise ValueError(f"resize_patches must be a bool, got {self.resize_patches!r}.")
         else:
-            self.n_views_ = defaults["n_views"] if self.n_views == "auto" else self.n_views
-            if not isinstance(self.n_views_, int) or self.n_views_ < 2:
-                raise ValueError(f"n_views must be an int >= 2 (a sample needs two positives), got {self.n_views!r}.")
+            self.n_views_ = defaults["n_views"] if self.n_views == "auto" else int(self.n_views)
         self.latent_dim_ = defaults["latent_dim"] if self.latent_dim == "auto" else int(self.latent_dim)
-        self.n_negatives_ = defaults["n_negatives"] if self.n_negatives == "auto" else self.n_negatives
-        if not isinstance(self.n_negatives_, (int, np.integer)) or self.n_negatives_ < 0:
-            raise ValueError(f"n_negatives must be 'auto' or a non-negative int, got {self.n_negatives!r}.")
+        self.n_negatives_ = defaults["n_negatives"] if self.n_negatives == "auto" else int(self.n_negatives)
         negative_views = defaults["negative_views"] if self.negative_views == "auto" else self.negative_views
         self.negative_views_ = self.n_views_ if negative_views == "all" else int(negative_views)
-        if self.negative_views_ < 1:
-            raise ValueError(f"negative_views must be 'auto', 'all' or a positive int, got {self.negative_views!r}.")
 
     def view_count(self, backbone) -> int:
         return self.n_views_
@@ -181,7 +194,7 @@ class SimCLRLoss(FungiLoss):
         return backbone.forward_size(round(backbone.input_size * self.patch_fraction))
 
     def _latents(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return F.normalize(F.linear(embeddings, *self.head_), dim=-1)
+        return l2_normalize(F.linear(embeddings, *self.head_))
 
     def sample_losses(self, embeddings: torch.Tensor) -> torch.Tensor:
         latents = self._latents(embeddings)  # (S, V, L)

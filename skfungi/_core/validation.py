@@ -1,0 +1,38 @@
+"""Parameter constraints in scikit-learn's ``_parameter_constraints`` language, and what it lacks.
+
+scikit-learn's ``Interval(Integral, ...)`` accepts ``True`` and ``False`` (a
+``bool`` is an ``Integral``, hence a ``Real``, in Python), so
+``batch_size=True`` would pass as 1; :func:`int_range` and :func:`real_range`
+are the same intervals with booleans refused.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+from sklearn.utils._param_validation import Interval
+
+__all__ = ["int_range", "real_range"]
+
+
+class _NoBoolInterval(Interval):
+    def is_satisfied_by(self, val) -> bool:
+        return not isinstance(val, bool) and super().is_satisfied_by(val)
+
+
+def int_range(low: int, high: int | None = None) -> Interval:
+    """The ints in ``[low, high]`` (``high=None``: no upper bound), booleans excluded.
+
+    Examples
+    --------
+    >>> from skfungi._core.validation import int_range
+    >>> positive = int_range(1)
+    >>> positive.is_satisfied_by(3), positive.is_satisfied_by(True), positive.is_satisfied_by(0)
+    (True, False, False)
+    """
+    return _NoBoolInterval(Integral, low, high, closed="left" if high is None else "both")
+
+
+def real_range(low: float | None, high: float | None, closed: str = "neither") -> Interval:
+    """The real numbers between ``low`` and ``high`` (``closed`` as in scikit-learn), booleans excluded."""
+    return _NoBoolInterval(Real, low, high, closed=closed)
