@@ -4,6 +4,7 @@ from ._base import FungiLoss, LossContext
 from .dino import DINOLoss
 from .kl import KLLoss
 from .simclr import SimCLRLoss
+from .view_average import SUFFIX, ViewAverage
 
 __all__ = [
     "VIEW_PRESETS",
@@ -12,6 +13,7 @@ __all__ = [
     "KLLoss",
     "LossContext",
     "SimCLRLoss",
+    "ViewAverage",
     "check_view_preset",
     "make_loss",
 ]
@@ -36,15 +38,22 @@ def check_view_preset(views) -> None:
 
 
 def make_loss(loss, views: str = "paper") -> FungiLoss:
-    """A loss object from a name (``"kl"``, ``"dino"``, ``"simclr"``) or a loss object.
+    """A block from a name or a loss object.
 
-    A name gives the loss with the settings of the ``views`` preset (see
-    ``VIEW_PRESETS``); a loss object is returned as it is.
+    ``"kl"``, ``"dino"``, ``"simclr"`` give the loss (its gradient block) and
+    ``"kl_views"``, ``"dino_views"``, ``"simclr_views"`` its
+    :class:`ViewAverage` (the mean embedding of its views), with the settings
+    of the ``views`` preset (see ``VIEW_PRESETS``); a loss object is returned
+    as it is.
     """
     check_view_preset(views)
     if isinstance(loss, FungiLoss):
         return loss
-    if isinstance(loss, str) and loss.lower() in LOSSES:
+    if isinstance(loss, str):
         name = loss.lower()
-        return LOSSES[name](**VIEW_PRESETS[views].get(name, {}))
-    raise ValueError(f"unknown loss {loss!r}; use one of {sorted(LOSSES)} or a FungiLoss object.")
+        if name in LOSSES:
+            return LOSSES[name](**VIEW_PRESETS[views].get(name, {}))
+        if name.endswith(SUFFIX) and name.removesuffix(SUFFIX) in LOSSES:
+            return ViewAverage(make_loss(name.removesuffix(SUFFIX), views))
+    names = sorted(LOSSES) + [name + SUFFIX for name in sorted(LOSSES)]
+    raise ValueError(f"unknown loss {loss!r}; use one of {names} or a FungiLoss object.")
