@@ -21,18 +21,20 @@ hnswlib's traps, and what this module does about them:
 
 from __future__ import annotations
 
-import numbers
 import warnings
+from typing import ClassVar
 
 import hnswlib
 import numpy as np
 import scipy.sparse as sp
 from joblib import effective_n_jobs
 from sklearn import get_config
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._core.seeding import base_seed, derive_seed
+from ._core.validation import int_range
 
 __all__ = ["HNSWTransformer"]
 
@@ -155,6 +157,18 @@ class HNSWTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         self.n_jobs = n_jobs
         self.random_state = random_state
 
+    _parameter_constraints: ClassVar[dict] = {
+        "mode": [StrOptions(set(_MODES))],
+        "n_neighbors": [int_range(1)],
+        "metric": [StrOptions(set(_SPACES))],
+        "M": [int_range(2)],  # hnswlib fails obscurely ("Not enough memory: addPoint ...") with M=1
+        "ef_construction": [int_range(1)],
+        "ef": [int_range(1)],
+        "batch_size": [int_range(1)],
+        "n_jobs": [None, int_range(1), int_range(None, -1)],
+        "random_state": ["random_state"],
+    }
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
@@ -162,6 +176,7 @@ class HNSWTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     # -- building ---------------------------------------------------------------
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Index the rows of ``X``, ``batch_size`` rows at a time.
 
@@ -176,7 +191,6 @@ class HNSWTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         -------
         self : HNSWTransformer
         """
-        self._check_params()
         X = self._validate(X, reset=True)
         self._init_index(X.shape[1], capacity=X.shape[0])
         self._fit_dtype = X.dtype
@@ -214,9 +228,8 @@ class HNSWTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         >>> index.kneighbors(data[:2], return_distance=False)[:, 0].tolist()
         [0, 1]
         """
+        self._validate_params()
         first_call = not hasattr(self, "index_")
-        if first_call:
-            self._check_params()
         X = self._validate(X, reset=first_call)
         if first_call:
             self._init_index(X.shape[1], capacity=X.shape[0])
@@ -276,11 +289,11 @@ class HNSWTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         neigh_ind : ndarray of shape (n_queries, n_neighbors), intp
             Indices of the neighbours among the fitted rows.
         """
+        self._validate_params()
         check_is_fitted(self)
         n_neighbors = self.n_neighbors if n_neighbors is None else n_neighbors
-        _check_positive_int("n_neighbors", n_neighbors)
-        _check_positive_int("ef", self.ef)
-        _check_positive_int("batch_size", self.batch_size)
+        if not int_range(1).is_satisfied_by(n_neighbors):
+            raise ValueError(f"n_neighbors must be a positive int, got {n_neighbors!r}.")
         query_is_train = X is None
         if query_is_train:
             if n_neighbors >= self.n_samples_fit_:
@@ -350,8 +363,8 @@ class HNSWTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
             ``n_neighbors + 1`` distances per row in ``mode="distance"``,
             ``n_neighbors`` ones in ``mode="connectivity"``.
         """
+        self._validate_params()
         check_is_fitted(self)
-        self._check_params()
         add_one = self.mode == "distance"
         return self.kneighbors_graph(X, mode=self.mode, n_neighbors=self.n_neighbors + add_one)
 
@@ -445,45 +458,29 @@ class HNSWTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def _validate(self, X, reset: bool) -> np.ndarray:
         X = validate_data(self, X, reset=reset, dtype=[np.float32, np.float64], ensure_all_finite=False)
-        _check_finite_rows(X, self.batch_size if _is_positive_int(self.batch_size) else 10_000)
+        _check_finite_rows(X, self.batch_size)
         return X
 
     def _n_threads(self) -> int:
         return max(1, int(effective_n_jobs(self.n_jobs)))
 
-    def _check_params(self) -> None:
-        if self.mode not in _MODES:
-            raise ValueError(f"mode must be one of {_MODES}, got {self.mode!r}.")
-        if self.metric not in _SPACES:
-            raise ValueError(f"metric must be one of {tuple(_SPACES)}, got {self.metric!r}.")
-        for name in ("n_neighbors", "M", "ef_construction", "ef", "batch_size"):
-            _check_positive_int(name, getattr(self, name))
-        if self.n_jobs is not None and (not isinstance(self.n_jobs, numbers.Integral) or self.n_jobs == 0):
-            raise ValueError(f"n_jobs must be None or a non-zero int, got {self.n_jobs!r}.")
-
-
-def _is_positive_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
-
-
-def _check_positive_int(name: str, value) -> None:
-    if not _is_positive_int(value):
-        raise ValueError(f"{name} must be a positive int, got {value!r}.")
-
 
 def _check_finite_rows(X: np.ndarray, batch_size: int) -> None:
-    """Refuse NaN or infinite values, naming the first offending row (batch by batch: no full-size mask)."""
+    """Refuse values that are not finite once stored as hnswlib stores them (float32), naming the first
+    offending row; batch by batch, so no full-size mask is made."""
     for start in range(0, X.shape[0], batch_size):
-        batch = X[start : start + batch_size]
         with np.errstate(over="ignore", invalid="ignore"):
-            if np.isfinite(batch.sum()):
+            batch = X[start : start + batch_size].astype(np.float32, copy=False)
+            if np.isfinite(batch.sum(dtype=np.float64)):
                 continue
         bad_rows = np.flatnonzero(~np.isfinite(batch).all(axis=1))
         if bad_rows.size:
             row = start + int(bad_rows[0])
+            value = X[row][~np.isfinite(batch[row - start])][0]
+            beyond = " (beyond float32's range of 3.4e38: hnswlib stores float32)" if np.isfinite(value) else ""
             raise ValueError(
-                f"Input X contains NaN or infinity in row {row} (value {X[row][~np.isfinite(X[row])][0]}); "
-                "HNSWTransformer needs finite vectors. Drop or impute such rows first."
+                f"Input X contains NaN or infinity in row {row} (value {value}){beyond}; "
+                "HNSWTransformer needs finite vectors. Drop, impute or rescale such rows first."
             )
 
 

@@ -260,19 +260,42 @@ def test_wrong_dimension_and_empty_input_are_clear_errors():
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"metric": "manhattan"}, "metric must be one of"),
-        ({"mode": "weights"}, "mode must be one of"),
-        ({"n_neighbors": 0}, "n_neighbors must be a positive int"),
-        ({"M": 1.5}, "M must be a positive int"),
-        ({"ef": -1}, "ef must be a positive int"),
-        ({"ef_construction": 0}, "ef_construction must be a positive int"),
-        ({"batch_size": 0}, "batch_size must be a positive int"),
-        ({"n_jobs": 0}, "n_jobs must be None or a non-zero int"),
+        ({"metric": "manhattan"}, "'metric' parameter of HNSWTransformer must be a str among"),
+        ({"mode": "weights"}, "'mode' parameter of HNSWTransformer must be a str among"),
+        ({"n_neighbors": 0}, "'n_neighbors' parameter of HNSWTransformer must be an int in the range"),
+        ({"M": 1.5}, "'M' parameter of HNSWTransformer must be an int in the range"),
+        ({"M": 1}, r"'M' parameter of HNSWTransformer must be an int in the range \[2, inf\)"),
+        ({"ef": -1}, "'ef' parameter of HNSWTransformer must be an int in the range"),
+        ({"ef_construction": 0}, "'ef_construction' parameter"),
+        ({"batch_size": 0}, "'batch_size' parameter"),
+        ({"n_jobs": 0}, "'n_jobs' parameter of HNSWTransformer must be None, an int in the range"),
+        ({"n_jobs": True}, "'n_jobs' parameter"),
     ],
 )
 def test_bad_parameters_are_named(params, message):
     with pytest.raises(ValueError, match=message):
         HNSWTransformer(**params).fit(data())
+
+
+def test_parameters_set_after_fit_are_checked_when_searching():
+    model = HNSWTransformer(n_neighbors=3, random_state=0).fit(data())
+    model.set_params(ef=0)
+    with pytest.raises(ValueError, match="'ef' parameter"):
+        model.kneighbors(data(5, seed=1))
+    with pytest.raises(ValueError, match="'ef' parameter"):
+        model.transform(data(5, seed=1))
+
+
+@pytest.mark.parametrize("value", [1e39, -1e39, np.inf])
+def test_a_value_beyond_float32_is_refused_with_its_row(value):
+    X = data(dtype=np.float64)
+    X[7, 3] = value
+    message = r"row 7 \(value -?(1e\+39|inf)\)" + (r" \(beyond float32's range" if np.isfinite(value) else "")
+    with pytest.raises(ValueError, match=message):
+        HNSWTransformer(random_state=0).fit(X)
+    fitted = HNSWTransformer(random_state=0).fit(data(dtype=np.float64))
+    with pytest.raises(ValueError, match=message):
+        fitted.kneighbors(X)
 
 
 def test_neighbours_and_protocols_do_not_import_torch():

@@ -20,8 +20,8 @@ class _NoBoolInterval(Interval):
         return not isinstance(val, bool) and super().is_satisfied_by(val)
 
 
-def int_range(low: int, high: int | None = None) -> Interval:
-    """The ints in ``[low, high]`` (``high=None``: no upper bound), booleans excluded.
+def int_range(low: int | None, high: int | None = None) -> Interval:
+    """The ints in ``[low, high]`` (``None``: no bound on that side), booleans excluded.
 
     Examples
     --------
@@ -30,7 +30,8 @@ def int_range(low: int, high: int | None = None) -> Interval:
     >>> positive.is_satisfied_by(3), positive.is_satisfied_by(True), positive.is_satisfied_by(0)
     (True, False, False)
     """
-    return _NoBoolInterval(Integral, low, high, closed="left" if high is None else "both")
+    closed = {(True, True): "both", (True, False): "left", (False, True): "right"}[(low is not None, high is not None)]
+    return _NoBoolInterval(Integral, low, high, closed=closed)
 
 
 def real_range(low: float | None, high: float | None, closed: str = "neither") -> Interval:
