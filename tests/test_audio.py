@@ -19,13 +19,10 @@ from sklearn.pipeline import Pipeline
 
 from skfungi import FungiTransformer
 from skfungi.backbones import resolve_backbone
-from skfungi.backbones.audio import (
-    AudioBackbone,
-    LogMelSpectrogram,
-    PartialUtteranceEmbedding,
-    last_linear,
-    mel_filterbank,
-)
+from skfungi.backbones._base import last_linear
+from skfungi.backbones.audio import AudioBackbone
+from skfungi.backbones.mel import LogMelSpectrogram, mel_filterbank
+from skfungi.backbones.resemblyzer import PartialUtteranceEmbedding
 from skfungi.inputs.audio import as_waveforms
 from skfungi.losses import KLLoss, SimCLRLoss
 
@@ -435,7 +432,7 @@ def test_resemblyzer_shapes_determinism_and_library_embedding():
     import librosa
     from resemblyzer import preprocess_wav
 
-    from skfungi.backbones.audio import ResemblyzerBackbone, resemblyzer_backbone
+    from skfungi.backbones.resemblyzer import ResemblyzerBackbone, resemblyzer_backbone
 
     clips, real = resemblyzer_clips()
     backbone = ResemblyzerBackbone(preprocess=real)
@@ -457,3 +454,13 @@ def test_resemblyzer_shapes_determinism_and_library_embedding():
     assert isinstance(resemblyzer_backbone(backbone.module), ResemblyzerBackbone)
     with pytest.raises(ValueError, match="Resemblyzer is an audio backbone"):
         resemblyzer_backbone(backbone.module, modality="image")
+
+
+def test_names_moved_out_of_the_audio_module_still_import_with_a_warning():
+    import skfungi.backbones.audio as audio
+
+    with pytest.warns(FutureWarning, match=r"moved to skfungi\.backbones\.resemblyzer\.ResemblyzerBackbone"):
+        moved = audio.ResemblyzerBackbone
+    from skfungi.backbones.resemblyzer import ResemblyzerBackbone
+
+    assert moved is ResemblyzerBackbone and audio.LogMelSpectrogram is LogMelSpectrogram

@@ -9,7 +9,9 @@ from __future__ import annotations
 from .._core.freeze import frozen_eval
 from ._base import Backbone
 from ._registry import MODALITIES, declared_modality, infer_modality, resolve_backbone
-from .audio import AudioBackbone, LogMelSpectrogram, ResemblyzerBackbone
+from .audio import AudioBackbone
+from .mel import LogMelSpectrogram
+from .resemblyzer import ResemblyzerBackbone
 from .huggingface import HuggingFaceTextBackbone
 from .image import IMAGENET_MEAN, IMAGENET_STD, ImageBackbone
 from .open_clip import OpenCLIPImageBackbone, OpenCLIPTextBackbone

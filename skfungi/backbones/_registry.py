@@ -31,7 +31,7 @@ _FAMILIES = {
     "timm": ("skfungi.backbones.timm", "timm_backbone"),
     "open_clip": ("skfungi.backbones.open_clip", "open_clip_backbone"),
     "hf": ("skfungi.backbones.huggingface", "huggingface_backbone"),
-    "resemblyzer": ("skfungi.backbones.audio", "resemblyzer_backbone"),
+    "resemblyzer": ("skfungi.backbones.resemblyzer", "resemblyzer_backbone"),
     "skfungi": ("skfungi.backbones.mobilenet", "skfungi_backbone"),
 }
 _GENERIC = {

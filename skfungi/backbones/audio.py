@@ -18,13 +18,11 @@ padded behind the module's back.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch.nn.utils.rnn import PackedSequence, pack_sequence, pad_packed_sequence
 
 from .._core.seeding import content_key
@@ -32,17 +30,9 @@ from ..inputs.audio import Waveform, as_waveforms, check_sample_rate
 from ..inputs.columns import unwrap_column
 from ..views.audio import noise_and_roll
 from ._base import Backbone, last_linear
+from .mel import LogMelSpectrogram
 
-__all__ = [
-    "AudioBackbone",
-    "LogMelSpectrogram",
-    "PartialUtteranceEmbedding",
-    "ResemblyzerBackbone",
-    "ResemblyzerFeatures",
-    "batch_frames",
-    "last_linear",
-    "resemblyzer_backbone",
-]
+__all__ = ["AudioBackbone", "LogMelSpectrogram", "batch_frames"]
 
 FeaturesFunction = Callable[[torch.Tensor, int], "torch.Tensor | np.ndarray"]
 EmbedFunction = Callable[[nn.Module, "torch.Tensor | PackedSequence"], torch.Tensor]
@@ -247,330 +237,26 @@ def _checked_frames(frames, index: int, n_samples: int, rate: int) -> torch.Tens
     return frames
 
 
-# -- a default features function --------------------------------------------------------------
+# Public names that moved to skfungi.backbones.resemblyzer / .mel: importable from here, with a warning.
+_MOVED = {
+    "PartialUtteranceEmbedding": "resemblyzer",
+    "ResemblyzerBackbone": "resemblyzer",
+    "ResemblyzerFeatures": "resemblyzer",
+    "resemblyzer_backbone": "resemblyzer",
+    "mel_filterbank": "mel",
+}
 
 
-class LogMelSpectrogram:
-    """``log(mel power spectrogram + floor)`` frames: Hann windows, HTK mel scale, triangular filters.
+def __getattr__(name: str):
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    import warnings
 
-    Parameters
-    ----------
-    n_mels : int, default=128
-        Mel bands (the width ``F`` of the frames).
-    window_ms, hop_ms : float, default=25, 10
-        Window length and hop in milliseconds (rounded to whole samples at
-        each clip's rate; the FFT size is the window length).
-    f_min : float, default=0
-        Lowest band edge in Hz.
-    f_max : float, optional
-        Highest band edge in Hz; default: half the clip's sample rate. Set it
-        when clips at different rates are mixed, so that bands mean the same
-        frequencies for all of them.
-    floor : float, default=1e-6
-        Added before the logarithm (silence stays finite).
-
-    Notes
-    -----
-    Frames are centred on multiples of the hop (the signal is zero-padded by
-    half a window at both ends), so a clip of ``n`` samples gives
-    ``1 + n // hop`` frames. Computed in float64.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from skfungi.backbones.audio import LogMelSpectrogram
-    >>> LogMelSpectrogram(n_mels=40)(torch.zeros(16000), 16000).shape
-    torch.Size([101, 40])
-    """
-
-    def __init__(
-        self,
-        n_mels: int = 128,
-        window_ms: float = 25.0,
-        hop_ms: float = 10.0,
-        f_min: float = 0.0,
-        f_max: float | None = None,
-        floor: float = 1e-6,
-    ):
-        if not isinstance(n_mels, numbers.Integral) or isinstance(n_mels, bool) or n_mels < 1:
-            raise ValueError(f"n_mels must be a positive int, got {n_mels!r}.")
-        for name, value in (("window_ms", window_ms), ("hop_ms", hop_ms), ("floor", floor)):
-            if not isinstance(value, numbers.Real) or not value > 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}.")
-        if not isinstance(f_min, numbers.Real) or f_min < 0:
-            raise ValueError(f"f_min must be a non-negative number, got {f_min!r}.")
-        if f_max is not None and (not isinstance(f_max, numbers.Real) or f_max <= f_min):
-            raise ValueError(f"f_max must be None or a number above f_min={f_min}, got {f_max!r}.")
-        self.n_mels = int(n_mels)
-        self.window_ms = float(window_ms)
-        self.hop_ms = float(hop_ms)
-        self.f_min = float(f_min)
-        self.f_max = None if f_max is None else float(f_max)
-        self.floor = float(floor)
-
-    def __call__(self, waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
-        window = max(2, round(sample_rate * self.window_ms / 1000))
-        hop = max(1, round(sample_rate * self.hop_ms / 1000))
-        f_max = sample_rate / 2 if self.f_max is None else self.f_max
-        if f_max > sample_rate / 2:
-            raise ValueError(f"f_max={f_max} Hz is above the Nyquist frequency of a {sample_rate} Hz clip.")
-        spectrum = torch.stft(
-            torch.as_tensor(waveform, dtype=torch.float64),
-            n_fft=window,
-            hop_length=hop,
-            window=torch.hann_window(window, dtype=torch.float64),
-            center=True,
-            pad_mode="constant",
-            return_complex=True,
-        )
-        power = spectrum.abs().square()  # (n_fft // 2 + 1, frames)
-        filters = mel_filterbank(window, sample_rate, self.n_mels, self.f_min, f_max)
-        return torch.log(filters @ power + self.floor).T.to(torch.float32).contiguous()
-
-    def __repr__(self) -> str:
-        return f"LogMelSpectrogram(n_mels={self.n_mels}, window_ms={self.window_ms}, hop_ms={self.hop_ms})"
-
-
-def mel_filterbank(n_fft: int, sample_rate: int, n_mels: int, f_min: float, f_max: float) -> torch.Tensor:
-    """``(n_mels, n_fft // 2 + 1)`` triangular HTK-mel filters of peak 1 (librosa's ``htk=True, norm=None``)."""
-
-    def to_mel(hz):
-        return 2595.0 * np.log10(1.0 + np.asarray(hz, dtype=np.float64) / 700.0)
-
-    edges = 700.0 * (10.0 ** (np.linspace(to_mel(f_min), to_mel(f_max), n_mels + 2) / 2595.0) - 1.0)
-    bins = np.linspace(0.0, sample_rate / 2, n_fft // 2 + 1)
-    widths = np.diff(edges)
-    rising = (bins[None, :] - edges[:-2, None]) / widths[:-1, None]
-    falling = (edges[2:, None] - bins[None, :]) / widths[1:, None]
-    return torch.from_numpy(np.maximum(0.0, np.minimum(rising, falling)))
-
-
-# -- Resemblyzer --------------------------------------------------------------------------------
-
-_RESEMBLYZER_RATE = 16000
-_PARTIAL_FRAMES = 160  # resemblyzer.hparams.partials_n_frames (1.6 s at 10 ms frames)
-
-
-def _import_resemblyzer():
-    try:
-        import resemblyzer
-    except ImportError as error:
-        raise ImportError(
-            "the Resemblyzer adapter needs the resemblyzer package: "
-            "pip install 'setuptools<81' resemblyzer (webrtcvad builds from source and needs pkg_resources)."
-        ) from error
-    return resemblyzer
-
-
-class ResemblyzerFeatures:
-    """Resemblyzer's mel frames of one clip, as its ``embed_utterance`` computes them.
-
-    1. ``preprocess=True`` (default): ``resemblyzer.preprocess_wav``, i.e.
-       resample to 16 kHz, raise the volume to -30 dBFS (never lowers it),
-       and shorten silences longer than ~0.2 s with webrtcvad; this is the
-       input the pretrained encoder expects. ``preprocess=False``: only
-       resample to 16 kHz (``librosa.resample``, as ``preprocess_wav`` does).
-    2. ``partials=True``: zero-pad the clip as ``embed_utterance`` does so that
-       its last 1.6 s partial window is complete (at least one window, so
-       clips under 1.6 s are padded to 1.6 s), and keep only the frames the
-       partial windows cover.
-    3. ``resemblyzer.audio.wav_to_mel_spectrogram``: 40 mel bands (power, not
-       log), 25 ms windows, 10 ms hop.
-
-    Parameters
-    ----------
-    preprocess : bool, default=True
-    partials : bool, default=True
-        Frames for :class:`PartialUtteranceEmbedding` (True) or for a
-        forward on the whole utterance (False).
-    rate : float, default=1.3
-        Partial windows per second (``embed_utterance``'s ``rate``).
-    min_coverage : float, default=0.75
-        ``embed_utterance``'s ``min_coverage`` for the last partial window.
-    """
-
-    def __init__(self, preprocess: bool = True, partials: bool = True, rate: float = 1.3, min_coverage: float = 0.75):
-        self.preprocess = bool(preprocess)
-        self.partials = bool(partials)
-        self.rate = float(rate)
-        self.min_coverage = float(min_coverage)
-
-    def __call__(self, waveform: torch.Tensor, sample_rate: int) -> torch.Tensor:
-        resemblyzer = _import_resemblyzer()
-        wav = waveform.detach().cpu().numpy()
-        if not np.any(wav):
-            raise ValueError("the clip is silent (all zeros); Resemblyzer's volume normalisation is undefined for it.")
-        source_rate = sample_rate if sample_rate != _RESEMBLYZER_RATE else None
-        if self.preprocess:
-            wav = resemblyzer.preprocess_wav(wav, source_sr=source_rate)
-            if len(wav) == 0:
-                raise ValueError("no voiced audio is left after Resemblyzer's silence trimming (preprocess=True).")
-        elif source_rate is not None:
-            import librosa
-
-            wav = librosa.resample(wav, orig_sr=source_rate, target_sr=_RESEMBLYZER_RATE)
-        stop = None
-        if self.partials:
-            wav_slices, mel_slices = resemblyzer.VoiceEncoder.compute_partial_slices(
-                len(wav), self.rate, self.min_coverage
-            )
-            if wav_slices[-1].stop >= len(wav):
-                wav = np.pad(wav, (0, wav_slices[-1].stop - len(wav)), "constant")
-            stop = mel_slices[-1].stop
-        mel = resemblyzer.audio.wav_to_mel_spectrogram(wav)
-        return torch.from_numpy(np.ascontiguousarray(mel[:stop]))
-
-    def __repr__(self) -> str:
-        return f"ResemblyzerFeatures(preprocess={self.preprocess}, partials={self.partials})"
-
-
-class PartialUtteranceEmbedding:
-    """Resemblyzer's ``embed_utterance``, batched and differentiable with respect to ``linear``.
-
-    Each view's frames are cut into windows of ``partial_frames`` frames every
-    ``step`` frames (the last window ends on the last frame, which
-    :class:`ResemblyzerFeatures` with ``partials=True`` guarantees; views
-    shorter than one window are zero-padded to one). Every window goes through
-    ``module.lstm`` (the last layer's final hidden state), then
-    ``normalise(relu(module.linear(.)))``; the view's embedding is the
-    L2-normalised mean over its windows. ``module.linear`` is called once,
-    with windows as tokens (zero-padded per view, and masked out of the mean,
-    so padding contributes exactly nothing): a view's embedding and gradient
-    depend on its own frames only.
-
-    Parameters
-    ----------
-    partial_frames : int, default=160
-    step : int, default=77
-        Frames between window starts (``round(16000 / 1.3 / 160)``, the
-        library's default ``rate=1.3``).
-    """
-
-    def __init__(self, partial_frames: int = _PARTIAL_FRAMES, step: int = 77):
-        self.partial_frames = int(partial_frames)
-        self.step = int(step)
-
-    def __call__(self, module: nn.Module, batch: torch.Tensor | PackedSequence) -> torch.Tensor:
-        views = batch_frames(batch)
-        windows, owners, slots = [], [], []
-        for view_index, frames in enumerate(views):
-            if frames.shape[0] < self.partial_frames:
-                frames = F.pad(frames, (0, 0, 0, self.partial_frames - frames.shape[0]))
-            starts = range(0, frames.shape[0] - self.partial_frames + 1, self.step)
-            for slot, start in enumerate(starts):
-                windows.append(frames[start : start + self.partial_frames])
-                owners.append(view_index)
-                slots.append(slot)
-        _, (hidden, _) = module.lstm(torch.stack(windows))
-        hidden = hidden[-1]  # (total windows, H)
-        owners_t = torch.tensor(owners, device=hidden.device)
-        slots_t = torch.tensor(slots, device=hidden.device)
-        tokens = hidden.new_zeros(len(views), max(slots) + 1, hidden.shape[-1])
-        tokens[owners_t, slots_t] = hidden
-        mask = hidden.new_zeros(len(views), tokens.shape[1])
-        mask[owners_t, slots_t] = 1.0
-        partial = F.normalize(module.relu(module.linear(tokens)), dim=-1)
-        mean = (partial * mask.unsqueeze(-1)).sum(dim=1) / mask.sum(dim=1, keepdim=True)
-        return F.normalize(mean, dim=-1)
-
-    def __repr__(self) -> str:
-        return f"PartialUtteranceEmbedding(partial_frames={self.partial_frames}, step={self.step})"
-
-
-_EMBEDDINGS = ("partials", "utterance")
-
-
-class ResemblyzerBackbone(AudioBackbone):
-    """The Resemblyzer speaker encoder (3-layer LSTM + ``linear`` 256, ReLU, L2-normalised).
-
-    Inputs are mono float waveforms at ``sample_rate`` (or
-    ``(waveform, sample_rate)`` pairs); other rates than 16 kHz, such as
-    8 kHz telephone prompts, are resampled. Frames and embedding follow the
-    library's own ``embed_utterance``:
-
-    - features: :class:`ResemblyzerFeatures` (``preprocess_wav`` when
-      ``preprocess=True``, then 40-band mel frames at 10 ms);
-    - ``embedding="partials"`` (default): the L2-normalised mean of the
-      embeddings of 1.6 s windows, as ``embed_utterance`` computes it
-      (:class:`PartialUtteranceEmbedding`), identical to the library's
-      embedding up to float error;
-      ``embedding="utterance"``: the encoder's ``forward`` on the whole
-      clip (its final LSTM state), which the library does not use.
-
-    Either way a clip's loss depends on its own frames only. The default
-    target layer is ``linear`` (256 x 257 gradient).
-
-    Note that SimCLR's audio views add uniform noise of up to
-    ``noise_scale`` (default 0.1) to the frames, which are mel *power*
-    values here (often well below 0.1): consider a smaller
-    ``SimCLRLoss(noise_scale=...)``.
-
-    Parameters
-    ----------
-    encoder : resemblyzer.VoiceEncoder, optional
-        An encoder to wrap (e.g. with custom weights). Default: a new
-        ``VoiceEncoder(device=device)`` with the package's pretrained weights.
-    sample_rate : int, default=16000
-        Rate (Hz) of waveforms given without one.
-    preprocess : bool, default=True
-        Apply ``resemblyzer.preprocess_wav`` (volume normalisation and
-        silence trimming; resampling happens either way).
-    embedding : {"partials", "utterance"}, default="partials"
-    layer : str, default="linear"
-    device : str or torch.device, default="cpu"
-        Where a new encoder is loaded (ignored when ``encoder`` is given).
-
-    Examples
-    --------
-    >>> from skfungi.backbones.audio import ResemblyzerBackbone
-    >>> backbone = ResemblyzerBackbone(sample_rate=8000)  # doctest: +SKIP
-    >>> backbone.default_layer  # doctest: +SKIP
-    'linear'
-    """
-
-    def __init__(
-        self,
-        encoder: nn.Module | None = None,
-        *,
-        sample_rate: int = _RESEMBLYZER_RATE,
-        preprocess: bool = True,
-        embedding: str = "partials",
-        layer: str = "linear",
-        device: str | torch.device = "cpu",
-    ):
-        if embedding not in _EMBEDDINGS:
-            raise ValueError(f"embedding must be one of {_EMBEDDINGS}, got {embedding!r}.")
-        if not isinstance(preprocess, (bool, np.bool_)):
-            raise TypeError(f"preprocess must be a bool, got {preprocess!r}.")
-        if encoder is None:
-            encoder = _import_resemblyzer().VoiceEncoder(device=device, verbose=False)
-        missing = [
-            name for name in ("lstm", "linear", "relu") if not isinstance(getattr(encoder, name, None), nn.Module)
-        ]
-        if missing:
-            raise TypeError(
-                f"encoder must be a resemblyzer.VoiceEncoder (with lstm, linear and relu submodules); "
-                f"{type(encoder).__name__} lacks {', '.join(missing)}."
-            )
-        partials = embedding == "partials"
-        super().__init__(
-            encoder,
-            features=ResemblyzerFeatures(preprocess=bool(preprocess), partials=partials),
-            sample_rate=sample_rate,
-            layer=layer,
-            embed=PartialUtteranceEmbedding() if partials else None,
-        )
-        self.preprocess = bool(preprocess)
-        self.embedding = embedding
-
-
-def resemblyzer_backbone(model, modality: str = "auto") -> ResemblyzerBackbone:
-    """Registry builder: a ``VoiceEncoder``, or a spec name ``"pretrained"`` / a local weights path."""
-    if modality not in ("auto", "audio"):
-        raise ValueError(f"Resemblyzer is an audio backbone; modality={modality!r} is not possible.")
-    if isinstance(model, nn.Module):
-        return ResemblyzerBackbone(model)
-    if model == "pretrained":
-        return ResemblyzerBackbone()
-    encoder = _import_resemblyzer().VoiceEncoder(device="cpu", verbose=False, weights_fpath=model)
-    return ResemblyzerBackbone(encoder)
+    module = f"skfungi.backbones.{_MOVED[name]}"
+    warnings.warn(
+        f"skfungi.backbones.audio.{name} moved to {module}.{name}; import it from there (or from skfungi.backbones).",
+        FutureWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(module), name)
