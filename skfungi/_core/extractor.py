@@ -28,6 +28,7 @@ so a profiler (and ``benchmarks/throughput.py``) can attribute time to them.
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from collections import deque
@@ -39,6 +40,7 @@ import numpy as np
 import torch
 from torch.profiler import record_function
 
+from ..inputs.lazy import LazySequence
 from ..losses import LossContext
 from .device import autocast
 from .freeze import frozen_eval
@@ -138,7 +140,7 @@ class FeatureExtractor:
                 backbone=self.backbone,
                 dtype=_loss_dtype(probe.device),
                 device=probe.device,
-                training_images=_TrainingSamples(samples, self.backbone),
+                training_images=LazySequence(samples, functools.partial(KeyedSample.from_raw, backbone=self.backbone)),
                 encode=lambda loss, bank, n_views=None: self.encode(loss, bank, options, n_views),
             )
             for loss in self.losses:
@@ -479,7 +481,11 @@ class KeyedSample:
 
     @classmethod
     def of(cls, backbone, samples, index: int) -> KeyedSample:
-        raw = samples[index]  # may decode a file
+        """The sample at ``index`` of a collection (reading it may decode a file)."""
+        return cls.from_raw(samples[index], index, backbone)
+
+    @classmethod
+    def from_raw(cls, raw, index: int, backbone) -> KeyedSample:
         return cls(backbone.canonical(raw, index), raw, backbone, index)
 
     @property
@@ -488,17 +494,3 @@ class KeyedSample:
             self._key = self._backbone.sample_key(self._raw)
             self._raw = None
         return self._key
-
-
-class _TrainingSamples:
-    """Training samples decoded on access, as :class:`KeyedSample` (what ``encode`` takes)."""
-
-    def __init__(self, samples, backbone):
-        self._samples = samples
-        self._backbone = backbone
-
-    def __len__(self) -> int:
-        return len(self._samples)
-
-    def __getitem__(self, index: int) -> KeyedSample:
-        return KeyedSample.of(self._backbone, self._samples, int(index))

@@ -19,15 +19,15 @@ error names the offending sample.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from .lazy import LazySequence
 from .meta import refuse_meta
 
-__all__ = ["Waveform", "WaveformCollection", "as_waveforms", "check_sample_rate"]
+__all__ = ["Waveform", "as_waveforms", "check_sample_rate"]
 
 
 class Waveform(NamedTuple):
@@ -44,28 +44,17 @@ def check_sample_rate(value, where: str = "sample_rate") -> int:
     return int(value)
 
 
-class WaveformCollection(Sequence):
-    """Validated clips, converted to :class:`Waveform` on access."""
-
-    def __init__(self, items: list[tuple[object, int]]):
-        self._items = items
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        waveform, rate = self._items[index]
-        if isinstance(waveform, torch.Tensor):
-            tensor = waveform.detach().cpu()
-        else:
-            array = np.ascontiguousarray(waveform)
-            tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
-        return Waveform(tensor.to(torch.float32), rate)
+def _as_waveform(item: tuple[object, int], index: int) -> Waveform:
+    waveform, rate = item
+    if isinstance(waveform, torch.Tensor):
+        tensor = waveform.detach().cpu()
+    else:
+        array = np.ascontiguousarray(waveform)
+        tensor = torch.from_numpy(array if array.flags.writeable else array.copy())
+    return Waveform(tensor.to(torch.float32), rate)
 
 
-def as_waveforms(X, sample_rate: int) -> WaveformCollection:
+def as_waveforms(X, sample_rate: int) -> LazySequence:
     """Check that ``X`` is a collection of mono float waveforms; plain ones are at ``sample_rate`` Hz."""
     sample_rate = check_sample_rate(sample_rate)
     if isinstance(X, np.ndarray) and X.dtype == object and X.ndim == 1:
@@ -80,7 +69,7 @@ def as_waveforms(X, sample_rate: int) -> WaveformCollection:
         )
     if len(X) == 0:
         raise ValueError("X is empty: at least one waveform is required.")
-    return WaveformCollection([_checked(item, index, sample_rate) for index, item in enumerate(X)])
+    return LazySequence([_checked(item, index, sample_rate) for index, item in enumerate(X)], _as_waveform)
 
 
 def _array_message(X) -> str:

@@ -17,37 +17,22 @@ offending sample.
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Sequence
 
 import numpy as np
 import torch
 
+from .lazy import LazySequence
 from .meta import refuse_meta
 
-__all__ = ["ImageCollection", "as_images"]
+__all__ = ["as_images"]
 
 _CHANNELS = (1, 3)
 
 
-class ImageCollection(Sequence):
-    """A sequence of images decoded on access to ``(C, H, W)`` float32 in [0, 1]."""
-
-    def __init__(self, items, channels_last: bool):
-        self._items = items
-        self._channels_last = channels_last
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        return _decode(self._items[index], index, self._channels_last)
-
-
-def as_images(X) -> ImageCollection:
-    """Check ``X`` is a collection of images and wrap it for lazy decoding.
+def as_images(X) -> LazySequence:
+    """Check ``X`` is a collection of images and wrap it for lazy decoding to ``(C, H, W)`` float32 in [0, 1].
 
     Whole arrays are checked here (shape, dtype, finiteness, range); list
     elements are checked as they are decoded, so a broken file is reported
@@ -60,14 +45,14 @@ def as_images(X) -> ImageCollection:
     if isinstance(X, (list, tuple)):
         if len(X) == 0:
             raise ValueError("X is empty: at least one image is required.")
-        return ImageCollection(list(X), channels_last=True)
+        return LazySequence(list(X), functools.partial(_decode, channels_last=True))
     raise TypeError(
         "X must be an (N, H, W, C) numpy array, an (N, C, H, W) torch tensor, or a list of "
         f"PIL images / file paths / arrays; got {type(X).__name__}."
     )
 
 
-def _as_array_images(X) -> ImageCollection:
+def _as_array_images(X) -> LazySequence:
     refuse_meta(X, "X")
     is_tensor = isinstance(X, torch.Tensor)
     layout = "(N, C, H, W) tensor" if is_tensor else "(N, H, W, C) array"
@@ -88,7 +73,7 @@ def _as_array_images(X) -> ImageCollection:
                 f"or 3 (RGB) channels in an {layout}."
             )
     _check_values(X, "X", per_sample=True)
-    return ImageCollection(X, channels_last=not is_tensor)
+    return LazySequence(X, functools.partial(_decode, channels_last=not is_tensor))
 
 
 def _check_values(array, where: str, per_sample: bool = False) -> None:
