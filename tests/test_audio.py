@@ -369,14 +369,16 @@ def test_frames_of_different_widths_are_refused(clips):
 
 
 def test_bad_adapter_arguments():
-    with pytest.raises(TypeError, match=r"module must be a torch\.nn\.Module"):
+    with pytest.raises(TypeError, match=r"'module' parameter of AudioBackbone must be an instance of"):
         AudioBackbone("lstm")
-    with pytest.raises(TypeError, match="features must be a callable"):
+    with pytest.raises(TypeError, match="'features' parameter of AudioBackbone must be None or a callable"):
         AudioBackbone(tiny_speaker(), features="mel")
-    with pytest.raises(ValueError, match="sample_rate must be a positive int"):
+    with pytest.raises(ValueError, match="'sample_rate' parameter of AudioBackbone must be an int"):
         AudioBackbone(tiny_speaker(), sample_rate=16000.5)
-    with pytest.raises(ValueError, match="n_mels must be a positive int"):
+    with pytest.raises(ValueError, match="'n_mels' parameter of LogMelSpectrogram must be an int"):
         LogMelSpectrogram(n_mels=0)
+    with pytest.raises(ValueError, match="f_max must be above f_min=100"):
+        LogMelSpectrogram(f_min=100, f_max=50)
     with pytest.raises(ValueError, match="above the Nyquist"):
         LogMelSpectrogram(f_max=6000)(torch.zeros(800), 8000)
 

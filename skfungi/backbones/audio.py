@@ -23,10 +23,12 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
+from sklearn.utils._param_validation import validate_parameter_constraints
 from torch.nn.utils.rnn import PackedSequence, pack_sequence, pad_packed_sequence
 
 from .._core.seeding import content_key
-from ..inputs.audio import Waveform, as_waveforms, check_sample_rate
+from .._core.validation import int_range
+from ..inputs.audio import Waveform, as_waveforms
 from ..inputs.columns import unwrap_column
 from ..views.audio import noise_and_roll
 from ._base import Backbone, last_linear
@@ -129,17 +131,20 @@ class AudioBackbone(Backbone):
         layer: str | None = None,
         embed: EmbedFunction | None = None,
     ):
-        if not isinstance(module, nn.Module):
-            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}.")
-        if features is not None and not callable(features):
-            raise TypeError(f"features must be a callable (waveform, sample_rate) -> frames, got {features!r}.")
-        if embed is not None and not callable(embed):
-            raise TypeError(f"embed must be a callable (module, batch) -> (N, E), got {embed!r}.")
-        if layer is not None and not isinstance(layer, str):
-            raise TypeError(f"layer must be a dotted path string or None, got {layer!r}.")
+        validate_parameter_constraints(
+            {
+                "module": [nn.Module],
+                "features": [None, callable],
+                "sample_rate": [int_range(1)],
+                "layer": [None, str],
+                "embed": [None, callable],
+            },
+            {"module": module, "features": features, "sample_rate": sample_rate, "layer": layer, "embed": embed},
+            caller_name=type(self).__name__,
+        )
         self.module = module
         self.features_fn = features if features is not None else LogMelSpectrogram()
-        self.sample_rate = check_sample_rate(sample_rate)
+        self.sample_rate = int(sample_rate)
         self.default_layer = layer if layer is not None else last_linear(module)
         self.embed_fn = embed
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
+from sklearn.utils._param_validation import validate_parameter_constraints
+
+from .._core.validation import int_range, real_range
 
 __all__ = ["LogMelSpectrogram", "mel_filterbank"]
 
@@ -52,15 +53,28 @@ class LogMelSpectrogram:
         f_max: float | None = None,
         floor: float = 1e-6,
     ):
-        if not isinstance(n_mels, numbers.Integral) or isinstance(n_mels, bool) or n_mels < 1:
-            raise ValueError(f"n_mels must be a positive int, got {n_mels!r}.")
-        for name, value in (("window_ms", window_ms), ("hop_ms", hop_ms), ("floor", floor)):
-            if not isinstance(value, numbers.Real) or not value > 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}.")
-        if not isinstance(f_min, numbers.Real) or f_min < 0:
-            raise ValueError(f"f_min must be a non-negative number, got {f_min!r}.")
-        if f_max is not None and (not isinstance(f_max, numbers.Real) or f_max <= f_min):
-            raise ValueError(f"f_max must be None or a number above f_min={f_min}, got {f_max!r}.")
+        positive = real_range(0, None, "neither")
+        validate_parameter_constraints(
+            {
+                "n_mels": [int_range(1)],
+                "window_ms": [positive],
+                "hop_ms": [positive],
+                "f_min": [real_range(0, None, "left")],
+                "f_max": [None, positive],
+                "floor": [positive],
+            },
+            {
+                "n_mels": n_mels,
+                "window_ms": window_ms,
+                "hop_ms": hop_ms,
+                "f_min": f_min,
+                "f_max": f_max,
+                "floor": floor,
+            },
+            caller_name=type(self).__name__,
+        )
+        if f_max is not None and f_max <= f_min:
+            raise ValueError(f"f_max must be above f_min={f_min}, got {f_max!r}.")
         self.n_mels = int(n_mels)
         self.window_ms = float(window_ms)
         self.hop_ms = float(hop_ms)

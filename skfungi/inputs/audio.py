@@ -18,12 +18,12 @@ error names the offending sample.
 
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from .._core.validation import int_range
 from .lazy import LazySequence
 from .meta import refuse_meta
 
@@ -39,7 +39,7 @@ class Waveform(NamedTuple):
 
 def check_sample_rate(value, where: str = "sample_rate") -> int:
     """``value`` as a positive int, or a clear error naming ``where``."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
+    if not int_range(1).is_satisfied_by(value):
         raise ValueError(f"{where} must be a positive int (Hz), got {value!r}.")
     return int(value)
 
