@@ -477,10 +477,14 @@ def _check_finite_rows(X: np.ndarray, batch_size: int) -> None:
         if bad_rows.size:
             row = start + int(bad_rows[0])
             value = X[row][~np.isfinite(batch[row - start])][0]
-            beyond = " (beyond float32's range of 3.4e38: hnswlib stores float32)" if np.isfinite(value) else ""
+            if np.isfinite(value):
+                raise ValueError(
+                    f"Input X has a value beyond float32's range (3.4e38) in row {row} ({value}); hnswlib stores "
+                    "float32 vectors, where it would be infinite. Rescale such rows first."
+                )
             raise ValueError(
-                f"Input X contains NaN or infinity in row {row} (value {value}){beyond}; "
-                "HNSWTransformer needs finite vectors. Drop, impute or rescale such rows first."
+                f"Input X contains NaN or infinity in row {row} (value {value}); "
+                "HNSWTransformer needs finite vectors. Drop or impute such rows first."
             )
 
 
