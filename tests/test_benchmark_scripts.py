@@ -1,0 +1,68 @@
+"""The projection, bank-cache and GPU benchmark scripts run end to end on the CPU at tiny sizes
+(a check that they work, not a measurement)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+TINY_VIT = "depth=1,embed_dim=32,num_heads=2"
+
+
+@pytest.fixture
+def scripts(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    return importlib.import_module
+
+
+def test_projection_benchmark_times_every_projection(scripts, capsys):
+    projection = scripts("projection")
+    results = projection.main(["--layers", "Resemblyzer linear", "--samples", "2", "--views", "1,2", "--repeats", "1"])
+    assert [row["tokens_per_sample"] for row in results["rows"]] == [1, 2]
+    for row in results["rows"]:
+        assert set(row["ms_per_sample"]) == {"rademacher", "kronecker", "srht"}
+        assert all(ms > 0 for ms in row["ms_per_sample"].values()) and row["dense_over"]["rademacher"] == 1
+    assert "| Resemblyzer linear (256x257) | 1 |" in capsys.readouterr().out
+
+
+def test_projection_benchmark_measures_extra_memory(scripts):
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        pytest.skip("the peak RSS mark cannot be reset on this system")
+    extra = scripts("projection").memory_child("Resemblyzer linear", "rademacher", 4, 1)
+    assert extra > 0.25  # at least the (4, 65,792) float32 gradients it forms
+
+
+def test_bank_cache_benchmark_compares_a_first_and_a_cached_fit(scripts):
+    bank_cache = scripts("bank_cache")
+    argv = ["--backbone", "vit_small_patch16_224", "--model-args", TINY_VIT, "--negatives", "2", "--repeats", "1"]
+    results = bank_cache.main(argv)
+    assert results["first_fit_seconds_per_bank_image"] > 0 and results["cached_fit_seconds_per_bank_image"] > 0
+    assert os.environ["SKFUNGI_CACHE_DIR"] == "off"  # the tests' setting is restored
+
+
+def test_gpu_script_dry_run_on_the_cpu(scripts, tmp_path):
+    """Every part the GPU run has (both presets, both precisions, all loss sets, the reference
+    comparison for every configuration), written to one JSON and one Markdown file."""
+    pytest.importorskip("fungivision")
+    gpu = scripts("gpu")
+    json_path, markdown_path = tmp_path / "gpu.json", tmp_path / "gpu.md"
+    gpu.main(["--dry-run", "--json", str(json_path), "--markdown", str(markdown_path)])
+    results = json.loads(json_path.read_text())
+    assert [(run["model"], run["precision"]) for run in results["presets"]] == [
+        ("vit_small_patch16_224", "float32"),
+        ("vit_small_patch16_224", "bfloat16"),
+    ]
+    rows = {(row["preset"], row["losses"]) for row in results["presets"][0]["rows"]}
+    assert rows == {(preset, losses) for preset in ("paper", "fast") for losses in scripts("presets").LOSS_SETS}
+    for run in results["reference"]:
+        assert [row["config"] for row in run["rows"]] == ["kl", "dino", "simclr", "kl+dino+simclr"]
+        assert all(row["speedup"] > 0 for row in run["rows"])
+    text = markdown_path.read_text()
+    assert "dry run: not a measurement" in text and text.count("<= 66x") == 2 and text.count("<= 12x") == 2
