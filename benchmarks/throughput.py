@@ -567,11 +567,12 @@ def instrument() -> Breakdown:
         ("skfungi._core.gradients", "GradientCapture._attention_hook", "forward hook"),
         ("torch.autograd", "grad", "backward (torch.autograd.grad)"),
         ("skfungi._core.gradients", "GradientCapture.factors", "factor extraction"),
-        ("skfungi._core.projection", "_DenseProjection.reduce", "projection.reduce"),
+        ("skfungi._core.projection", "_FlatGradientProjection.reduce", "projection.reduce"),
         ("skfungi._core.projection", "KroneckerProjection.reduce", "projection.reduce"),
         ("skfungi._core.projection", "RademacherProjection._draw", "projection.project: regenerate +-1 tiles"),
         ("skfungi._core.projection", "GaussianProjection._draw", "projection.project: regenerate +-1 tiles"),
         ("skfungi._core.projection", "_DenseProjection.project", "projection.project: concat + addmm"),
+        ("skfungi._core.projection", "SRHTProjection.project", "projection.project: Hadamard transform"),
     ]
     wrapped = set()
     for module_name, path, label in targets:
