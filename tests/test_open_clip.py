@@ -13,6 +13,7 @@ from conftest import engine_gradients, reference_gradient
 from open_clip.model import CLIP
 
 from skfungi import FungiTransformer
+from skfungi.backbones import resolve_backbone
 from skfungi.backbones.open_clip import OpenCLIPImageBackbone, OpenCLIPTextBackbone, open_clip_backbone
 from skfungi.losses import DINOLoss, KLLoss, SimCLRLoss
 
@@ -58,8 +59,13 @@ def test_image_tower_defaults_follow_the_model():
     assert backbone.default_layer == "visual.transformer.resblocks.1.attn.out_proj"
     assert backbone.input_size == 32
     assert backbone.mean == open_clip.OPENAI_DATASET_MEAN and backbone.std == open_clip.OPENAI_DATASET_STD
+    assert (backbone.interpolation, backbone.crop_pct, backbone.resize_mode) == ("bicubic", 1.0, "shortest")
     model.visual.preprocess_cfg = {"size": 32, "mean": (0.5, 0.5, 0.5), "std": (0.25, 0.25, 0.25)}
     assert OpenCLIPImageBackbone(model).mean == (0.5, 0.5, 0.5)
+    overridden = OpenCLIPImageBackbone(model, preprocess_cfg={"interpolation": "bilinear", "resize_mode": "squash"})
+    assert (overridden.interpolation, overridden.resize_mode) == ("bilinear", "squash")
+    with pytest.raises(ValueError, match="resize_mode 'longest' is not supported"):
+        OpenCLIPImageBackbone(model, preprocess_cfg={"resize_mode": "longest"})
 
 
 def test_text_tower_defaults_and_tokenizer(tokenizer):
@@ -87,7 +93,7 @@ def test_registry_picks_the_tower_from_the_modality(images):
 
 
 def test_model_name_random_and_local_weights_file(tiny_name, tmp_path):
-    backbone = open_clip_backbone(tiny_name, "text")
+    backbone = open_clip_backbone(tiny_name, "text", pretrained=False)
     assert backbone.default_layer == "transformer.resblocks.1.attn.out_proj"
     assert backbone.tokenizer.context_length == 16  # open_clip.get_tokenizer(name), offline
     weights = tmp_path / "tiny.pt"
@@ -96,23 +102,32 @@ def test_model_name_random_and_local_weights_file(tiny_name, tmp_path):
     expected = tiny_clip(seed=7).state_dict()
     for key, value in loaded.state_dict().items():
         torch.testing.assert_close(value, expected[key], rtol=0, atol=0, msg=key)
-    with pytest.raises(FileNotFoundError, match="never downloads"):
-        OpenCLIPImageBackbone(tiny_name, pretrained="openai")
+    with pytest.raises(ValueError, match=f"unknown pretrained tag 'openai' for open_clip model '{tiny_name}'"):
+        OpenCLIPImageBackbone(f"{tiny_name}/openai")
+    with pytest.raises(ValueError, match=f"open_clip model '{tiny_name}' needs a pretrained tag"):
+        OpenCLIPImageBackbone(tiny_name)  # never random weights unless asked for
+    with pytest.raises(ValueError, match="names its weights"):
+        OpenCLIPImageBackbone("ViT-B-32/openai", pretrained=False)
+    with pytest.raises(FileNotFoundError, match="open_clip weights file not found"):
+        OpenCLIPImageBackbone(tiny_name, pretrained=tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="unknown open_clip model"):
         OpenCLIPImageBackbone("no-such-clip")
     with pytest.raises(ValueError, match="pretrained applies to a model name"):
         OpenCLIPImageBackbone(tiny_clip(), pretrained=weights)
     with pytest.raises(TypeError, match="must be an open_clip model name or an open_clip model"):
         OpenCLIPImageBackbone(torch.nn.Linear(2, 2))
-    with pytest.raises(ValueError, match="modality='audio' is not possible"):
-        open_clip_backbone(tiny_clip(), "audio")
+    with pytest.raises(
+        ValueError, match="'open_clip' backbones serve image and text; modality='audio' is not possible"
+    ):
+        resolve_backbone(tiny_clip(), "audio")
 
 
 def test_spec_string_resolves_both_towers(tiny_name, images):
-    text = FungiTransformer(f"open_clip:{tiny_name}", modality="text", losses=("kl", "simclr"), random_state=0)
+    spec = f"open_clip:{tiny_name}?pretrained=false"
+    text = FungiTransformer(spec, modality="text", losses=("kl", "simclr"), random_state=0)
     assert text.fit(TEXTS).transform(TEXTS).shape == (len(TEXTS), 48)
     losses = ("kl", DINOLoss(latent_dim=32, n_local_crops=2), SimCLRLoss(grid_size=2))
-    image = FungiTransformer(f"open_clip:{tiny_name}", losses=losses, random_state=0).fit(images)
+    image = FungiTransformer(spec, losses=losses, random_state=0).fit(images)
     features = image.transform(images)
     assert features.shape == (len(images), 64) and np.isfinite(features).all()
     assert image.layer_ == "visual.transformer.resblocks.1.attn.out_proj"

@@ -130,7 +130,7 @@ def test_instance_without_a_known_tokenizer_asks_for_one():
 
 
 def test_missing_directory_and_wrong_modality_are_clear_errors(bert_dir):
-    with pytest.raises(FileNotFoundError, match="never downloads"):
+    with pytest.raises(FileNotFoundError, match="Hugging Face model directory not found: '/no/such/model'"):
         FungiTransformer("hf:/no/such/model", losses=("kl",)).fit(TEXTS)
     with pytest.raises(ValueError, match="modality='image' is not possible"):
         FungiTransformer(f"hf:{bert_dir}", modality="image", losses=("kl",)).fit(TEXTS)

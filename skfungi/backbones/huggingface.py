@@ -1,7 +1,10 @@
-"""Hugging Face text encoders from a local directory (``"hf:/path"``) or an instance.
+"""Hugging Face text encoders by hub id or local directory (``"hf:<id or path>"``), or an instance.
 
-``transformers`` is imported only when such a backbone is built. Nothing is
-ever downloaded: a path must be a local model directory.
+A name is loaded the way transformers loads it,
+``AutoModel.from_pretrained`` / ``AutoTokenizer.from_pretrained``: a local
+directory as is, a hub id from the Hugging Face Hub cache (downloaded into it
+where a network is reachable; ``HF_HUB_OFFLINE=1`` is respected).
+``transformers`` is imported only when such a backbone is built.
 """
 
 from __future__ import annotations
@@ -13,9 +16,16 @@ import re
 import torch
 import torch.nn as nn
 
+from ._hub import folder_or_hub, hub_access
+from ._registry import module_family
 from .text import POOLINGS, TextBackbone
 
-__all__ = ["HuggingFaceTextBackbone", "huggingface_backbone", "sentence_transformers_settings"]
+__all__ = [
+    "HuggingFaceTextBackbone",
+    "attention_output_layer",
+    "huggingface_backbone",
+    "sentence_transformers_settings",
+]
 
 # The paper's layer for BERT-like encoders is the last block's attention output projection.
 _ATTENTION_OUTPUTS = (
@@ -78,25 +88,20 @@ def _read_json(path: str):
         return json.load(handle)
 
 
-def is_huggingface_model(module: nn.Module) -> bool:
-    """True for ``transformers`` models (without importing transformers)."""
-    return any(
-        cls.__name__ == "PreTrainedModel" and cls.__module__.startswith("transformers.") for cls in type(module).__mro__
-    )
-
-
 class HuggingFaceTextBackbone(TextBackbone):
     """A Hugging Face text encoder (BERT, MiniLM, RoBERTa, T5 encoder...) as a FUNGI backbone.
 
     Parameters
     ----------
     model : str, os.PathLike or transformers.PreTrainedModel
-        A local model directory (loaded with ``AutoModel.from_pretrained(path,
-        local_files_only=True)``) or a model instance. Nothing is downloaded.
+        A local model directory or a Hugging Face Hub id (loaded with
+        ``AutoModel.from_pretrained``), or a model instance.
+    pretrained : bool, default=True
+        For a name: ``False`` builds the architecture of its ``config.json``
+        with random weights (``AutoModel.from_config``).
     tokenizer : Hugging Face tokenizer, optional
-        Default: ``AutoTokenizer.from_pretrained`` of the model directory
-        (for an instance, its ``name_or_path`` when that is a local
-        directory; otherwise ``tokenizer`` is required).
+        Default: ``AutoTokenizer.from_pretrained`` of the model's directory or
+        hub id (for an instance, its ``name_or_path``).
     layer : str, optional
         Target layer. Default: the last block's attention output projection,
         ``encoder.layer.<last>.attention.output.dense`` for BERT-like models
@@ -104,12 +109,20 @@ class HuggingFaceTextBackbone(TextBackbone):
     pooling : {"auto", "mean", "cls", "max"} or callable, default="auto"
         ``"auto"`` follows the model card: the sentence-transformers
         ``1_Pooling/config.json`` (found through ``modules.json``) when the
-        directory has one, else ``"mean"`` over the attention mask.
+        model's directory (or its hub cache folder) has one, else ``"mean"``
+        over the attention mask. For a sentence-transformers model, a
+        ``SentenceTransformer`` object (or ``"sentence_transformers:<id>"``)
+        applies its own pooling and normalisation exactly.
     max_length : int or "auto", default="auto"
         Longest token sequence; longer texts are truncated at the end.
         ``"auto"``: ``max_seq_length`` of ``sentence_bert_config.json`` when
         present (256 for all-MiniLM-L6-v2), else the tokenizer's
         ``model_max_length`` capped by ``config.max_position_embeddings``.
+
+    Raises
+    ------
+    WeightsNotFoundError
+        Within seconds, when a hub model is neither cached nor downloadable.
 
     Notes
     -----
@@ -140,6 +153,7 @@ class HuggingFaceTextBackbone(TextBackbone):
         self,
         model,
         *,
+        pretrained: bool = True,
         tokenizer=None,
         layer: str | None = None,
         pooling="auto",
@@ -147,19 +161,21 @@ class HuggingFaceTextBackbone(TextBackbone):
     ):
         if isinstance(model, (str, os.PathLike)):
             source = os.fspath(model)
-            model = _load_model(source)
+            model = _load_model(source, pretrained)
         elif isinstance(model, nn.Module):
-            if not is_huggingface_model(model):
+            if module_family(model) != "hf" or not hasattr(model, "config"):
                 raise TypeError(
                     f"{type(model).__name__} is not a transformers model; wrap other text encoders in "
                     "skfungi.backbones.TextBackbone(module, tokenizer, ...)."
                 )
+            if pretrained is not True:
+                raise ValueError("pretrained applies to a model name; load weights into your instance yourself.")
             source = getattr(model, "name_or_path", None) or None
         else:
             raise TypeError(
-                f"model must be a local directory path or a transformers model, got {type(model).__name__}."
+                f"model must be a local directory, a hub id or a transformers model, got {type(model).__name__}."
             )
-        settings = sentence_transformers_settings(source)
+        settings = sentence_transformers_settings(_model_folder(source))
         if tokenizer is None:
             tokenizer = _load_tokenizer(source, type(model).__name__)
         if pooling == "auto":
@@ -169,7 +185,9 @@ class HuggingFaceTextBackbone(TextBackbone):
             model_limit = getattr(model.config, "max_position_embeddings", None)
             if max_length is not None and isinstance(model_limit, int):
                 max_length = min(max_length, model_limit)
-        super().__init__(model, tokenizer, layer=layer or _default_layer(model), pooling=pooling, max_length=max_length)
+        super().__init__(
+            model, tokenizer, layer=layer or attention_output_layer(model), pooling=pooling, max_length=max_length
+        )
         self.encoder_only = bool(getattr(model.config, "is_encoder_decoder", False))
         self.source = source
 
@@ -180,34 +198,53 @@ class HuggingFaceTextBackbone(TextBackbone):
         return super().token_states(inputs)
 
 
-def _load_model(path: str) -> nn.Module:
-    if not os.path.isdir(path):
-        raise FileNotFoundError(
-            f"Hugging Face model directory not found: {path!r}. skfungi never downloads; give the path of a "
-            "local directory holding config.json and the weights (e.g. saved with save_pretrained)."
-        )
-    from transformers import AutoModel
+def _load_model(source: str, pretrained: bool) -> nn.Module:
+    """``AutoModel.from_pretrained(source)`` (or ``from_config`` for random weights) of a directory or hub id."""
+    from transformers import AutoConfig, AutoModel
 
-    return AutoModel.from_pretrained(path, local_files_only=True)
+    if pretrained not in (True, False):
+        raise ValueError(f"pretrained must be True or False for a Hugging Face model, got {pretrained!r}.")
+
+    def load():
+        if pretrained:
+            return AutoModel.from_pretrained(source)
+        return AutoModel.from_config(AutoConfig.from_pretrained(source))
+
+    return folder_or_hub(source, load, "Hugging Face model", "hf")
+
+
+def _model_folder(source: str | None) -> str | None:
+    """The folder holding a model's files: ``source`` itself, or its hub cache snapshot (None if not cached)."""
+    if source is None or os.path.isdir(source):
+        return source
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        config = try_to_load_from_cache(source, "config.json")
+    except ValueError:  # not a valid hub id
+        return None
+    return os.path.dirname(config) if isinstance(config, str) else None
 
 
 def _load_tokenizer(source: str | None, model_name: str):
-    if source is None or not os.path.isdir(source):
+    if source is None:
         raise ValueError(
-            f"cannot find the tokenizer of this {model_name}: its name_or_path {source!r} is not a local "
-            "directory; pass HuggingFaceTextBackbone(model, tokenizer=...)."
+            f"cannot find the tokenizer of this {model_name}: it has no name_or_path; "
+            "pass HuggingFaceTextBackbone(model, tokenizer=...)."
         )
     from transformers import AutoTokenizer
 
-    try:
-        return AutoTokenizer.from_pretrained(source, local_files_only=True)
-    except (OSError, ValueError) as error:
-        raise ValueError(
-            f"cannot load a tokenizer from {source!r} ({error}); pass HuggingFaceTextBackbone(model, tokenizer=...)."
-        ) from error
+    with hub_access():
+        try:
+            return AutoTokenizer.from_pretrained(source)
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"cannot load a tokenizer from {source!r} ({error}); "
+                "pass HuggingFaceTextBackbone(model, tokenizer=...)."
+            ) from error
 
 
-def _default_layer(model: nn.Module) -> str | None:
+def attention_output_layer(model: nn.Module) -> str | None:
     """The deepest attention output projection among the known naming schemes, if any."""
     best = None
     for pattern in _ATTENTION_OUTPUTS:
@@ -222,8 +259,6 @@ def _default_layer(model: nn.Module) -> str | None:
     return None
 
 
-def huggingface_backbone(model, modality: str = "auto") -> HuggingFaceTextBackbone:
-    """Registry entry for ``"hf:<local path>"`` specs and ``transformers`` instances (text only)."""
-    if modality not in ("auto", "text"):
-        raise ValueError(f"Hugging Face backbones are text encoders in skfungi; modality={modality!r} is not possible.")
-    return HuggingFaceTextBackbone(model)
+def huggingface_backbone(model, modality: str = "text", pretrained: bool = True) -> HuggingFaceTextBackbone:
+    """Registry builder for ``"hf:<hub id or local path>"`` specs and ``transformers`` instances."""
+    return HuggingFaceTextBackbone(model, pretrained=pretrained)

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from ..inputs.columns import unwrap_column
 from ..inputs.images import as_images
-from ..views.image import center_view, patchify
+from ..views.image import INTERPOLATIONS, RESIZE_MODES, center_view, exact_8bit, patchify
 from ._base import Backbone
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageBackbone"]
@@ -40,6 +40,15 @@ class ImageBackbone(Backbone):
         Side of the square views given to the backbone.
     mean, std : tuple of float
         Per-channel normalisation used by the default ``preprocess``.
+    interpolation : {"bilinear", "bicubic", "nearest"}, default="bilinear"
+        How every view is resampled (antialiased, as torchvision does).
+    crop_pct : float, default=1.0
+        The inference view resizes the image to ``floor(input_size / crop_pct)``
+        and centre-crops ``input_size`` (timm's evaluation rule; 1.0 keeps the
+        whole shorter side).
+    resize_mode : {"shortest", "squash"}, default="shortest"
+        Whether the inference view resizes the shorter side (aspect kept) or
+        both sides.
     in_channels : int, default=3
         Channels the module expects; grey images are repeated to this count.
     flexible_size : bool, default=True
@@ -47,6 +56,15 @@ class ImageBackbone(Backbone):
         pooling do). Cheaper view settings (``views="fast"``) forward some
         views at their own, smaller side; with ``False`` those views are
         resized to ``input_size`` instead (see :meth:`forward_size`).
+
+    Notes
+    -----
+    An image decoded from 8-bit data (uint8 arrays, PIL images, image files)
+    gets its inference view resampled by PIL, in 8-bit arithmetic, as timm,
+    open_clip and torchvision transforms resample the PIL images they are
+    given; any other image is resampled in floating point by torchvision.
+    The DINO crops and SimCLR patches use the same interpolation, in
+    floating point.
 
     Examples
     --------
@@ -72,11 +90,20 @@ class ImageBackbone(Backbone):
         std: tuple[float, ...] = IMAGENET_STD,
         in_channels: int = 3,
         flexible_size: bool = True,
+        interpolation: str = "bilinear",
+        crop_pct: float = 1.0,
+        resize_mode: str = "shortest",
     ):
         if not isinstance(module, nn.Module):
             raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}.")
         if int(input_size) < 1:
             raise ValueError(f"input_size must be a positive int, got {input_size!r}.")
+        if interpolation not in INTERPOLATIONS:
+            raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}.")
+        if not 0 < crop_pct <= 1:
+            raise ValueError(f"crop_pct must lie in (0, 1], got {crop_pct!r}.")
+        if resize_mode not in RESIZE_MODES:
+            raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {resize_mode!r}.")
         self.module = module
         self.default_layer = layer
         self.embed_fn = embed
@@ -86,6 +113,9 @@ class ImageBackbone(Backbone):
         self.std = tuple(std)
         self.in_channels = int(in_channels)
         self.flexible_size = bool(flexible_size)
+        self.interpolation = interpolation
+        self.crop_pct = float(crop_pct)
+        self.resize_mode = resize_mode
 
     def as_samples(self, X, estimator=None, reset: bool = True) -> Sequence[torch.Tensor]:
         """Images as ``(C, H, W)`` float tensors in [0, 1], decoded on access (see ``as_images``).
@@ -96,13 +126,13 @@ class ImageBackbone(Backbone):
         return as_images(unwrap_column(X, "image", estimator, reset))
 
     def inference_view(self, image: torch.Tensor) -> torch.Tensor:
-        """Shorter side resized to ``input_size``, centre-cropped square."""
-        return center_view(image, self.input_size)
+        """Resized to ``floor(input_size / crop_pct)`` (see ``resize_mode``), centre-cropped to ``input_size``."""
+        return center_view(exact_8bit(image), self.input_size, self.interpolation, self.crop_pct, self.resize_mode)
 
     def simclr_views(self, image: torch.Tensor, loss, generator: torch.Generator, count: int) -> list:
         """The first ``count`` of ``loss``'s overlapping patches (deterministic: ``generator`` is unused)."""
-        size = self.input_size
-        return [patchify(image, size, loss.grid_size, loss.patch_fraction, loss.patch_size(self))[:count]]
+        size, grid, fraction = self.input_size, loss.grid_size, loss.patch_fraction
+        return [patchify(image, size, grid, fraction, loss.patch_size(self), self.interpolation)[:count]]
 
     def forward_size(self, size: int) -> int:
         """Side at which a view that a loss asks for at ``size`` pixels is forwarded.
@@ -154,4 +184,7 @@ class ImageBackbone(Backbone):
         return self._check_embedding(output, inputs.shape[0])
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({type(self.module).__name__}, input_size={self.input_size})"
+        return (
+            f"{type(self).__name__}({type(self.module).__name__}, input_size={self.input_size}, "
+            f"interpolation={self.interpolation!r}, crop_pct={self.crop_pct})"
+        )

@@ -1,5 +1,12 @@
 """open_clip models: the image tower and the text tower, by name or by instance.
 
+A spec name is created the way open_clip creates it,
+``open_clip.create_model(arch, pretrained=tag)`` for ``"<arch>/<tag>"`` (see
+``open_clip.list_pretrained()``) or ``open_clip.create_model("hf-hub:<repo>")``
+/ ``"local-dir:<folder>"``: weights from the Hugging Face Hub cache (downloaded
+there where a network is reachable) or a local folder or file. Random weights
+only when asked for (``pretrained=False``).
+
 Both adapters keep the WHOLE CLIP model as their module (so the user's model
 stays intact and pickles whole) and embed through ``encode_image`` /
 ``encode_text``, unnormalised. Their default target layer is the last
@@ -19,29 +26,26 @@ import re
 import torch
 import torch.nn as nn
 
+from ._hub import hub_access, hub_cache_dir, weights_error
+from ._registry import module_family
 from .image import ImageBackbone
 from .text import TextBackbone
 
 __all__ = [
     "OpenCLIPImageBackbone",
     "OpenCLIPTextBackbone",
-    "is_open_clip_model",
     "open_clip_backbone",
     "open_clip_image_embedding",
+    "open_clip_preprocess_cfg",
     "open_clip_text_embedding",
 ]
 
+_SCHEMAS = ("hf-hub:", "local-dir:")
+# open_clip's inference resize modes that skfungi's square views reproduce
+_RESIZE_MODES = ("shortest", "squash")
+
 # open_clip's default BPE tokenizer (SimpleTokenizer) has this many tokens.
 _SIMPLE_TOKENIZER_VOCAB = 49408
-
-
-def is_open_clip_model(module: nn.Module) -> bool:
-    """True for open_clip models (defined in open_clip, with ``encode_image`` and ``encode_text``)."""
-    return (
-        type(module).__module__.startswith("open_clip.")
-        and hasattr(module, "encode_image")
-        and hasattr(module, "encode_text")
-    )
 
 
 def open_clip_image_embedding(module: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
@@ -54,38 +58,77 @@ def open_clip_text_embedding(module: nn.Module, tokens: torch.Tensor) -> torch.T
     return module.encode_text(tokens)
 
 
-def _create(name: str, pretrained: str | os.PathLike | None) -> nn.Module:
-    """``open_clip.create_model(name)`` with random weights or a local weights file; never downloads."""
+def _create(name: str, pretrained: bool | str | os.PathLike) -> nn.Module:
+    """An open_clip model by spec name: pretrained (a tag, the hub, a local folder or file) or random."""
     import open_clip
 
-    if name.startswith("hf-hub:"):
-        raise ValueError(f"{name!r} would be downloaded from the Hugging Face Hub; skfungi never downloads.")
-    if pretrained is not None:
-        pretrained = os.fspath(pretrained)
-        if not os.path.isfile(pretrained):
-            raise FileNotFoundError(
-                f"open_clip weights file not found: {pretrained!r}. skfungi never downloads (pretrained tags "
-                "such as 'openai' are not accepted); pass pretrained=None for random weights or a local file."
-            )
-    if not name.startswith("local-dir:") and name not in open_clip.list_models():
-        raise ValueError(f"unknown open_clip model {name!r}; open_clip.list_models() lists the known names.")
-    # no tower-level pretrained weights either (they would be downloaded)
+    schema = name.startswith(_SCHEMAS)
+    arch, _, tag = (name, "", "") if schema else name.partition("/")
+    if not schema and arch not in open_clip.list_models():
+        raise ValueError(f"unknown open_clip model {arch!r}; open_clip.list_models() lists the known names.")
+    # never the towers' own base weights (open_clip would fetch them for a model without a checkpoint)
     accepted = inspect.signature(open_clip.create_model).parameters
-    towers = {flag: False for flag in ("pretrained_image", "pretrained_text") if flag in accepted}
-    return open_clip.create_model(name, pretrained=pretrained, **towers)
+    options = {flag: False for flag in ("pretrained_image", "pretrained_text") if flag in accepted}
+    if pretrained is not True and (schema or tag):
+        raise ValueError(
+            f"{name!r} names its weights; pretrained=False or a weights file go with an architecture name."
+        )
+    if pretrained is False:
+        return open_clip.create_model(arch, pretrained=None, **options)
+    if pretrained is not True:
+        path = os.fspath(pretrained)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"open_clip weights file not found: {path!r}")
+        return open_clip.create_model(arch, pretrained=path, **options)
+    if not schema and not open_clip.is_pretrained_cfg(arch, tag):
+        tags = open_clip.list_pretrained_tags_by_model(arch)
+        if tag:
+            raise ValueError(f"unknown pretrained tag {tag!r} for open_clip model {arch!r}; its tags are {tags}.")
+        raise ValueError(
+            f"open_clip model {arch!r} needs a pretrained tag: 'open_clip:{arch}/<tag>' with a tag in {tags}; "
+            f"or 'open_clip:{arch}?pretrained=<local file>', or 'open_clip:{arch}?pretrained=false' for random weights."
+        )
+    if name.startswith("local-dir:"):
+        return open_clip.create_model(name, require_pretrained=True, **options)
+    repository = name.removeprefix("hf-hub:") if schema else open_clip.get_pretrained_cfg(arch, tag).get("hf_hub", "")
+    looked_in = f"the Hugging Face Hub cache {hub_cache_dir()} (repository {repository.strip('/')!r})"
+    local_hint = (
+        f"'open_clip:local-dir:/folder' (a folder holding the repository's open_clip_config.json and weights, "
+        f"e.g. from `hf download {repository.strip('/')} --local-dir /folder`)"
+    )
+    if not schema:
+        local_hint = f"'open_clip:{arch}?pretrained=/path/to/open_clip_model.safetensors', or {local_hint}"
+    with hub_access() as offline:
+        try:
+            if schema:
+                return open_clip.create_model(name, require_pretrained=True, **options)
+            return open_clip.create_model(arch, pretrained=tag, require_pretrained=True, **options)
+        except (OSError, RuntimeError, ValueError) as error:
+            raise weights_error(f"open_clip model {name!r}", looked_in, local_hint, offline, error) from error
 
 
 def _model_and_name(model, pretrained) -> tuple[nn.Module, str | None]:
     if isinstance(model, str):
-        return _create(model, pretrained), model
-    if pretrained is not None:
+        tokenizer_name = model if model.startswith(_SCHEMAS) else model.partition("/")[0]
+        return _create(model, pretrained), tokenizer_name
+    if pretrained is not True:
         raise ValueError("pretrained applies to a model name; load weights into your instance yourself.")
-    if not isinstance(model, nn.Module) or not is_open_clip_model(model):
+    if not isinstance(model, nn.Module) or module_family(model) != "open_clip" or not hasattr(model, "encode_text"):
         raise TypeError(
             f"model must be an open_clip model name or an open_clip model (with encode_image and encode_text), "
             f"got {type(model).__name__}."
         )
     return model, None
+
+
+def open_clip_preprocess_cfg(model: nn.Module, overrides: dict | None = None) -> dict:
+    """open_clip's inference preprocessing of ``model`` (``open_clip.get_model_preprocess_cfg``) with
+    open_clip's defaults for what it leaves out, then ``overrides`` (keys of ``open_clip.PreprocessCfg``)."""
+    import open_clip
+    from open_clip.transform import PreprocessCfg, merge_preprocess_dict
+
+    config = merge_preprocess_dict(PreprocessCfg(), open_clip.get_model_preprocess_cfg(model))
+    return merge_preprocess_dict(config, overrides or {})
 
 
 def _last_out_proj(model: nn.Module, prefix: str) -> str | None:
@@ -108,21 +151,34 @@ class OpenCLIPImageBackbone(ImageBackbone):
         An open_clip model name (``open_clip.create_model(name)``, see
         ``open_clip.list_models()``) or a model instance. The whole CLIP
         model is kept; the embedding is ``model.encode_image(x)``.
-    pretrained : str or os.PathLike, optional
-        For a name: ``None`` for random weights or the path of a local
-        weights file. Nothing is downloaded (tags such as ``"openai"`` are
-        refused).
+    pretrained : bool, str or os.PathLike, default=True
+        For a name: ``True`` loads the weights the name states
+        (``"ViT-B-32/laion2b_s34b_b79k"``, ``"hf-hub:<repo>"``,
+        ``"local-dir:<folder>"``) the way ``open_clip.create_model`` does,
+        from the Hugging Face Hub cache or downloaded into it where a network
+        is reachable; the path of a local weights file loads that file into
+        an architecture name (``"ViT-B-32"``); ``False`` gives random weights
+        for an architecture name.
     layer : str, optional
         Target layer; default ``visual.transformer.resblocks.<last>.attn.out_proj``.
+    preprocess_cfg : dict, optional
+        Overrides of open_clip's preprocessing settings (keys of
+        ``open_clip.PreprocessCfg``: ``interpolation``, ``resize_mode``,
+        ``mean``, ``std``).
+
+    Raises
+    ------
+    WeightsNotFoundError
+        Within seconds, when the weights are neither cached nor downloadable.
 
     Notes
     -----
-    Input size, mean and std come from the model's preprocessing config
-    (``visual.preprocess_cfg``, else ``visual.image_size`` with
-    ``visual.image_mean`` / ``image_std``, else the OpenAI statistics). Views
-    are resized with skfungi's own (bilinear) resize, not open_clip's bicubic
-    transform. open_clip's vision transformers have position embeddings for
-    one grid only, so every view is forwarded at the input size
+    The inference view is open_clip's own inference preprocessing
+    (``open_clip.get_model_preprocess_cfg``, as ``create_model_and_transforms``
+    builds it): the shorter side resized to the input size with the model's
+    interpolation (bicubic for the CLIP models), centre-cropped, normalised
+    with its mean and std. open_clip's vision transformers have position
+    embeddings for one grid only, so every view is forwarded at the input size
     (``flexible_size=False``): cheaper view presets such as ``views="fast"``
     save through fewer views there, not through smaller ones.
 
@@ -137,26 +193,36 @@ class OpenCLIPImageBackbone(ImageBackbone):
     ('visual.transformer.resblocks.1.attn.out_proj', 32)
     """
 
-    def __init__(self, model, *, pretrained: str | os.PathLike | None = None, layer: str | None = None):
-        import open_clip
-
+    def __init__(
+        self,
+        model,
+        *,
+        pretrained: bool | str | os.PathLike = True,
+        layer: str | None = None,
+        preprocess_cfg: dict | None = None,
+    ):
         model, _ = _model_and_name(model, pretrained)
-        visual = model.visual
-        config = getattr(visual, "preprocess_cfg", None) or {}
-        size = config.get("size", getattr(visual, "image_size", 224))
+        config = open_clip_preprocess_cfg(model, preprocess_cfg)
+        size = config["size"]
         size = (size, size) if isinstance(size, int) else tuple(size)
         if size[0] != size[-1]:
             raise ValueError(f"skfungi feeds square views; this open_clip model expects {size[0]}x{size[-1]} images.")
-        mean = config.get("mean") or getattr(visual, "image_mean", None) or open_clip.OPENAI_DATASET_MEAN
-        std = config.get("std") or getattr(visual, "image_std", None) or open_clip.OPENAI_DATASET_STD
+        if config["resize_mode"] not in _RESIZE_MODES:
+            raise ValueError(
+                f"open_clip's resize_mode {config['resize_mode']!r} is not supported; pass "
+                "preprocess_cfg={'resize_mode': 'shortest'} (or 'squash')."
+            )
         super().__init__(
             model,
             layer=layer or _last_out_proj(model, "visual."),
             embed=open_clip_image_embedding,
             input_size=int(size[-1]),
-            mean=tuple(mean),
-            std=tuple(std),
+            mean=tuple(config["mean"]),
+            std=tuple(config["std"]),
             flexible_size=False,
+            # open_clip's rule: bilinear if asked for, bicubic otherwise
+            interpolation="bilinear" if config["interpolation"] == "bilinear" else "bicubic",
+            resize_mode=config["resize_mode"],
         )
 
 
@@ -169,12 +235,13 @@ class OpenCLIPTextBackbone(TextBackbone):
         An open_clip model name or instance. The whole CLIP model is kept;
         the embedding is ``model.encode_text(tokens)`` (for the standard
         text tower: the end-of-text token's final state, projected).
-    pretrained : str or os.PathLike, optional
-        For a name: ``None`` for random weights or a local weights file.
+    pretrained : bool, str or os.PathLike, default=True
+        As for :class:`OpenCLIPImageBackbone`.
     tokenizer : callable, optional
         ``tokenizer(texts) -> (N, context_length)`` token ids. Default:
-        ``open_clip.get_tokenizer(name)`` for a name (it ships with open_clip,
-        so works offline for the CLIP models); for an instance, open_clip's
+        ``open_clip.get_tokenizer(name)`` for a name (the CLIP models' BPE
+        tokenizer ships with open_clip; ``"hf-hub:"`` models read theirs from
+        the Hugging Face Hub cache); for an instance, open_clip's
         ``SimpleTokenizer`` at the model's context length when the model has
         its vocabulary size, else ``tokenizer`` is required.
     layer : str, optional
@@ -199,7 +266,7 @@ class OpenCLIPTextBackbone(TextBackbone):
     torch.Size([2, 16])
     """
 
-    def __init__(self, model, *, pretrained: str | os.PathLike | None = None, tokenizer=None, layer: str | None = None):
+    def __init__(self, model, *, pretrained: bool | str | os.PathLike = True, tokenizer=None, layer: str | None = None):
         model, name = _model_and_name(model, pretrained)
         if tokenizer is None:
             tokenizer = _default_tokenizer(model, name)
@@ -218,13 +285,14 @@ def _default_tokenizer(model: nn.Module, name: str | None):
     import open_clip
 
     if name is not None:
-        try:
-            return open_clip.get_tokenizer(name)
-        except Exception as error:  # open_clip raises many kinds (network, missing files)
-            raise RuntimeError(
-                f"cannot build open_clip's tokenizer for {name!r} offline ({type(error).__name__}: {error}); "
-                "pass OpenCLIPTextBackbone(..., tokenizer=...)."
-            ) from error
+        with hub_access():
+            try:
+                return open_clip.get_tokenizer(name)
+            except Exception as error:  # open_clip raises many kinds (network, missing files)
+                raise RuntimeError(
+                    f"cannot build open_clip's tokenizer for {name!r} ({type(error).__name__}: {error}); "
+                    "pass OpenCLIPTextBackbone(..., tokenizer=...)."
+                ) from error
     vocab_size = getattr(model, "vocab_size", None)
     context_length = getattr(model, "context_length", None)
     if vocab_size != _SIMPLE_TOKENIZER_VOCAB or not isinstance(context_length, int):
@@ -244,15 +312,9 @@ def _simple_tokenizer(context_length: int):
 
 
 def open_clip_backbone(
-    model, modality: str = "auto", *, pretrained: str | os.PathLike | None = None
+    model, modality: str = "image", pretrained: bool | str | os.PathLike = True
 ) -> OpenCLIPImageBackbone | OpenCLIPTextBackbone:
-    """Registry entry for ``"open_clip:<name>"`` specs and open_clip instances.
-
-    ``modality`` ``"auto"`` or ``"image"`` gives the image tower, ``"text"``
-    the text tower.
-    """
-    if modality in ("auto", "image"):
-        return OpenCLIPImageBackbone(model, pretrained=pretrained)
-    if modality == "text":
-        return OpenCLIPTextBackbone(model, pretrained=pretrained)
-    raise ValueError(f"open_clip models have an image and a text tower; modality={modality!r} is not possible.")
+    """Registry builder for ``"open_clip:<arch>/<tag>"``, ``"open_clip:hf-hub:<repo>"`` specs and open_clip
+    instances: the image tower, or the text tower for ``modality="text"``."""
+    tower = OpenCLIPTextBackbone if modality == "text" else OpenCLIPImageBackbone
+    return tower(model, pretrained=pretrained)

@@ -1,30 +1,51 @@
-"""timm models: by instance or by name (``"timm:vit_small_patch16_224"``)."""
+"""timm models: by instance or by name (``"timm:vit_base_patch16_224.dino"``).
+
+A name is created the way timm creates it, ``timm.create_model(name,
+pretrained=True, num_classes=0)``: weights come from timm's source for the
+model (the Hugging Face Hub cache, downloaded there where a network is
+reachable) or from a local file (timm's ``pretrained_cfg_overlay``). Random
+weights only when asked for (``pretrained=False``). The inference view is
+timm's evaluation transform for the model (``timm.data.resolve_data_config``:
+its input size, interpolation, ``crop_pct``, mean and std).
+"""
 
 from __future__ import annotations
 
 import os
 from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 import torch
 import torch.nn as nn
 
-from .image import IMAGENET_MEAN, IMAGENET_STD, ImageBackbone
+from ._hub import hub_access, hub_cache_dir, reachable, weights_error
+from ._registry import module_family
+from .image import ImageBackbone
 
-__all__ = ["TimmBackbone", "is_timm_model", "timm_backbone"]
+__all__ = ["TimmBackbone", "timm_backbone", "timm_data_config"]
 
-
-def is_timm_model(module: nn.Module) -> bool:
-    """True for timm models (defined in timm, with ``forward_features`` and ``forward_head``)."""
-    return (
-        type(module).__module__.startswith("timm.")
-        and hasattr(module, "forward_head")
-        and hasattr(module, "forward_features")
-    )
+# timm's crop modes -> skfungi's inference-view resize modes
+_CROP_MODES = {"center": "shortest", "squash": "squash"}
 
 
 def timm_embedding(module: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     """The embedding as timm pools it: ``forward_head(..., pre_logits=True)``."""
     return module.forward_head(module.forward_features(inputs), pre_logits=True)
+
+
+def timm_data_config(model: nn.Module, overrides: dict | None = None) -> dict:
+    """timm's evaluation settings for ``model``: ``timm.data.resolve_data_config(overrides, model=model)``.
+
+    A model without a pretrained config (built directly rather than by
+    ``timm.create_model``) takes its input size from its patch embedding.
+    """
+    from timm.data import resolve_data_config
+
+    args = dict(overrides or {})
+    config = getattr(model, "pretrained_cfg", None) or {}
+    if "input_size" not in config and "input_size" not in args and "img_size" not in args:
+        args["input_size"] = _patch_embedding_shape(model)
+    return resolve_data_config(args, model=model)
 
 
 class TimmBackbone(ImageBackbone):
@@ -33,15 +54,40 @@ class TimmBackbone(ImageBackbone):
     Parameters
     ----------
     model : str or torch.nn.Module
-        A timm model name (created with ``timm.create_model``) or an instance.
-    pretrained : bool or str, default=False
-        For a name: ``False`` for random weights, or the path of a local
-        weights file (``.pth`` / ``.safetensors``). Nothing is downloaded.
+        A timm model name, with or without its pretrained tag
+        (``"vit_base_patch16_224.dino"``), or a timm model instance.
+    pretrained : bool or str, default=True
+        For a name: ``True`` loads timm's pretrained weights
+        (``timm.create_model(name, pretrained=True, num_classes=0)``: from the
+        Hugging Face Hub cache, downloaded into it where a network is
+        reachable; ``HF_HUB_OFFLINE=1`` is respected); the path of a local
+        weights file (``.safetensors`` / ``.pth``) loads that file through
+        timm's ``pretrained_cfg_overlay``; ``False`` gives random weights
+        (drawn from torch's global generator: seed it, or use a
+        ``FungiTransformer`` spec, which seeds them from ``random_state``).
     layer : str, optional
         Target layer; default ``blocks.<last>.attn.proj`` for ViTs.
+    data_config : dict, optional
+        Overrides of timm's evaluation settings, as timm takes them in
+        ``resolve_data_config(args, model=model)``: ``interpolation``,
+        ``crop_pct``, ``crop_mode`` (``"center"`` or ``"squash"``), ``mean``,
+        ``std``, ``input_size``.
+
+    Raises
+    ------
+    WeightsNotFoundError
+        Within seconds, when the weights are neither cached nor downloadable
+        (offline, or the network unreachable): the message names the cache
+        and the local-file alternative.
 
     Notes
     -----
+    The inference view is timm's evaluation transform: the shorter side
+    resized to ``floor(input_size / crop_pct)`` with the model's
+    interpolation, then a centre crop (see
+    :class:`~skfungi.backbones.ImageBackbone`). DINO crops and SimCLR
+    patches use the same interpolation and normalisation.
+
     Views of another side than the input size (``views="fast"``) are
     forwarded at that side: a timm ``VisionTransformer`` interpolates its
     position embeddings to the view's patch grid (timm's own
@@ -53,30 +99,49 @@ class TimmBackbone(ImageBackbone):
     Examples
     --------
     >>> from skfungi.backbones import TimmBackbone
-    >>> backbone = TimmBackbone("vit_tiny_patch16_224")
-    >>> backbone.default_layer, backbone.input_size
-    ('blocks.11.attn.proj', 224)
+    >>> backbone = TimmBackbone("vit_tiny_patch16_224", pretrained=False)  # random weights, asked for
+    >>> backbone.default_layer, backbone.input_size, backbone.interpolation, backbone.crop_pct
+    ('blocks.11.attn.proj', 224, 'bicubic', 0.9)
     """
 
-    def __init__(self, model: str | nn.Module, *, pretrained: bool | str = False, layer: str | None = None):
+    def __init__(
+        self,
+        model: str | nn.Module,
+        *,
+        pretrained: bool | str | os.PathLike = True,
+        layer: str | None = None,
+        data_config: dict | None = None,
+    ):
         if isinstance(model, str):
             model = _create(model, pretrained)
-        elif pretrained:
+        elif pretrained is not True:
             raise ValueError("pretrained applies to a model name; load weights into your instance yourself.")
-        if not is_timm_model(model):
+        if module_family(model) != "timm" or not all(
+            hasattr(model, name) for name in ("forward_features", "forward_head")
+        ):
             raise TypeError(f"{type(model).__name__} is not a timm model (no forward_features / forward_head).")
-        config = getattr(model, "pretrained_cfg", None) or {}
-        channels, size = _input_shape(model, config)
+        config = timm_data_config(model, data_config)
+        channels, height, width = config["input_size"]
+        if height != width:
+            raise ValueError(f"skfungi feeds square views; this timm model expects {height}x{width} images.")
+        if config["crop_mode"] not in _CROP_MODES:
+            raise ValueError(
+                f"timm's crop_mode {config['crop_mode']!r} is not supported; pass "
+                f"data_config={{'crop_mode': 'center'}} (or 'squash')."
+            )
         self.patch_size = _square_patch_size(model)
         super().__init__(
             model,
             layer=layer or _default_layer(model),
             embed=timm_embedding,
-            input_size=size,
-            mean=tuple(config.get("mean", IMAGENET_MEAN)),
-            std=tuple(config.get("std", IMAGENET_STD)),
-            in_channels=channels,
+            input_size=int(height),
+            mean=tuple(config["mean"]),
+            std=tuple(config["std"]),
+            in_channels=int(channels),
             flexible_size=self.patch_size is not None or not _has_patch_embedding(model),
+            interpolation=config["interpolation"],
+            crop_pct=float(config["crop_pct"]),
+            resize_mode=_CROP_MODES[config["crop_mode"]],
         )
 
     def forward_size(self, size: int) -> int:
@@ -93,36 +158,60 @@ class TimmBackbone(ImageBackbone):
             return super().embed(inputs)
 
 
-def timm_backbone(model: str | nn.Module, modality: str = "auto") -> TimmBackbone:
-    """Registry entry for ``"timm:<name>"`` specs and timm instances (images only)."""
-    if modality not in ("auto", "image"):
-        raise ValueError(f"timm models are image backbones; modality={modality!r} is not possible.")
-    return TimmBackbone(model)
+def timm_backbone(model: str | nn.Module, modality: str = "image", pretrained: bool | str = True) -> TimmBackbone:
+    """Registry builder for ``"timm:<name>[.<tag>]"`` specs and timm instances."""
+    return TimmBackbone(model, pretrained=pretrained)
 
 
-def _create(name: str, pretrained: bool | str) -> nn.Module:
+def _create(name: str, pretrained: bool | str | os.PathLike) -> nn.Module:
+    """``timm.create_model(name, ..., num_classes=0)`` with timm's weights, a local file's, or random ones."""
     import timm
+    from timm.models import get_pretrained_cfg
 
-    if pretrained is True:
+    if not timm.is_model(name):
+        raise ValueError(f"unknown timm model {name!r}; timm.list_models('<pattern>') lists the known names.")
+    if pretrained is False:
+        return timm.create_model(name, pretrained=False, num_classes=0)
+    if pretrained is not True:
+        path = os.fspath(pretrained)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"timm weights file not found: {path!r}")
+        return timm.create_model(name, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": path})
+    try:
+        config = get_pretrained_cfg(name)
+    except RuntimeError as error:  # an unknown tag
+        raise ValueError(f"{error} timm.list_pretrained('{name.split('.')[0]}*') lists its tags.") from None
+    if config is None or not (config.hf_hub_id or config.url or config.file):
         raise ValueError(
-            "pretrained=True would download weights, and skfungi never downloads; "
-            "pass the path of a local weights file instead."
+            f"timm has no pretrained weights for {name!r}; name a tagged model "
+            f"(timm.list_pretrained('{name.split('.')[0]}*')), a local file with 'timm:{name}?pretrained=<path>', "
+            f"or ask for random weights with 'timm:{name}?pretrained=false'."
         )
-    if pretrained:
-        if not os.path.isfile(pretrained):
-            raise FileNotFoundError(f"timm weights file not found: {pretrained!r}")
-        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": os.fspath(pretrained)})
-    return timm.create_model(name, pretrained=False)
+    local_hint = f"'timm:{name}?pretrained=/path/to/model.safetensors' or TimmBackbone({name!r}, pretrained=<path>)"
+    if config.hf_hub_id:
+        looked_in = f"the Hugging Face Hub cache {hub_cache_dir()} (repository {config.hf_hub_id})"
+        with hub_access() as offline:
+            try:
+                return timm.create_model(name, pretrained=True, num_classes=0)
+            except (OSError, RuntimeError, ValueError) as error:
+                raise weights_error(f"timm model {name!r}", looked_in, local_hint, offline, error) from error
+    # weights only at a URL: timm keeps them in torch hub's checkpoint folder
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(urlsplit(config.url).path))
+    offline = None if os.path.isfile(cached) or reachable(config.url) else f"{config.url} cannot be reached"
+    try:
+        if offline:
+            raise FileNotFoundError(f"{cached} does not exist")
+        return timm.create_model(name, pretrained=True, num_classes=0)
+    except (OSError, RuntimeError, ValueError) as error:
+        raise weights_error(f"timm model {name!r}", cached, local_hint, offline, error) from error
 
 
-def _input_shape(model: nn.Module, config: dict) -> tuple[int, int]:
-    """(channels, side) from the model's config, else from its patch embedding."""
-    if "input_size" in config:
-        return int(config["input_size"][0]), int(config["input_size"][-1])
+def _patch_embedding_shape(model: nn.Module) -> tuple[int, int, int]:
+    """(channels, height, width) of a model's patch embedding, (3, 224, 224) without one."""
     patch_embed = getattr(model, "patch_embed", None)
     size = getattr(patch_embed, "img_size", None) or (224, 224)
     proj = getattr(patch_embed, "proj", None)
-    return int(getattr(proj, "in_channels", 3)), int(size[-1])
+    return int(getattr(proj, "in_channels", 3)), int(size[0]), int(size[-1])
 
 
 def _square_patch_size(model: nn.Module) -> int | None:

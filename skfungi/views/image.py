@@ -1,40 +1,88 @@
 """Image views: the inference view, DINO random crops and SimCLR patches.
 
 Every function takes one image as a ``(C, H, W)`` float tensor in [0, 1] at
-its own resolution and returns views of fixed size, still in [0, 1];
-normalisation for the backbone happens later, in the backbone adapter.
+its own resolution and returns views of fixed size; normalisation for the
+backbone happens later, in the backbone adapter.
+
+Resampling is torchvision's (``torchvision.transforms.functional.resize``,
+antialiased, in the model's interpolation: ``"bicubic"`` for most pretrained
+ViTs), so a view holds the pixels that timm's or open_clip's own transforms
+would give the model. Those transforms resample a PIL image in 8-bit PIL
+arithmetic (rounded and clipped to 0-255 after each pass) and a tensor in
+floating point; :func:`exact_8bit` lets the inference view do the same with
+an image decoded from 8-bit data (every value a multiple of 1/255), so that
+its embedding equals the library's evaluation to float precision. The views
+of the losses are always resampled in floating point.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
-import torch.nn.functional as F
+import torchvision.transforms.functional as TF
+from torchvision.transforms import InterpolationMode
 
-__all__ = ["center_view", "dino_crops", "patchify", "random_resized_crop", "resize"]
+__all__ = [
+    "INTERPOLATIONS",
+    "RESIZE_MODES",
+    "center_view",
+    "dino_crops",
+    "exact_8bit",
+    "patchify",
+    "random_resized_crop",
+    "resize",
+]
+
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
+# "shortest": the shorter side is scaled (aspect kept), "squash": both sides are (timm's crop_mode="squash")
+RESIZE_MODES = ("shortest", "squash")
 
 
-def resize(image: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """Bilinear (antialiased when shrinking) resize of one image to ``size``."""
+def resize(image: torch.Tensor, size: int | tuple[int, int], interpolation: str = "bilinear") -> torch.Tensor:
+    """Antialiased resize of one image (or a stack ``(..., C, H, W)``) to ``size`` (an int is a square side)."""
     height, width = (size, size) if isinstance(size, int) else size
-    if image.shape[-2:] == (height, width):
+    return TF.resize(image, [height, width], interpolation=InterpolationMode(interpolation), antialias=True)
+
+
+def center_view(
+    image,
+    size: int,
+    interpolation: str = "bilinear",
+    crop_pct: float = 1.0,
+    resize_mode: str = "shortest",
+) -> torch.Tensor:
+    """The inference view: resize to ``floor(size / crop_pct)``, then centre-crop a ``size`` square.
+
+    This is timm's evaluation transform (``transforms_imagenet_eval``) and
+    open_clip's (``crop_pct=1``): with ``resize_mode="shortest"`` the
+    shorter side is resized (aspect kept), with ``"squash"`` both sides are.
+    ``image`` is a ``(C, H, W)`` tensor or a PIL image (resampled by PIL, see
+    :func:`exact_8bit`); the view is a float tensor.
+    """
+    scaled = math.floor(size / crop_pct)
+    target = [scaled] if resize_mode == "shortest" else [scaled, scaled]
+    resized = TF.resize(image, target, interpolation=InterpolationMode(interpolation), antialias=True)
+    view = TF.center_crop(resized, [size, size])
+    if isinstance(view, torch.Tensor):
+        return view
+    return TF.pil_to_tensor(view).to(torch.float32).div_(255.0)  # what ToTensor does with an 8-bit image
+
+
+def exact_8bit(image: torch.Tensor):
+    """The image as a PIL image when it holds 8-bit data exactly (every value ``k / 255``), else unchanged.
+
+    A uint8 image decoded by skfungi (``k / 255`` in float32) is such an
+    image; its PIL form is the one timm and open_clip are usually given.
+    """
+    from PIL import Image
+
+    codes = torch.round(image * 255.0)
+    if not torch.equal(codes / 255.0, image):
         return image
-    shrinking = height < image.shape[-2] or width < image.shape[-1]
-    resized = F.interpolate(
-        image.unsqueeze(0), size=(height, width), mode="bilinear", align_corners=False, antialias=shrinking
-    )
-    return resized.squeeze(0)
-
-
-def center_view(image: torch.Tensor, size: int) -> torch.Tensor:
-    """The inference view: shorter side resized to ``size``, then centre-cropped square."""
-    height, width = image.shape[-2:]
-    scale = size / min(height, width)
-    resized = resize(image, (max(size, round(height * scale)), max(size, round(width * scale))))
-    top = (resized.shape[-2] - size) // 2
-    left = (resized.shape[-1] - size) // 2
-    return resized[..., top : top + size, left : left + size]
+    pixels = codes.to(torch.uint8).permute(1, 2, 0).numpy()
+    return Image.fromarray(np.ascontiguousarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels))
 
 
 def random_resized_crop(
@@ -43,6 +91,7 @@ def random_resized_crop(
     scale: tuple[float, float],
     generator: torch.Generator,
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    interpolation: str = "bilinear",
 ) -> torch.Tensor:
     """A crop covering a random ``scale`` fraction of the area, resized to ``size``.
 
@@ -50,7 +99,7 @@ def random_resized_crop(
     centre crop with the aspect ratio clamped), drawn from ``generator``.
     """
     top, left, height, width = _crop_box(image.shape[-2], image.shape[-1], scale, ratio, generator)
-    return resize(image[..., top : top + height, left : left + width], size)
+    return resize(image[..., top : top + height, left : left + width], size, interpolation)
 
 
 def _crop_box(height, width, scale, ratio, generator):
@@ -85,6 +134,7 @@ def dino_crops(
     local_scale: tuple[float, float],
     generator: torch.Generator,
     local_size: int | None = None,
+    interpolation: str = "bilinear",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """DINO's multi-crop: ``n_global`` large and ``n_local`` small random crops.
 
@@ -93,8 +143,9 @@ def dino_crops(
     every crop to the full input size).
     """
     local_size = local_size or size
-    global_views = [random_resized_crop(image, size, global_scale, generator) for _ in range(n_global)]
-    local_views = [random_resized_crop(image, local_size, local_scale, generator) for _ in range(n_local)]
+    crop = random_resized_crop
+    global_views = [crop(image, size, global_scale, generator, interpolation=interpolation) for _ in range(n_global)]
+    local_views = [crop(image, local_size, local_scale, generator, interpolation=interpolation) for _ in range(n_local)]
     channels = image.shape[0]
     return (
         torch.stack(global_views) if global_views else image.new_empty(0, channels, size, size),
@@ -103,14 +154,20 @@ def dino_crops(
 
 
 def patchify(
-    image: torch.Tensor, size: int, grid: int, patch_fraction: float = 0.5, output_size: int | None = None
+    image: torch.Tensor,
+    size: int,
+    grid: int,
+    patch_fraction: float = 0.5,
+    output_size: int | None = None,
+    interpolation: str = "bilinear",
 ) -> torch.Tensor:
     """SimCLR's deterministic overlapping patches: ``grid * grid`` views.
 
-    The image is resized to ``size``; patches of side ``round(size * patch_fraction)``
-    are cut with stride ``(size - side) // (grid - 1)`` and each resized to
-    ``output_size`` (default ``size``). At 224 px with the defaults this is the
-    paper's kernel 112, stride 18, 7 x 7 = 49 patches.
+    The image is resized to ``size`` (shorter side, then centre-cropped);
+    patches of side ``round(size * patch_fraction)`` are cut with stride
+    ``(size - side) // (grid - 1)`` and each resized to ``output_size``
+    (default ``size``). At 224 px with the defaults this is the paper's
+    kernel 112, stride 18, 7 x 7 = 49 patches.
     """
     side = round(size * patch_fraction)
     if not 0 < side <= size:
@@ -118,11 +175,11 @@ def patchify(
     stride = (size - side) // (grid - 1) if grid > 1 else 1
     if grid > 1 and stride < 1:
         raise ValueError(f"a {grid} x {grid} grid of {side}-px patches does not fit in {size} px.")
-    square = center_view(image, size)
+    square = center_view(image, size, interpolation)
     patches = square.unfold(1, side, stride).unfold(2, side, stride)[:, :grid, :grid]
     # (C, grid, grid, side, side) -> (grid * grid, C, side, side), row-major over the grid
     patches = patches.permute(1, 2, 0, 3, 4).reshape(grid * grid, image.shape[0], side, side)
     output_size = output_size or size
     if side == output_size:
         return patches.contiguous()
-    return F.interpolate(patches, size=(output_size, output_size), mode="bilinear", align_corners=False)
+    return resize(patches, output_size, interpolation)
