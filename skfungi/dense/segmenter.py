@@ -14,8 +14,9 @@ from sklearn.utils.validation import check_is_fitted
 from .bank import PatchMemoryBank
 from .features import DenseFungiTransformer, combine_blocks
 from .index import ALGORITHMS
-from .labels import as_label_maps, patch_label_counts, upsample_scores
+from .labels import as_label_maps
 from .metrics import mean_iou
+from .propagation import PATCH_LABELS, fill_memory_bank, pixel_scores, support_classes
 
 __all__ = ["InContextSegmenter"]
 
@@ -108,7 +109,7 @@ loss_temperature, projection, projection_dim, batch_size, device, random_state
         **{name: DenseFungiTransformer._parameter_constraints[name] for name in _TRANSFORMER_PARAMS},
         "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
-        "patch_labels": [StrOptions({"soft", "majority"})],
+        "patch_labels": [StrOptions(set(PATCH_LABELS))],
         "ignore_index": [Integral, None],
         "algorithm": [StrOptions(set(ALGORITHMS))],
     }
@@ -191,33 +192,16 @@ loss_temperature, projection, projection_dim, batch_size, device, random_state
         transformer.fit(X)
         samples = transformer.backbone_.as_samples(X, estimator=transformer, reset=False)
         masks = as_label_maps(y, len(samples))
-        self.classes_ = self._support_classes(masks)
-        class_index = np.full(int(self.classes_.max()) + 1, -1, dtype=np.int64)
-        class_index[self.classes_] = np.arange(len(self.classes_))
-        n_grid = transformer.grid_shape_[0] * transformer.grid_shape_[1]
-        bank = PatchMemoryBank(
-            self.n_neighbors, self.temperature, self.algorithm, random_state=transformer.seed_ % 2**32
-        )
-        for start, stop, blocks in transformer.iter_blocks(X):
-            features = combine_blocks(blocks, transformer.blocks_)
-            for offset in range(stop - start):
-                index = start + offset
-                mask = masks[index]
-                _check_mask_size(mask, samples[index], index)
-                counts = patch_label_counts(mask, transformer.grid_shape_, class_index)
-                covered = counts.sum(axis=1) > 0
-                labels = self._patch_labels(counts[covered])
-                rows = features[offset].reshape(n_grid, -1)[covered]
-                if index == 0:
-                    bank.fit(rows, labels, expected_patches=len(samples) * n_grid)
-                else:
-                    bank.partial_fit(rows, labels)
+        classes = support_classes(masks, self.ignore_index)
+        bank = PatchMemoryBank(self.n_neighbors, self.temperature, self.algorithm, random_state=transformer.seed_)
+        fill_memory_bank(bank, _checked_maps(transformer, X, samples, masks), masks, classes, self.patch_labels)
         if bank.n_patches_ < self.n_neighbors:
             raise ValueError(
                 f"the support masks label {bank.n_patches_} patches, fewer than n_neighbors={self.n_neighbors}."
             )
         self.transformer_ = transformer
         self.memory_bank_ = bank
+        self.classes_ = classes
         return self
 
     def predict_proba(self, X):
@@ -247,29 +231,22 @@ loss_temperature, projection, projection_dim, batch_size, device, random_state
     def _iter_scores(self, X):
         """``(H, W, n_classes)`` upsampled class scores of each image, in order."""
         check_is_fitted(self)
-        transformer = self.transformer_
-        samples = transformer.backbone_.as_samples(X, estimator=transformer, reset=False)
-        n_grid = transformer.grid_shape_[0] * transformer.grid_shape_[1]
-        for start, stop, blocks in transformer.iter_blocks(X):
-            features = combine_blocks(blocks, transformer.blocks_)
-            for offset in range(stop - start):
-                patch_scores = self.memory_bank_.predict_proba(features[offset].reshape(n_grid, -1))
-                grid_scores = patch_scores.reshape(*transformer.grid_shape_, -1)
-                yield upsample_scores(grid_scores, tuple(samples[start + offset].shape[-2:]))
+        samples = self.transformer_.backbone_.as_samples(X, estimator=self.transformer_, reset=False)
+        for index, feature_map in enumerate(_feature_maps(self.transformer_, X)):
+            yield pixel_scores(self.memory_bank_, feature_map, tuple(samples[index].shape[-2:]))
 
-    def _support_classes(self, masks) -> np.ndarray:
-        found = set()
-        for mask in masks:
-            found.update(np.unique(mask).tolist())
-        found.discard(self.ignore_index)
-        if not found:
-            raise ValueError("the support masks label no pixel (every pixel is ignore_index).")
-        return np.array(sorted(found), dtype=np.int64)
 
-    def _patch_labels(self, counts: np.ndarray) -> np.ndarray:
-        if self.patch_labels == "majority":
-            return np.eye(counts.shape[1], dtype=np.float32)[counts.argmax(axis=1)]
-        return (counts / counts.sum(axis=1, keepdims=True)).astype(np.float32)
+def _feature_maps(transformer: DenseFungiTransformer, X):
+    """``(h, w, d)`` patch features of each image of ``X``, in order."""
+    for _, _, blocks in transformer.iter_blocks(X):
+        yield from combine_blocks(blocks, transformer.blocks_)
+
+
+def _checked_maps(transformer: DenseFungiTransformer, X, samples, masks):
+    """The feature maps of ``X``, each after checking that its mask has the image's size."""
+    for index, feature_map in enumerate(_feature_maps(transformer, X)):
+        _check_mask_size(masks[index], samples[index], index)
+        yield feature_map
 
 
 def _check_mask_size(mask: np.ndarray, image: torch.Tensor, index: int) -> None:
