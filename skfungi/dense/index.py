@@ -40,7 +40,7 @@ class PatchIndex:
     M, ef_construction, ef : int
         hnswlib's graph settings (see :class:`~skfungi.neighbors.HNSWTransformer`).
     random_state : int, default=0
-        Seeds hnswlib's level generator (built with one thread, the graph is
+        Seeds hnswlib's level generator (taken modulo 2**32) (built with one thread, the graph is
         a function of the rows, their order and this seed).
 
     Attributes
@@ -79,7 +79,7 @@ class PatchIndex:
                 ef_construction=self.ef_construction,
                 ef=self.ef,
                 n_jobs=1,
-                random_state=self.random_state,
+                random_state=int(self.random_state) % 2**32,  # hnswlib seeds are 32-bit
             )
         return self.partial_fit(vectors, groups)
 
