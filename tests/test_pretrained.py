@@ -11,9 +11,11 @@ an unreachable network, against an endpoint where nothing listens.
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import shutil
 import socket
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from skfungi import FungiTransformer
 from skfungi.backbones import SentenceTransformerBackbone, TimmBackbone, WeightsNotFoundError, resolve_backbone
+from skfungi.backbones._hub import reachable
 from skfungi.losses import KLLoss, SimCLRLoss
 
 TIMM_ARCH = "skfungi_test_vit"
@@ -179,6 +182,23 @@ def test_missing_weights_fail_without_waiting_when_the_hub_is_unreachable(unreac
         with pytest.raises(WeightsNotFoundError, match=f"pretrained weights of {kind} .*: {unreachable}"):
             resolve_backbone(spec)
     assert constants.HF_HUB_OFFLINE is False  # the Hub client's setting is restored
+
+
+def test_any_http_answer_counts_as_reachable_a_refused_connection_does_not(unreachable_hub):
+    class Missing(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    with http.server.HTTPServer(("127.0.0.1", 0), Missing) as server:
+        thread = threading.Thread(target=server.handle_request)
+        thread.start()
+        assert reachable(f"http://127.0.0.1:{server.server_port}/any/file")
+        thread.join()
+    assert not reachable(constants.ENDPOINT)
 
 
 def test_names_without_weights_are_never_random_silently():

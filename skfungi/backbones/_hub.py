@@ -5,10 +5,10 @@ through the Hugging Face Hub client (``huggingface_hub``) into its cache,
 and read that cache when ``HF_HUB_OFFLINE=1``. Where no network is reachable
 and that variable is not set, the client retries each request with back-off
 for tens of seconds before it looks in the cache. :func:`hub_access` avoids
-that wait: it first tries one TCP connection to the hub's host (a few
-seconds at most) and, where that fails, holds the client in its offline mode
-for the library call, so the library reads its cache and fails at once if
-the weights are not there. :func:`weights_error` turns such a failure into
+that wait: it first sends one HTTP request to the hub (answered, or given up
+after a few seconds) and, where none comes back, holds the client in its
+offline mode for the library call, so the library reads its cache and fails
+at once if the weights are not there. :func:`weights_error` turns such a failure into
 one error that names the model, where the library looked and how to load
 from a local file instead.
 """
@@ -16,15 +16,16 @@ from a local file instead.
 from __future__ import annotations
 
 import os
-import socket
+import ssl
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from contextlib import contextmanager
-from urllib.parse import urlsplit
 
 __all__ = ["WeightsNotFoundError", "folder_or_hub", "hub_access", "hub_cache_dir", "reachable", "weights_error"]
 
-# seconds one connection attempt may take before the network counts as unreachable
-CONNECT_TIMEOUT = 3.0
+# seconds one probe may take before the network counts as unreachable
+CONNECT_TIMEOUT = 5.0
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -39,13 +40,20 @@ def hub_cache_dir() -> str:
 
 
 def reachable(url: str, timeout: float = CONNECT_TIMEOUT) -> bool:
-    """Whether a TCP connection to ``url``'s host and port opens within ``timeout`` seconds."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    """Whether an HTTP ``HEAD`` request to ``url`` gets an answer within ``timeout`` seconds.
+
+    Any answer counts (an error status, a certificate the local trust store
+    rejects): the library then decides. The request goes through the proxies
+    of the environment (``HTTPS_PROXY``...), as the Hub client's do.
+    """
     try:
-        with socket.create_connection((parts.hostname, port), timeout=timeout):
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
             return True
-    except (OSError, ValueError):
+    except urllib.error.HTTPError:
+        return True
+    except urllib.error.URLError as error:
+        return isinstance(error.reason, ssl.SSLError)
+    except (OSError, ValueError):  # a timeout while reading, a malformed URL
         return False
 
 
