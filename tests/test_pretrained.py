@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import http.server
 import json
+import pickle
 import shutil
 import socket
 import threading
@@ -304,7 +305,8 @@ def test_sentence_transformers_hub_id_loads_the_saved_pipeline(hub_cache, tmp_pa
 
 
 def test_sentence_transformer_object_embeds_as_encode_does(tmp_path):
-    """Its own tokenisation (max_seq_length), CLS pooling and Normalize; true gradients through its forward."""
+    """Its own tokenisation (max_seq_length), CLS pooling and Normalize; true gradients through its forward;
+    a fitted transformer pickles with it."""
     pytest.importorskip("sentence_transformers")
     model = sentence_transformer(tmp_path).double()
     losses = (KLLoss(latent_dim=8), SimCLRLoss(n_views=3, latent_dim=8, n_negatives=2))
@@ -313,6 +315,7 @@ def test_sentence_transformer_object_embeds_as_encode_does(tmp_path):
     embedding = fungi.transform(TEXTS)[:, :16]
     expected = F.normalize(model.encode(TEXTS, convert_to_tensor=True), dim=1).numpy()
     np.testing.assert_allclose(embedding, expected, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(fungi)).transform(TEXTS), fungi.transform(TEXTS))
     for loss in fungi.losses_:
         fast = engine_gradients(fungi, loss, TEXTS)
         for index, text in enumerate(TEXTS):
