@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import functools
 import gc
-import inspect
 import json
 import os
 import platform
@@ -422,12 +421,11 @@ def kl_sweep(args, model, backbone, log) -> list[dict]:
     ``batch_size``, as a dataset would be: the fixed costs of a ``transform`` call (one
     regeneration of the dense projection per 64 MiB of reduced gradients) are spread as in
     real use, and the per-batch costs (the backward, the factors) are not. Cheap, since both
-    sides forward one view per image. With ``--grad-trunk`` the same transformer is also timed
-    with its whole forward in grad mode (``trunk_in_grad_mode``), interleaved with the rest.
+    sides forward one view per image.
     """
     from skfungi import FungiTransformer
 
-    variants = ["library", "grad trunk"] if args.grad_trunk else ["library"]
+    variants = ["library"]
     rows = []
     for size in args.kl_sweep:
         n_images = max(size, args.kl_sweep_images)
@@ -442,7 +440,7 @@ def kl_sweep(args, model, backbone, log) -> list[dict]:
         for _ in range(args.repeats):
             for variant in variants:
                 clock, after = Clock(), Clock()
-                with trunk_in_grad_mode(variant == "grad trunk"), clock.measure():
+                with clock.measure():
                     transformer.transform(images)
                 with after.measure():
                     baseline_embed(model, inputs, size)
@@ -469,126 +467,21 @@ def kl_sweep(args, model, backbone, log) -> list[dict]:
     return rows
 
 
-@contextmanager
-def trunk_in_grad_mode(enabled: bool):
-    """While ``enabled``, the engine's forwards run wholly in grad mode, as before 2026-11-26
-    (nothing requires grad before the target layer, so autograd records the same graph); the
-    library runs the trunk under ``torch.no_grad()``."""
-    from skfungi._core import extractor as _engine
-    from skfungi._core.device import autocast
-
-    original = _engine.FeatureExtractor._encode
-
-    def encode_in_grad_mode(self, views):
-        with torch.enable_grad(), autocast(self.precision, self.backbone.device):
-            embedding = self.backbone.encode(views)
-        return embedding.float() if embedding.dtype in (torch.float16, torch.bfloat16) else embedding
-
-    if enabled:
-        _engine.FeatureExtractor._encode = encode_in_grad_mode
-    try:
-        yield
-    finally:
-        _engine.FeatureExtractor._encode = original
-
-
 # -- profiling breakdown -----------------------------------------------------------
 
 
-class Breakdown:
-    """Exclusive wall and process-CPU time per labelled function, by wrapping functions at run time."""
-
-    def __init__(self):
-        self.totals: dict[str, float] = defaultdict(float)
-        self.cpu_totals: dict[str, float] = defaultdict(float)
-        self.calls: dict[str, int] = defaultdict(int)
-        self._stack: list[list[float]] = []
-        self._patched: list[tuple[object, str, object]] = []
-
-    def wrap(self, owner, name: str, label: str) -> None:
-        """Replace ``owner.name`` (a module function, method or staticmethod) by a timed wrapper."""
-        static = inspect.getattr_static(owner, name)
-        is_static = isinstance(static, staticmethod)
-        original = static.__func__ if is_static else getattr(owner, name)
-
-        @functools.wraps(original)
-        def wrapper(*args, **kwargs):
-            self._stack.append([0.0, 0.0])
-            wall, cpu = time.perf_counter(), time.process_time()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-                children = self._stack.pop()
-                self.totals[label] += wall - children[0]
-                self.cpu_totals[label] += cpu - children[1]
-                self.calls[label] += 1
-                if self._stack:
-                    self._stack[-1][0] += wall
-                    self._stack[-1][1] += cpu
-
-        own = name in vars(owner)
-        self._patched.append((owner, name, static if own else None))
-        setattr(owner, name, staticmethod(wrapper) if is_static else wrapper)
-
-    def restore(self) -> None:
-        for owner, name, static in reversed(self._patched):
-            if static is None:  # was inherited: drop the override
-                delattr(owner, name)
-            else:
-                setattr(owner, name, static)
-        self._patched.clear()
-
-
-def instrument() -> Breakdown:
-    """Wrap the pipeline's stages. Targets missing from this version of skfungi are skipped."""
-    import importlib
-
-    breakdown = Breakdown()
-    targets = [
-        # (module, attribute path, label); the package evolves, so every target is optional
-        ("skfungi.inputs.images", "_decode", "decode input"),
-        ("skfungi._core.extractor", "content_key", "seed hashing (content key)"),
-        ("skfungi.backbones._base", "Backbone.sample_key", "seed hashing (content key)"),
-        ("skfungi._core.extractor", "center_view", "views: inference view"),
-        ("skfungi.backbones.image", "ImageBackbone.inference_view", "views: inference view"),
-        ("skfungi._core.extractor", "FeatureExtractor._stacked_views", "views: crops / patches"),
-        ("skfungi.losses.kl", "KLLoss.views", "views: crops / patches"),
-        ("skfungi.losses.dino", "DINOLoss.views", "views: crops / patches"),
-        ("skfungi.losses.simclr", "SimCLRLoss.views", "views: crops / patches"),
-        ("skfungi.backbones.image", "ImageBackbone.encode", "stack views (encode glue)"),
-        ("skfungi.backbones.image", "ImageBackbone.prepare", "normalise views"),
-        ("skfungi._core.extractor", "FeatureExtractor._embed", "forward (trunk + tail)"),
-        ("skfungi.backbones.image", "ImageBackbone.embed", "forward (trunk + tail)"),
-        ("skfungi.losses.kl", "KLLoss.sample_losses", "loss heads + loss"),
-        ("skfungi.losses.dino", "DINOLoss.sample_losses", "loss heads + loss"),
-        ("skfungi.losses.simclr", "SimCLRLoss.sample_losses", "loss heads + loss"),
-        ("skfungi._core.gradients", "GradientCapture._hook", "forward hook"),
-        ("skfungi._core.gradients", "GradientCapture._attention_hook", "forward hook"),
-        ("torch.autograd", "grad", "backward (torch.autograd.grad)"),
-        ("skfungi._core.gradients", "GradientCapture.factors", "factor extraction"),
-        ("skfungi._core.projection", "_FlatGradientProjection.reduce", "projection.reduce"),
-        ("skfungi._core.projection", "KroneckerProjection.reduce", "projection.reduce"),
-        ("skfungi._core.projection", "RademacherProjection._draw", "projection.project: regenerate +-1 tiles"),
-        ("skfungi._core.projection", "GaussianProjection._draw", "projection.project: regenerate +-1 tiles"),
-        ("skfungi._core.projection", "_DenseProjection.project", "projection.project: concat + addmm"),
-        ("skfungi._core.projection", "SRHTProjection.project", "projection.project: Hadamard transform"),
-    ]
-    wrapped = set()
-    for module_name, path, label in targets:
-        try:
-            owner = importlib.import_module(module_name)
-            *parents, name = path.split(".")
-            for parent in parents:
-                owner = getattr(owner, parent)
-            inspect.getattr_static(owner, name)
-        except (ImportError, AttributeError):
-            continue
-        key = (id(owner), name)
-        if key not in wrapped:
-            wrapped.add(key)
-            breakdown.wrap(owner, name, label)
-    return breakdown
+def stage_times(prof, expected: list[str]) -> dict[str, float]:
+    """Seconds spent in each labelled stage of the engine (``skfungi._core.extractor.LABELS``), summed
+    over the trace's ranges (their durations on the wall clock); a stage the configuration must run
+    but the trace lacks is an error."""
+    totals = {event.key: event.cpu_time_total / 1e6 for event in prof.key_averages() if event.key in expected}
+    missing = [label for label in expected if label not in totals]
+    if missing:
+        raise RuntimeError(
+            f"the engine reported no {missing} stage(s): its torch.profiler labels changed "
+            "(skfungi._core.extractor.LABELS); update this benchmark."
+        )
+    return totals
 
 
 def profile(args) -> dict:
@@ -603,6 +496,7 @@ def profile(args) -> dict:
     from torch.profiler import profile as torch_profile
 
     from skfungi import FungiTransformer, TimmBackbone
+    from skfungi._core.extractor import LABELS
 
     rng = np.random.default_rng(0)
     train = rng.integers(0, 256, (max(args.n_images, args.n_negatives), 224, 224, 3), dtype=np.uint8)
@@ -617,13 +511,14 @@ def profile(args) -> dict:
             model, losses=losses(), include_embedding=include_embedding, random_state=0, batch_size=B
         ).fit(train)
         transformer.transform(images[:1])  # warm-up
-        breakdown = instrument()
-        try:
+        with_views = any(getattr(loss, "name", loss) != "kl" for loss in losses())  # KL reuses the inference view
+        stages = ["decode", "forward", "loss", "backward", "project"] + (["views"] if with_views else [])
+        expected = [LABELS[stage] for stage in stages]
+        with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
             start, start_cpu = time.perf_counter(), time.process_time()
             transformer.transform(images)
             total, total_cpu = time.perf_counter() - start, time.process_time() - start_cpu
-        finally:
-            breakdown.restore()
+        parts = stage_times(prof, expected)
         plain = plain_cpu = 0.0
         for views in passes:
             size = forward_batch(views, B, N)
@@ -634,17 +529,12 @@ def profile(args) -> dict:
             plain += time.perf_counter() - start
             plain_cpu += time.process_time() - start_cpu
         other = "other (glue, normalise blocks, numpy copy)"
-        parts = dict(breakdown.totals)
         parts[other] = total - sum(parts.values())
-        cpu_parts = dict(breakdown.cpu_totals)
-        cpu_parts[other] = total_cpu - sum(cpu_parts.values())
-        forward, forward_cpu = parts.get("forward (trunk + tail)", 0.0), cpu_parts.get("forward (trunk + tail)", 0.0)
+        forward = parts[LABELS["forward"]]
         report[label] = {
             "total_s": total,
             "total_cpu_s": total_cpu,
             "parts": parts,
-            "cpu_parts": cpu_parts,
-            "calls": dict(breakdown.calls),
             "plain_forwards_s": plain,
             "plain_forwards_cpu_s": plain_cpu,
         }
@@ -653,17 +543,14 @@ def profile(args) -> dict:
             f"{total:.2f} s wall, {total_cpu:.2f} s CPU)",
             flush=True,
         )
-        print(f"  {'stage':<44} {'wall s':>8} {'wall %':>7} {'CPU s':>8} {'CPU %':>7}")
-        for part, seconds in sorted(cpu_parts.items(), key=lambda item: -item[1]):
-            print(
-                f"  {part:<44} {parts[part]:8.3f} {100 * parts[part] / total:6.1f}% "
-                f"{seconds:8.3f} {100 * seconds / total_cpu:6.1f}%",
-                flush=True,
-            )
+        print(f"  {'stage (torch.profiler label)':<44} {'wall s':>8} {'wall %':>7}")
+        for part, seconds in sorted(parts.items(), key=lambda item: -item[1]):
+            print(f"  {part:<44} {seconds:8.3f} {100 * seconds / total:6.1f}%", flush=True)
         print(
             f"  the same forwards as plain no-grad embedding forwards: {plain:.3f} s wall, {plain_cpu:.3f} s CPU; "
-            f"FUNGI forward / plain = {forward / plain:.2f} wall, {forward_cpu / plain_cpu:.2f} CPU; "
-            f"FUNGI total / plain = {total / plain:.2f} wall, {total_cpu / plain_cpu:.2f} CPU",
+            f"FUNGI forward / plain = {forward / plain:.2f} wall; "
+            f"FUNGI total / plain = {total / plain:.2f} wall, {total_cpu / plain_cpu:.2f} CPU "
+            "(the profiler adds its own overhead to FUNGI's side)",
             flush=True,
         )
         if args.torch_profile:
@@ -804,11 +691,6 @@ def main(argv=None) -> int:
         "--kl-sweep",
         default=None,
         help="comma-separated batch sizes for an extra embedding+KL vs embedding comparison (default 8,32; quick none)",
-    )
-    parser.add_argument(
-        "--grad-trunk",
-        action="store_true",
-        help="in the KL sweep, also time the forward wholly in grad mode (the engine before the no_grad trunk)",
     )
     parser.add_argument(
         "--kl-sweep-images",
