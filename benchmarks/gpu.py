@@ -47,6 +47,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--negatives", type=int, default=64, help="SimCLR bank images (fit only)")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--reference-projections", default="rademacher,srht", help="skfungi's, against the reference")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="CPU threads (views, host work)")
     parser.add_argument("--json", default="gpu.json")
     parser.add_argument("--markdown", default="gpu.md")
@@ -67,7 +68,7 @@ def main(argv=None) -> dict:
             common += ["--negatives", str(args.negatives)]
             preset_run = presets.main([*common, "--backbones", model, "--batch-size", str(args.batch_size)])
             results["presets"].append({"model": model, "precision": precision, **preset_run["backbones"][model]})
-            reference_run = reference.main([*common, "--model", model])
+            reference_run = reference.main([*common, "--model", model, "--projection", args.reference_projections])
             results["reference"].append({"model": model, "precision": precision, "rows": reference_run["rows"]})
     Path(args.json).write_text(json.dumps(results, indent=2))
     Path(args.markdown).write_text(markdown(results))
@@ -97,13 +98,15 @@ def markdown(results: dict) -> str:
             )
     lines += [
         "",
-        "| model | precision | losses | fungivision x embedding | skfungi x embedding | skfungi speed-up |",
-        "|---|---|---|---|---|---|",
+        "| model | precision | losses | skfungi projection | fungivision x embedding | skfungi x embedding "
+        "| skfungi speed-up |",
+        "|---|---|---|---|---|---|---|",
     ]
     for run in results["reference"]:
         for row in run["rows"]:
             lines.append(
-                f"| {run['model']} | {run['precision']} | {row['config']} | {row['fungivision_x_embedding']:.1f}x | "
+                f"| {run['model']} | {run['precision']} | {row['config']} | {row['projection']} | "
+                f"{row['fungivision_x_embedding']:.1f}x | "
                 f"{row['skfungi_x_embedding']:.1f}x | {row['speedup']:.2f}x |"
             )
     return "\n".join(lines) + "\n"

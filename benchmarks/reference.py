@@ -19,7 +19,7 @@ fungivision==0.0.2``); skfungi never imports it.
 Usage::
 
     .venv/bin/python benchmarks/reference.py --threads 1                 # ViT-S/16, 16 images, ~15 min on a CPU
-    .venv/bin/python benchmarks/reference.py --configs kl,dino --repeats 3
+    .venv/bin/python benchmarks/reference.py --configs kl,dino --repeats 3 --projection rademacher,srht
     .venv/bin/python benchmarks/reference.py --device cuda --model vit_base_patch16_224 --images 64 \\
         --precision bfloat16
 """
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import inspect
 import json
 import platform
 import time
@@ -45,7 +46,7 @@ KL_TEMPERATURE = 15  # the paper's runs (fungivision's default is 1; the cost is
 LATENT = {"kl": 768, "dino": 2048, "simclr": 96}
 
 
-def skfungi_transformer(model, losses, negatives: int, args) -> FungiTransformer:
+def skfungi_transformer(model, losses, negatives: int, projection: str, args) -> FungiTransformer:
     objects = {
         "kl": KLLoss(temperature=KL_TEMPERATURE, latent_dim=LATENT["kl"]),
         "dino": DINOLoss(latent_dim=LATENT["dino"]),
@@ -56,6 +57,7 @@ def skfungi_transformer(model, losses, negatives: int, args) -> FungiTransformer
         losses=tuple(objects[name] for name in losses),
         layer=args.layer,
         include_embedding=False,
+        projection=projection,
         batch_size=args.images,
         device=args.device,
         precision=args.precision,
@@ -116,6 +118,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument(
+        "--projection",
+        default=inspect.signature(FungiTransformer).parameters["projection"].default,
+        help="skfungi's projections, comma-separated, each timed (default: the library's; the reference's is dense)",
+    )
     parser.add_argument("--json", help="write the results to this file")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -145,9 +152,9 @@ def main(argv=None) -> dict:
         ):
             model(inputs)
 
-    rows = [
-        compare(name, model, embedding, images, pil_images, bank, dataset, args) for name in args.configs.split(",")
-    ]
+    rows = []
+    for name in args.configs.split(","):
+        rows += compare(name, model, embedding, images, pil_images, bank, dataset, args)
     results = {
         "machine": f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
         f"{args.threads} thread(s), {args.device}",
@@ -155,52 +162,60 @@ def main(argv=None) -> dict:
         "images": args.images,
         "negatives": args.negatives,
         "precision": args.precision,
+        "projection": args.projection,
         "repeats": args.repeats,
         "rows": rows,
     }
-    print(f"\n{results['machine']}; {args.model} (random weights), {args.images} images per call, {args.precision}")
+    print(
+        f"\n{results['machine']}; {args.model} (random weights), {args.images} images per call, {args.precision}, "
+        f"skfungi's projection: {args.projection}"
+    )
     print(markdown(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return results
 
 
-def compare(name, model, embedding, images, pil_images, bank, dataset, args) -> dict:
-    """Fastest seconds per image of the embedding, the reference and skfungi for one loss set, interleaved."""
+def compare(name, model, embedding, images, pil_images, bank, dataset, args) -> list[dict]:
+    """Fastest seconds per image of the embedding, the reference and skfungi (one row per projection)
+    for one loss set, interleaved."""
     losses = CONFIGS[name]
-    ours = skfungi_transformer(model, losses, args.negatives, args).fit(bank)
     theirs = reference_wrapper(copy.deepcopy(model), losses, dataset, args)
-    calls = {
-        "embedding": embedding,
-        "fungivision": lambda: theirs(pil_images),
-        "skfungi": lambda: ours.transform(images),
-    }
+    calls = {"embedding": embedding, "fungivision": lambda: theirs(pil_images)}
+    for projection in args.projection.split(","):
+        ours = skfungi_transformer(model, losses, args.negatives, projection, args).fit(bank)
+        calls[f"skfungi {projection}"] = lambda ours=ours: ours.transform(images)
     times = {key: [] for key in calls}
     for repeat in range(args.repeats):
         for key, call in calls.items():
             times[key].append(timed(call, args.device))
         print(f"  {name} repeat {repeat}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
     best = {key: min(values) / args.images for key, values in times.items()}
-    return {
-        "config": name,
-        "seconds_per_image": best,
-        "fungivision_x_embedding": best["fungivision"] / best["embedding"],
-        "skfungi_x_embedding": best["skfungi"] / best["embedding"],
-        "speedup": best["fungivision"] / best["skfungi"],
-        "all_seconds": times,
-    }
+    return [
+        {
+            "config": name,
+            "projection": key.removeprefix("skfungi "),
+            "seconds_per_image": {"embedding": best["embedding"], "fungivision": best["fungivision"], "skfungi": value},
+            "fungivision_x_embedding": best["fungivision"] / best["embedding"],
+            "skfungi_x_embedding": value / best["embedding"],
+            "speedup": best["fungivision"] / value,
+            "all_seconds": times,
+        }
+        for key, value in best.items()
+        if key.startswith("skfungi ")
+    ]
 
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| losses | embedding s / image | fungivision s / image | x embedding | skfungi s / image | x embedding "
-        "| skfungi speed-up |",
-        "|---|---|---|---|---|---|---|",
+        "| losses | skfungi projection | embedding s / image | fungivision s / image | x embedding "
+        "| skfungi s / image | x embedding | skfungi speed-up |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         seconds = row["seconds_per_image"]
         lines.append(
-            f"| {row['config']} | {seconds['embedding']:.4f} | {seconds['fungivision']:.3f} | "
+            f"| {row['config']} | {row['projection']} | {seconds['embedding']:.4f} | {seconds['fungivision']:.3f} | "
             f"{row['fungivision_x_embedding']:.2f}x | {seconds['skfungi']:.3f} | {row['skfungi_x_embedding']:.2f}x | "
             f"**{row['speedup']:.2f}x** |"
         )

@@ -62,7 +62,8 @@ def test_gpu_script_dry_run_on_the_cpu(scripts, tmp_path):
     rows = {(row["preset"], row["losses"]) for row in results["presets"][0]["rows"]}
     assert rows == {(preset, losses) for preset in ("paper", "fast") for losses in scripts("presets").LOSS_SETS}
     for run in results["reference"]:
-        assert [row["config"] for row in run["rows"]] == ["kl", "dino", "simclr", "kl+dino+simclr"]
+        configs = [(row["config"], row["projection"]) for row in run["rows"]]
+        assert configs == [(c, p) for c in ("kl", "dino", "simclr", "kl+dino+simclr") for p in ("rademacher", "srht")]
         assert all(row["speedup"] > 0 for row in run["rows"])
     text = markdown_path.read_text()
     assert "dry run: not a measurement" in text and text.count("<= 66x") == 2 and text.count("<= 12x") == 2

@@ -164,6 +164,15 @@ class SRHTProjection(_FlatGradientProjection):
     pairwise tree), so the result does not depend on the number of threads.
     Nothing of size ``D`` is pickled: the signs are drawn from the seed on
     first use and kept in memory (``D + A k`` values) for later calls.
+
+    Attributes
+    ----------
+    block_size_ : int
+        ``B``, the length of each transformed block.
+    n_blocks_ : int
+        ``A = ceil(D / B)``.
+    seed_ : int
+        Seed of the signs and rows, derived from the estimator's seed.
     """
 
     _seed_name = "srht"
