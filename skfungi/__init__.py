@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # static imports for type checkers, IDEs and documentation to
         TextBackbone,
         TimmBackbone,
     )
+    from .dense import DenseFungiTransformer, InContextSegmenter
     from .losses import DINOLoss, KLLoss, SimCLRLoss
     from .neighbors import HNSWTransformer
     from .protocols.blocks import FungiBlockSelector
@@ -53,17 +54,21 @@ _EXPORTS = {
     "KLLoss": ".losses",
     "SimCLRLoss": ".losses",
     "HNSWTransformer": ".neighbors",
+    "DenseFungiTransformer": ".dense",
+    "InContextSegmenter": ".dense",
 }
 
 __all__ = [
     "AudioBackbone",
     "DINOLoss",
+    "DenseFungiTransformer",
     "FungiBlockSelector",
     "FungiTransformer",
     "GaussianProjection",
     "HNSWTransformer",
     "HuggingFaceTextBackbone",
     "ImageBackbone",
+    "InContextSegmenter",
     "KLLoss",
     "KroneckerProjection",
     "OpenCLIPImageBackbone",
