@@ -16,7 +16,7 @@ from ._core.device import PRECISIONS, module_on, resolve_device
 from ._core.extractor import FeatureExtractor, RunOptions
 from ._core.gradients import supported_layers
 from ._core.projection import PROJECTIONS, make_projection
-from ._core.seeding import base_seed
+from ._core.seeding import base_seed, derive_seed
 from ._core.validation import int_range
 from .backbones import MODALITIES, Backbone, declared_modality, resolve_backbone
 from .backbones._base import check_module
@@ -101,8 +101,10 @@ default="rademacher"
         copy of the module is compiled. Compilation costs minutes on a CPU
         and pays off on long transforms; see the user guide.
     random_state : int, RandomState instance or None, default=None
-        Seeds every random choice (heads, projection, views, negatives). Pass
-        an int for features that are identical across runs and processes.
+        Seeds every random choice (heads, projection, views, negatives, and
+        the weights of a backbone a spec string builds at random, such as
+        ``"timm:<name>?pretrained=false"``). Pass an int for features that
+        are identical across runs and processes.
     modality : {"auto", "image", "text", "audio", "tabular"}, default="auto"
         The kind of input. ``"auto"`` takes the adapter's modality (timm:
         image, Hugging Face: text, open_clip: image unless ``"text"`` is
@@ -273,7 +275,8 @@ default="rademacher"
         self : FungiTransformer
         """
         self._blocks()  # the block specifications are checked before anything is built
-        resolved = resolve_backbone(self.backbone, self.modality, X)
+        seed = base_seed(self.random_state)
+        resolved = resolve_backbone(self.backbone, self.modality, X, seed=derive_seed(seed, "backbone"))
         losses = self._blocks(resolved.modality)
         layer = self._layer_path(resolved)
         samples = resolved.as_samples(X, estimator=self, reset=True)
@@ -283,7 +286,6 @@ default="rademacher"
         backbone = backbone.to(device)
         if self.compile:
             backbone = backbone.compiled(self._compile_options())
-        seed = base_seed(self.random_state)
         projection = clone(make_projection(self.projection))
         extractor = FeatureExtractor(backbone, layer, losses, projection, seed)
         extractor.fit(samples, self.projection_dim, self._run_options())

@@ -8,7 +8,8 @@ import joblib
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_cnn, tiny_vit
+import torch.nn as nn
+from conftest import tiny_vit
 from PIL import Image
 from sklearn.base import clone
 from sklearn.decomposition import PCA
@@ -165,31 +166,45 @@ def test_round_trip_gives_identical_features(dump, vit_backbone, images, tmp_pat
 
 
 def test_pickle_does_not_hold_a_dense_projection_matrix():
-    backbone = ImageBackbone(tiny_cnn(), layer="pointwise", input_size=12)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 64, 4, stride=4), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 64))
+    backbone = ImageBackbone(net, layer="3", input_size=12)
     images = np.zeros((2, 12, 12, 3), dtype=np.uint8)
-    fungi = make_fungi(backbone, losses=("kl",), projection_dim=4000).fit(images)
-    # a materialised 4000 x 70 float32 matrix would add 1.1 MB
+    fungi = make_fungi(backbone, losses=(KLLoss(latent_dim=8),), projection_dim=4000).fit(images)
+    # a materialised 4000 x 4160 float32 matrix would add 67 MB
     assert len(pickle.dumps(fungi)) < len(pickle.dumps(backbone)) + 200_000
 
 
 def test_timm_spec_string_resolves_in_fit_not_init(images):
-    fungi = FungiTransformer("timm:vit_tiny_patch16_224", losses=(), random_state=0)
-    assert fungi.backbone == "timm:vit_tiny_patch16_224" and not hasattr(fungi, "backbone_")
+    fungi = FungiTransformer("timm:vit_tiny_patch16_224?pretrained=false", losses=(), random_state=0)
+    assert fungi.backbone == "timm:vit_tiny_patch16_224?pretrained=false" and not hasattr(fungi, "backbone_")
     fungi.fit(images[:1])
     assert fungi.layer_ == "blocks.11.attn.proj" and fungi.embedding_dim_ == 192
+
+
+def test_random_state_seeds_a_random_init_spec_string(images):
+    spec = "timm:vit_tiny_patch16_224?pretrained=false"
+    state = torch.random.get_rng_state()
+    first, again, other = (
+        FungiTransformer(spec, losses=("kl",), random_state=seed).fit(images[:2]) for seed in (0, 0, 1)
+    )
+    assert torch.equal(torch.random.get_rng_state(), state)  # torch's global generator is left alone
+    weights = [fungi.backbone_.module.blocks[0].attn.qkv.weight for fungi in (first, again, other)]
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
+    np.testing.assert_array_equal(first.transform(images), again.transform(images))
 
 
 def test_timm_backbone_loads_a_local_weights_file(tmp_path):
     import timm
 
-    source = timm.create_model("vit_tiny_patch16_224", pretrained=False)
+    source = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)
     torch.save(source.state_dict(), tmp_path / "weights.pth")
     loaded = TimmBackbone("vit_tiny_patch16_224", pretrained=str(tmp_path / "weights.pth")).module
     expected, got = source.state_dict(), loaded.state_dict()
     assert expected.keys() == got.keys() and all(torch.equal(expected[key], got[key]) for key in expected)
     with pytest.raises(FileNotFoundError, match="weights file not found"):
         TimmBackbone("vit_tiny_patch16_224", pretrained=str(tmp_path / "missing.pth"))
-    with pytest.raises(ValueError, match="never downloads"):
+    with pytest.raises(FileNotFoundError, match="cannot load the pretrained weights"):  # offline, not cached
         TimmBackbone("vit_tiny_patch16_224", pretrained=True)
 
 
