@@ -43,6 +43,12 @@ def combine_blocks(blocks: dict[str, np.ndarray], names) -> np.ndarray:
     return joined / np.maximum(np.linalg.norm(joined, axis=-1, keepdims=True), 1e-12)
 
 
+def clone_sharing_backbone(estimator):
+    """A clone of ``estimator`` whose ``backbone`` (possibly a large module) is the same object, not a copy."""
+    params = estimator.get_params(deep=False)
+    return type(estimator)(**{name: v if name == "backbone" else clone(v, safe=False) for name, v in params.items()})
+
+
 class DenseFungiTransformer(TransformerMixin, BaseEstimator):
     """Per-patch FUNGI features: each patch token with its own projected gradient.
 
@@ -181,9 +187,7 @@ class DenseFungiTransformer(TransformerMixin, BaseEstimator):
         self.random_state = random_state
 
     def __sklearn_clone__(self):
-        # the backbone (possibly a large module) is shared between clones, never deep-copied
-        params = self.get_params(deep=False)
-        return type(self)(**{name: v if name == "backbone" else clone(v, safe=False) for name, v in params.items()})
+        return clone_sharing_backbone(self)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -16,26 +16,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LabelMaps", "as_label_maps", "patch_label_counts", "read_label_map", "upsample_scores"]
+from ..inputs.lazy import LazySequence
+
+__all__ = ["as_label_maps", "patch_label_counts", "read_label_map", "upsample_scores"]
 
 
-class LabelMaps(Sequence):
-    """A sequence of label maps decoded on access to ``(H, W)`` int64 arrays."""
-
-    def __init__(self, items):
-        self._items = items
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        return _decode(self._items[index], index)
-
-
-def as_label_maps(y, n_images: int | None = None) -> LabelMaps:
-    """Check ``y`` is a collection of label maps (``n_images`` of them, when given) and wrap it."""
+def as_label_maps(y, n_images: int | None = None) -> LazySequence:
+    """Check ``y`` is a collection of label maps (``n_images`` of them, when given) and wrap it:
+    the maps are decoded on access to ``(H, W)`` int64 arrays."""
     if y is None:
         raise ValueError("masks are required: one label map (an (H, W) array of class ids) per image.")
     if isinstance(y, torch.Tensor):
@@ -51,7 +39,7 @@ def as_label_maps(y, n_images: int | None = None) -> LabelMaps:
         )
     if n_images is not None and len(y) != n_images:
         raise ValueError(f"got {len(y)} masks for {n_images} images; give one label map per image.")
-    return LabelMaps(y)
+    return LazySequence(y, _decode)
 
 
 def read_label_map(path) -> np.ndarray:

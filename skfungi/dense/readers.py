@@ -14,11 +14,11 @@ estimator takes as is.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ..inputs.lazy import LazySequence
 from .labels import read_label_map
 
 __all__ = ["VOC_CLASSES", "LabelMapFiles", "load_ade20k_segmentation", "load_voc_segmentation"]
@@ -49,7 +49,7 @@ VOC_CLASSES = (
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
-class LabelMapFiles(Sequence):
+class LabelMapFiles(LazySequence):
     """Label image files read on access into ``(H, W)`` int64 class ids.
 
     Parameters
@@ -65,14 +65,10 @@ class LabelMapFiles(Sequence):
         self.paths = [Path(path) for path in paths]
         self.reduce_zero_label = reduce_zero_label
         self.ignore_index = ignore_index
+        super().__init__(self.paths, self._read)
 
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        labels = read_label_map(self.paths[index])
+    def _read(self, path: Path, index: int) -> np.ndarray:
+        labels = read_label_map(path)
         if self.reduce_zero_label:
             labels = np.where(labels == 0, self.ignore_index, labels - 1)
         return labels

@@ -18,23 +18,12 @@ import numpy as np
 import torch
 
 from .._core.seeding import base_seed, derive_seed
+from ..datasets import FASHION_MNIST_CLASSES
 from ..views.image import resize
 
 __all__ = ["SCENE_CLASSES", "make_segmentation_scenes"]
 
-SCENE_CLASSES = (
-    "background",
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
+SCENE_CLASSES = ("background", *FASHION_MNIST_CLASSES)
 # an object's pixels are those whose (resized) intensity exceeds this fraction of white
 _OBJECT_THRESHOLD = 0.25
 

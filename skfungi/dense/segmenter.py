@@ -7,12 +7,12 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .bank import PatchMemoryBank
-from .features import DenseFungiTransformer, combine_blocks
+from .features import DenseFungiTransformer, clone_sharing_backbone, combine_blocks
 from .index import ALGORITHMS
 from .labels import as_label_maps
 from .metrics import mean_iou
@@ -158,9 +158,7 @@ loss_temperature, projection, projection_dim, batch_size, device, random_state
         self.random_state = random_state
 
     def __sklearn_clone__(self):
-        # the backbone (possibly a large module) is shared between clones, never deep-copied
-        params = self.get_params(deep=False)
-        return type(self)(**{name: v if name == "backbone" else clone(v, safe=False) for name, v in params.items()})
+        return clone_sharing_backbone(self)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
