@@ -38,7 +38,7 @@ class FungiTransformer(TransformerMixin, BaseEstimator):
     ----------
     backbone : torch.nn.Module, str or backbone adapter
         The frozen encoder: a timm, open_clip or Hugging Face model, a spec
-        string (``"timm:vit_small_patch16_224"``, ``"open_clip:ViT-B-32"``,
+        string (``"timm:vit_base_patch16_224.dino"``, ``"open_clip:ViT-B-32/laion2b_s34b_b79k"``,
         ``"hf:/local/path"``), any other ``nn.Module`` (run by the generic
         adapter of its modality), or an adapter such as
         :class:`~skfungi.backbones.ImageBackbone` to give an embedding

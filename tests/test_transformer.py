@@ -194,20 +194,6 @@ def test_random_state_seeds_a_random_init_spec_string(images):
     np.testing.assert_array_equal(first.transform(images), again.transform(images))
 
 
-def test_timm_backbone_loads_a_local_weights_file(tmp_path):
-    import timm
-
-    source = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0)
-    torch.save(source.state_dict(), tmp_path / "weights.pth")
-    loaded = TimmBackbone("vit_tiny_patch16_224", pretrained=str(tmp_path / "weights.pth")).module
-    expected, got = source.state_dict(), loaded.state_dict()
-    assert expected.keys() == got.keys() and all(torch.equal(expected[key], got[key]) for key in expected)
-    with pytest.raises(FileNotFoundError, match="weights file not found"):
-        TimmBackbone("vit_tiny_patch16_224", pretrained=str(tmp_path / "missing.pth"))
-    with pytest.raises(FileNotFoundError, match="cannot load the pretrained weights"):  # offline, not cached
-        TimmBackbone("vit_tiny_patch16_224", pretrained=True)
-
-
 def test_auto_losses_are_the_papers_set_for_the_modality(images):
     from skfungi import TabularMLP
 

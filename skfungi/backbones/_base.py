@@ -22,8 +22,8 @@ def last_linear(module: nn.Module) -> str | None:
 
 
 def check_module(module: nn.Module) -> None:
-    """Refuse a module that cannot give true features: parameters on the meta device (never
-    materialised) or floating parameters and buffers that hold NaN or infinite values."""
+    """Refuse a module that cannot give true features: tensors on the meta device (never
+    materialised), floating parameters that hold NaN or infinite values, buffers that hold NaN."""
     for kind, named in (("parameter", module.named_parameters()), ("buffer", module.named_buffers())):
         for name, tensor in named:
             if tensor.is_meta:
@@ -31,9 +31,12 @@ def check_module(module: nn.Module) -> None:
                     f"the backbone's {kind} {name!r} is on the meta device (it holds no values): load or "
                     "materialise the module's weights first (e.g. module.to_empty(device=...) then load_state_dict)."
                 )
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            # a buffer may hold -inf on purpose (an attention mask); NaN is never meant
+            bad = torch.isnan(tensor) if kind == "buffer" else ~torch.isfinite(tensor)
+            if tensor.is_floating_point() and bool(bad.any()):
+                what = "NaN" if kind == "buffer" else "NaN or infinite"
                 raise ValueError(
-                    f"the backbone's {kind} {name!r} contains NaN or infinite values: its features would be "
+                    f"the backbone's {kind} {name!r} contains {what} values: its features would be "
                     "NaN or zero. Check the weights file or the training that produced it."
                 )
 

@@ -19,7 +19,8 @@ class DINOLoss(FungiLoss):
     """Cross-entropy between a random teacher head and a random student head.
 
     Views: ``n_global_crops`` global and ``n_local_crops`` local random resized
-    crops (no flips or colour changes). The student sees every view; the
+    crops (no flips or colour changes), resized with the backbone's own
+    interpolation. The student sees every view; the
     teacher, a separate random head without gradient, sees the global views'
     embeddings (the student's own forward, detached). The loss sums
     ``H(softmax(t / teacher_temperature), log_softmax(s / student_temperature))``
@@ -121,6 +122,7 @@ class DINOLoss(FungiLoss):
             tuple(self.local_crop_scale),
             generator,
             local_size=self.local_size(backbone),
+            interpolation=backbone.interpolation,
         )
         if local_views.shape[-1] == image_size:
             return [torch.cat([global_views, local_views])]
