@@ -19,7 +19,8 @@ from sklearn.pipeline import make_pipeline
 from skfungi import FungiTransformer
 from skfungi.backbones import frozen_eval
 from skfungi.backbones.huggingface import HuggingFaceTextBackbone, sentence_transformers_settings
-from skfungi.backbones.text import TextBackbone, as_texts
+from skfungi.backbones.text import TextBackbone
+from skfungi.inputs.text import as_texts
 from skfungi.losses import KLLoss, SimCLRLoss
 
 transformers = pytest.importorskip("transformers")
