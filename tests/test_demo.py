@@ -1,5 +1,7 @@
 """The demo's code path on a tiny random network (no assets needed)."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -134,8 +136,19 @@ def test_main_quick_prints_the_table(monkeypatch, capsys):
     pool, labels, fit = tiny_data()
     monkeypatch.setattr(demo, "load_demo_data", lambda *args: demo.DemoData("tiny random", pool, labels, fit, 30, 15))
     monkeypatch.setattr(demo, "demo_blocks", lambda losses=None, blocks=demo.demo_blocks: blocks(LOSSES))
+    run_demo = demo.run_demo
+
+    def warning_run(*args, **kwargs):
+        warnings.warn("the kl block of sample(s) 3 is exactly zero", RuntimeWarning, stacklevel=1)
+        return run_demo(*args, **kwargs)
+
+    monkeypatch.setattr(demo, "run_demo", warning_run)
     assert demo.main(["--quick", "--image-size", "16"]) == 0
-    output = capsys.readouterr().out
+    captured = capsys.readouterr()
+    output = captured.out
     assert "2 splits of 30 train / 15 test, 16 px" in output
     assert "embedding + all gradients" in output and "no-gradient control" in output
-    assert "total wall time" in output
+    # a warning raised during the run is printed once, after the table, not through the progress bar
+    assert output.index("warning: the kl block of sample(s) 3") > output.index("embedding + all gradients")
+    assert "exactly zero" not in captured.err
+    assert output.index("total wall time") > output.index("warning:")

@@ -29,6 +29,7 @@ import argparse
 import platform
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -341,7 +342,7 @@ def load_demo_data(n_train: int, n_test: int, n_fit: int, random_state: int = 0,
         X_train, y_train, X_test, y_test = load_fashion_mnist(n_train + n_fit, n_test, random_state)
     except FileNotFoundError as error:
         name = "sklearn digits (FALLBACK: Fashion-MNIST not installed)"
-        n_train, n_test, n_fit = min(n_train, 800), min(n_test, 400), min(n_fit, 256)
+        n_train, n_test, n_fit = min(n_train, 800), min(n_test, 400), min(n_fit, 256)  # 1,456 of 1,797 images
         log(f"WARNING: {error}")
         log(f"WARNING: falling back to scikit-learn's 8x8 digits ({n_train} + {n_test} images, {n_fit} to fit).")
         X_train, y_train, X_test, y_test = load_digits_images(n_train + n_fit, n_test, random_state)
@@ -432,8 +433,8 @@ def _parser(add_help: bool = True) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m skfungi.cli.demo", description=__doc__.splitlines()[0], add_help=add_help
     )
-    parser.add_argument("--n-train", type=int, default=800, help="training images per split (default 800)")
-    parser.add_argument("--n-test", type=int, default=400, help="test images per split (default 400)")
+    parser.add_argument("--n-train", type=int, default=700, help="training images per split (default 700)")
+    parser.add_argument("--n-test", type=int, default=300, help="test images per split (default 300)")
     parser.add_argument("--splits", type=int, default=5, help="random stratified splits of the pool (default 5)")
     parser.add_argument("--n-fit", type=int, default=256, help="other images for SimCLR's negative bank (256)")
     parser.add_argument(
@@ -474,17 +475,19 @@ def main_with_args(args: argparse.Namespace) -> int:
     print("losses at the paper's settings: KL (T=15), DINO (2 global + 10 local crops), SimCLR (7x7 = 49 patches,")
     print("negative bank from the fit images); one seeded Rademacher projection to 1280 dims; controls: the mean")
     print("embedding of the same views (no gradient)")
-    rows, blocks = run_demo(
-        backbone,
-        data.pool,
-        data.labels,
-        data.fit_samples,
-        n_train=data.n_train,
-        n_test=data.n_test,
-        n_splits=args.splits,
-        batch_size=args.batch_size,
-        progress=True,
-    )
+    with warnings.catch_warnings(record=True) as caught:  # shown after the bar, not through it
+        warnings.simplefilter("always", RuntimeWarning)
+        rows, blocks = run_demo(
+            backbone,
+            data.pool,
+            data.labels,
+            data.fit_samples,
+            n_train=data.n_train,
+            n_test=data.n_test,
+            n_splits=args.splits,
+            batch_size=args.batch_size,
+            progress=True,
+        )
     total = time.perf_counter() - start
     print()
     print(
@@ -498,6 +501,8 @@ def main_with_args(args: argparse.Namespace) -> int:
         "A gradient block helps only where it beats its control (the mean embedding of the same views, no "
         "gradient), not just the embedding; KL's one view is the inference view, so its control is the embedding."
     )
+    for message in dict.fromkeys(str(warning.message) for warning in caught):
+        print(f"warning: {message}")
     print(f"total wall time: {total:.0f} s on {platform.machine()} ({torch.get_num_threads()} CPU threads)")
     return 0
 
