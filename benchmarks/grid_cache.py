@@ -7,7 +7,7 @@ the JSON):
 * ``one extraction``: ``FungiTransformer(losses=(kl, dino, simclr)).fit_transform(X)``;
 * ``extract once + grid``: the same extraction, then ``GridSearchCV`` over
   ``FungiBlockSelector(blocks=...)`` with 3 candidates (emb+KL, emb+KL+DINO,
-  emb+KL+DINO+SimCLR), 3-fold, ``CappedPCA`` + 20-NN -- target <= 1.2x one extraction;
+  emb+KL+DINO+SimCLR), 3-fold, the paper's kNN (``make_knn_classifier``) -- target <= 1.2x one extraction;
 * ``naive grid`` (once, for reference): ``GridSearchCV`` over
   ``fungitransformer__losses`` with the FUNGI step inside the pipeline, which
   re-extracts every fold for every candidate;
@@ -44,14 +44,13 @@ import joblib
 import numpy as np
 import torch
 from sklearn.model_selection import GridSearchCV
-from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import Pipeline, make_pipeline
 from timm.models.vision_transformer import VisionTransformer
 
 import skfungi._core.extractor
 from skfungi import DINOLoss, FungiTransformer, SimCLRLoss
 from skfungi.datasets import load_digits_images
-from skfungi.protocols import CappedPCA, FungiBlockSelector
+from skfungi.protocols import FungiBlockSelector, make_knn_classifier
 
 LOSSES = ("kl", DINOLoss(latent_dim=64), SimCLRLoss(grid_size=3, latent_dim=32))
 CANDIDATE_LOSSES = [LOSSES[:1], LOSSES[:2], LOSSES]
@@ -94,7 +93,7 @@ def extract_once_then_grid(model, X, y, parts=None):
     features = fungi.fit_transform(X)
     middle = time.perf_counter()
     search = GridSearchCV(
-        make_pipeline(FungiBlockSelector(), CappedPCA(512), KNeighborsClassifier(20)),
+        make_pipeline(FungiBlockSelector(), make_knn_classifier()),
         {"fungiblockselector__blocks": CANDIDATE_BLOCKS},
         cv=3,
     ).fit(features, y)
@@ -104,17 +103,13 @@ def extract_once_then_grid(model, X, y, parts=None):
 
 
 def naive_grid(model, X, y):
-    pipe = make_pipeline(FungiTransformer(model, random_state=0), CappedPCA(512), KNeighborsClassifier(20))
+    pipe = make_pipeline(FungiTransformer(model, random_state=0), make_knn_classifier())
     return GridSearchCV(pipe, {"fungitransformer__losses": CANDIDATE_LOSSES}, cv=3).fit(X, y)
 
 
 def memory_grid(model, X, y, cache_dir):
     pipe = Pipeline(
-        [
-            ("fungi", FungiTransformer(model, losses=LOSSES, random_state=0)),
-            ("pca", CappedPCA(512)),
-            ("knn", KNeighborsClassifier(20)),
-        ],
+        [("fungi", FungiTransformer(model, losses=LOSSES, random_state=0)), *make_knn_classifier().steps],
         memory=joblib.Memory(cache_dir, verbose=0),
     )
     grid = {"pca__n_components": [32, 512], "knn__n_neighbors": [10, 20]}
