@@ -38,6 +38,7 @@ import numpy as np
 from sklearn.model_selection import StratifiedShuffleSplit, train_test_split
 
 from ..backbones.mobilenet import MOBILENET_V2_LAYER, embed_mobilenet, mobilenet_v2_backbone
+from ..losses.view_average import SUFFIX as VIEWS_SUFFIX
 from ..protocols import evaluate_knn
 
 __all__ = [
@@ -60,15 +61,8 @@ __all__ = [
 MOBILENET_LAYER = MOBILENET_V2_LAYER
 DEFAULT_IMAGE_SIZE = 32
 GRADIENT_LOSSES = ("kl", "dino", "simclr")
-VIEWS_SUFFIX = "_views"
-LABELS = {
-    "embedding": "embedding",
-    "kl": "KL grads",
-    "dino": "DINO grads",
-    "simclr": "SimCLR grads",
-    "dino_views": "DINO views",
-    "simclr_views": "SimCLR views",
-}
+LABELS = {"embedding": "embedding", "kl": "KL grads", "dino": "DINO grads", "simclr": "SimCLR grads"}
+LABELS |= {f"{name}{VIEWS_SUFFIX}": f"{LABELS[name].removesuffix(' grads')} views" for name in GRADIENT_LOSSES}
 
 
 @dataclass
@@ -380,8 +374,11 @@ def run_demo(
     wanted = demo_blocks(losses)
     sets = feature_sets(list(wanted))
     every_set = list(dict.fromkeys([*sets, *(control_of(s, list(wanted)) for s in sets)]))
-    bar = _progress_bar(len(wanted) * len(pool) + n_splits * len(every_set), progress)
+    # One bar for the whole run: every block's images, then the scoring, counted as one more block.
+    from tqdm.auto import tqdm
 
+    bar = tqdm(total=(len(wanted) + 1) * len(pool), disable=not progress, file=sys.stderr,
+               bar_format="{desc:<22} {percentage:3.0f}%|{bar}| {elapsed} elapsed")  # fmt: skip
     shown = {}
 
     def extracting(block: str, stage: str, n_samples: int) -> None:
@@ -403,7 +400,7 @@ def run_demo(
             random_state=random_state,
             on_progress=extracting,
         )
-        bar.set_description_str(f"kNN on {n_splits} splits", refresh=True)
+        bar.set_description_str(f"kNN on {n_splits} splits")
         scores = score_splits(
             blocks,
             labels,
@@ -412,21 +409,9 @@ def run_demo(
             n_train=n_train,
             n_test=n_test,
             random_state=random_state,
-            on_scored=lambda: bar.update(1),
+            on_scored=lambda: bar.update(len(pool) / (n_splits * len(every_set))),
         )
     return table_rows(blocks, scores), blocks
-
-
-def _progress_bar(total: int, enabled: bool):
-    """One bar for the whole run: every block's images, then every (split, feature set) scored."""
-    from tqdm.auto import tqdm
-
-    return tqdm(
-        total=total,
-        disable=not enabled,
-        bar_format="{desc:<22} {percentage:3.0f}%|{bar}| {elapsed} elapsed",
-        file=sys.stderr,
-    )
 
 
 def _parser(add_help: bool = True) -> argparse.ArgumentParser:
