@@ -14,7 +14,7 @@ from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.utils import estimator_checks
 from timm.models.vision_transformer import VisionTransformer
 
-from skfungi.dense import InContextSegmenter, make_segmentation_scenes, mean_iou
+from skfungi.dense import DenseFungiTransformer, InContextSegmenter, make_segmentation_scenes, mean_iou
 from skfungi.dense.labels import patch_label_counts
 from skfungi.dense.propagation import patch_labels
 
@@ -145,9 +145,10 @@ APPLICABLE_CHECKS = [
 
 
 @pytest.mark.parametrize("check", APPLICABLE_CHECKS)
-def test_sklearn_estimator_checks_that_apply(check):
-    estimator = InContextSegmenter(tiny_vit(), n_neighbors=5, random_state=0)
-    functools.partial(getattr(estimator_checks, check), type(estimator).__name__)(estimator)
+@pytest.mark.parametrize("kind", [InContextSegmenter, DenseFungiTransformer])
+def test_sklearn_estimator_checks_that_apply(kind, check):
+    estimator = kind(tiny_vit(), random_state=0)
+    functools.partial(getattr(estimator_checks, check), kind.__name__)(estimator)
 
 
 def test_fit_returns_self_leaves_parameters_alone_and_is_idempotent(scenes):
