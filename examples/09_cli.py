@@ -5,9 +5,10 @@
 of a folder of images (class sub-folders become a label column), a CSV or
 Parquet table of texts, or a `.npy` array, without writing Python. This
 example saves a few digits as PNG files in class folders, extracts a training
-and a test set with timm's tiny `test_vit` (random weights, nothing is
-downloaded), and reads the Parquet files back for a classifier. See the
-[command line guide](../../cli.md) for every option.
+set with timm's tiny `test_vit` (random weights, asked for with
+`?pretrained=false`: nothing is downloaded), saves the fitted transformer,
+extracts a test set with it, and reads the Parquet files back for a
+classifier. See the [command line guide](../../cli.md) for every option.
 
 The commands run here, in a temporary folder, through `skfungi.cli.main`, the function behind the
 `skfungi` console script; in a shell, type the printed lines.
@@ -18,8 +19,11 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 from PIL import Image
+from sklearn.decomposition import PCA
 from sklearn.neighbors import KNeighborsClassifier
 
 from skfungi.cli import main
@@ -46,33 +50,70 @@ def skfungi(*arguments):
 # %%
 # ## Extract a training set, then a test set with the same transformer
 #
-# `--fit-input` names the data the transformer is fitted on (random heads,
-# projection, SimCLR's negative bank): give both commands the training
-# folder and the same `--seed`, so that both sets get the same features.
+# Fitting draws the random heads and projection from `--seed` and encodes
+# SimCLR's negative bank from the training images. `--save-transformer`
+# keeps the fitted transformer; `--transformer` gives it to the test set, so
+# both sets get the same features and nothing is fitted twice.
 
-common = ("--backbone", "timm:test_vit", "--losses", "kl", "--seed", "0", "--quiet")
-skfungi("extract", str(workdir / "train"), "-o", str(workdir / "train.parquet"), *common)
+skfungi(
+    "extract",
+    str(workdir / "train"),
+    "-o",
+    str(workdir / "train.parquet"),
+    "--backbone",
+    "timm:test_vit?pretrained=false",
+    "--losses",
+    "kl,simclr",
+    "--save-transformer",
+    str(workdir / "fungi.pkl"),
+    "--quiet",
+)
 skfungi(
     "extract",
     str(workdir / "test"),
     "-o",
     str(workdir / "test.parquet"),
-    "--fit-input",
-    str(workdir / "train"),
-    *common,
+    "--transformer",
+    str(workdir / "fungi.pkl"),
+    "-q",
 )
 
 # %%
 # ## Read the features back
 #
-# One row per image: its path, its label (the class folder), then the
-# feature columns `embedding0..`, `kl0..`.
+# One row per image: its path, its label (the class folder), then one column
+# per block of features, each holding a fixed-size vector: `embedding`, `kl`,
+# `simclr` (`--layout wide` writes one column per feature instead).
 
 train = pd.read_parquet(workdir / "train.parquet")
 test = pd.read_parquet(workdir / "test.parquet")
-print(train.iloc[:3, :5])
-features = [name for name in train.columns if name not in ("sample", "label")]
-print(len(features), "feature columns")
-knn = KNeighborsClassifier(n_neighbors=3).fit(train[features], train["label"])
-print(f"test accuracy (random weights): {knn.score(test[features], test['label']):.2f}")
+print(train.columns.tolist())
+print(train[["sample", "label"]].head(3))
+blocks = ["embedding", "kl", "simclr"]
+
+
+def features(table):
+    """The blocks side by side: one row of floats per image."""
+    return np.hstack([np.stack(table[block].to_numpy()) for block in blocks])
+
+
+print({block: len(train[block].iloc[0]) for block in blocks}, "values per block")
+knn = KNeighborsClassifier(n_neighbors=3).fit(features(train), train["label"])
+print(f"test accuracy (random weights): {knn.score(features(test), test['label']):.2f}")
+
+# %%
+# ## A picture of the training features
+#
+# The first two principal components of each block, one colour per digit.
+
+fig, axes = plt.subplots(1, len(blocks), figsize=(10, 3.2))
+codes = train["label"].astype("category").cat.codes
+for axis, block in zip(axes, blocks, strict=True):
+    points = PCA(n_components=2).fit_transform(np.stack(train[block].to_numpy()))
+    axis.scatter(points[:, 0], points[:, 1], c=codes, cmap="tab10", s=18)
+    axis.set_title(f"{block} block")
+    axis.set_xticks([])
+    axis.set_yticks([])
+fig.tight_layout()
+plt.show()
 shutil.rmtree(workdir)  # the temporary folder

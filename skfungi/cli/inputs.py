@@ -3,9 +3,12 @@
 Every source is an :class:`InputSource`: a fixed, ordered list of samples
 with a name each (a file's relative path, or a row number), optional labels
 (class sub-folders, or a label column), a fingerprint of what was read (so a
-resumed extraction can tell that its input changed) and a ``load`` that
+resumed extraction can tell that its input changed), a ``load`` that
 decodes any subset of samples, reporting the ones that cannot be read rather
-than failing on them.
+than failing on them, and an ``unreadable`` check of the whole input that the
+command runs before it writes anything: every image file's header, every
+text cell, and every value of a ``.npy`` array (read in slices of
+``CHECK_BYTES``, so an array larger than memory can be checked).
 """
 
 from __future__ import annotations
@@ -19,13 +22,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import CommandError
+
 __all__ = ["IMAGE_EXTENSIONS", "InputError", "InputSource", "read_input"]
 
+CHECK_BYTES = 64 * 2**20
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".pbm", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
 TABLE_EXTENSIONS = (".csv", ".parquet")
 
 
-class InputError(ValueError):
+class InputError(CommandError):
     """The input cannot be used as given (the message says why and what to do)."""
 
 
@@ -47,6 +53,8 @@ class InputSource:
         What identifies the input (paths, sizes, modification times).
     loader : callable
         ``loader(indices) -> (samples, kept, failed)``, see :meth:`load`.
+    checker : callable
+        ``checker(progress) -> failed``, see :meth:`unreadable`.
     ignored_files : int
         Files of a folder that are not images (by extension), never read.
     """
@@ -57,6 +65,7 @@ class InputSource:
     labels: np.ndarray | None
     fingerprint: dict
     loader: Callable
+    checker: Callable
     ignored_files: int = 0
 
     def __len__(self) -> int:
@@ -75,6 +84,21 @@ class InputSource:
             Index and reason of every sample that could not be read.
         """
         return self.loader(indices)
+
+    def unreadable(self, progress: Callable[[int], object] | None = None) -> list[tuple[int, str]]:
+        """Index and reason of every sample found unreadable by a check of the whole input, without decoding it.
+
+        Image files are opened (their headers read), text cells checked to be
+        texts, and every value of an array checked (dtype, finiteness,
+        range). ``progress(n)`` is called as ``n`` more samples are checked.
+
+        Raises
+        ------
+        InputError
+            If an array holds values that no image may hold (its samples
+            cannot be skipped one by one).
+        """
+        return self.checker(progress or (lambda n: None))
 
     def digest(self) -> str:
         """A short hash of the fingerprint."""
@@ -144,7 +168,14 @@ def _image_folder(folder: Path, exclude: tuple) -> InputSource:
         "files": [[name, stat.st_size, stat.st_mtime_ns] for name, stat in zip(names.tolist(), stats, strict=True)],
     }
     return InputSource(
-        "folder", "image", names, labels, fingerprint, lambda indices: _load_images(folder, names, indices), ignored
+        "folder",
+        "image",
+        names,
+        labels,
+        fingerprint,
+        lambda indices: _load_images(folder, names, indices),
+        lambda progress: _check_images(folder, names, progress),
+        ignored,
     )
 
 
@@ -161,6 +192,20 @@ def _load_images(folder: Path, names: np.ndarray, indices) -> tuple[list, list[i
         except (OSError, ValueError, Image.DecompressionBombError) as error:
             failed.append((int(index), f"{type(error).__name__}: {error}"))
     return samples, kept, failed
+
+
+def _check_images(folder: Path, names: np.ndarray, progress) -> list[tuple[int, str]]:
+    from PIL import Image
+
+    failed = []
+    for index, name in enumerate(names):
+        try:
+            with Image.open(folder / name):  # reads the header only
+                pass
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            failed.append((index, f"{type(error).__name__}: {error}"))
+        progress(1)
+    return failed
 
 
 # -- a table of texts --------------------------------------------------------------------
@@ -192,6 +237,7 @@ def _text_table(path: Path, text_column: str, label_column: str | None) -> Input
         labels,
         _file_fingerprint(path, "table"),
         lambda indices: _load_texts(texts, text_column, indices),
+        lambda progress: _load_texts(texts, text_column, range(len(texts)))[2],
     )
 
 
@@ -232,7 +278,41 @@ def _array(path: Path) -> InputSource:
         rows = np.asarray(array[list(indices)])  # a copy: the memory map is never handed out
         return ([str(text) for text in rows] if modality == "text" else rows), [int(i) for i in indices], []
 
-    return InputSource("array", modality, _row_names(len(array)), None, _file_fingerprint(path, "array"), load)
+    return InputSource(
+        "array",
+        modality,
+        _row_names(len(array)),
+        None,
+        _file_fingerprint(path, "array"),
+        load,
+        lambda progress: _check_array(path, array, progress) if modality == "image" else [],
+    )
+
+
+def _check_array(path: Path, array: np.ndarray, progress) -> list[tuple[int, str]]:
+    """Refuse an image array whose dtype or values no image may have, naming the first offending sample."""
+    if array.dtype != np.uint8 and array.dtype.kind != "f":
+        raise InputError(
+            f"{os.fspath(path)!r} holds {array.dtype} values; images must be uint8 (0-255) or floats in [0, 1]."
+        )
+    if array.dtype == np.uint8:
+        progress(len(array))
+        return []
+    step = max(1, CHECK_BYTES // max(1, array[0].nbytes))
+    for start in range(0, len(array), step):
+        values = np.asarray(array[start : start + step])
+        for problem, bad in (
+            ("NaN or infinite values", ~np.isfinite(values)),
+            ("values outside [0, 1]", (values < 0) | (values > 1)),
+        ):
+            rows = np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))
+            if len(rows):
+                raise InputError(
+                    f"{os.fspath(path)!r} holds {problem} (first at sample {start + int(rows[0])}); images must be "
+                    "uint8 (0-255) or floats in [0, 1]."
+                )
+        progress(len(values))
+    return []
 
 
 def _row_names(n_rows: int) -> np.ndarray:

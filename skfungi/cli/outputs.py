@@ -1,13 +1,21 @@
-"""The OUTPUT formats of ``skfungi extract``, written atomically from the finished chunks.
+"""The OUTPUT formats of ``skfungi extract``, written atomically from the finished chunks, one chunk at a time.
 
-``.npy`` and ``.parquet`` are streamed: one chunk of features (``.npy``) or
-one row group of about ``ROW_GROUP_BYTES`` (``.parquet``) is in memory at a
-time, so an output larger than memory can be written. ``.npz`` (a zip of
-whole arrays) gathers the features in memory first.
+Every format is streamed: one chunk of features (``.npy``, ``.npz``) or one
+Parquet row group of about ``ROW_GROUP_BYTES`` is in memory at a time, so an
+output larger than memory can be written.
+
+Parquet has two layouts. ``"blocks"`` (the default) holds one
+fixed-size-list ``float32`` column per block of features (``embedding``,
+``kl``, ``dino``, ``simclr``, named by the prefixes of the feature names), the
+common layout for embeddings, which pandas, pyarrow, polars and DuckDB read as
+one vector per row. ``"wide"`` holds one ``float32`` column per feature
+(``embedding0``, ``embedding1``, ...).
 """
 
 from __future__ import annotations
 
+import re
+import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -15,23 +23,51 @@ import numpy as np
 
 from .chunks import atomic_write
 
-__all__ = ["ROW_GROUP_BYTES", "WRITERS", "write_features"]
+__all__ = ["LAYOUTS", "ROW_GROUP_BYTES", "WRITERS", "feature_blocks", "write_features"]
 
 ROW_GROUP_BYTES = 64 * 2**20
+LAYOUTS = ("blocks", "wide")
 
 
 def write_features(
-    path: Path, chunks: Callable[[], Iterator[np.ndarray]], feature_names: list[str], samples: np.ndarray, labels
+    path: Path,
+    chunks: Callable[[], Iterator[np.ndarray]],
+    feature_names: list[str],
+    samples: np.ndarray,
+    labels,
+    layout: str = "blocks",
 ) -> None:
     """Write the features of every chunk (``chunks()`` yields them in order) to ``path``, by its extension.
 
-    ``samples`` and ``labels`` (or None) hold one entry per feature row.
+    ``samples`` and ``labels`` (or None) hold one entry per feature row;
+    ``layout`` (one of ``LAYOUTS``) applies to Parquet.
     """
     write = WRITERS[Path(path).suffix.lower()]
-    atomic_write(path, lambda file: write(file, chunks(), feature_names, samples, labels))
+    atomic_write(path, lambda file: write(file, chunks(), feature_names, samples, labels, layout))
 
 
-def _write_npy(file, chunks: Iterable[np.ndarray], feature_names, samples, labels) -> None:
+def feature_blocks(feature_names: list[str]) -> list[tuple[str, int, int]]:
+    """``(block name, first column, stop column)`` of each run of names ``<block>0, <block>1, ...``.
+
+    >>> feature_blocks(["embedding0", "embedding1", "kl0", "dino_views0"])
+    [('embedding', 0, 2), ('kl', 2, 3), ('dino_views', 3, 4)]
+    """
+    blocks = []
+    for column, name in enumerate(feature_names):
+        match = re.fullmatch(r"(.*?)(\d+)", name)
+        if match is None:
+            raise ValueError(f"feature name {name!r} does not end in its index within its block.")
+        prefix, index = match.group(1), int(match.group(2))
+        if blocks and blocks[-1][0] == prefix and index == column - blocks[-1][1]:
+            blocks[-1][2] = column + 1
+        elif index == 0:
+            blocks.append([prefix, column, column + 1])
+        else:
+            raise ValueError(f"feature name {name!r} does not follow its block's previous feature.")
+    return [tuple(block) for block in blocks]
+
+
+def _write_npy(file, chunks: Iterable[np.ndarray], feature_names, samples, labels, layout=None) -> None:
     shape = (len(samples), len(feature_names))
     np.lib.format.write_array_header_1_0(
         file, {"descr": np.dtype(np.float32).str, "fortran_order": False, "shape": shape}
@@ -43,32 +79,46 @@ def _write_npy(file, chunks: Iterable[np.ndarray], feature_names, samples, label
     _check_count(written, shape[0])
 
 
-def _write_npz(file, chunks: Iterable[np.ndarray], feature_names, samples, labels) -> None:
-    arrays = {
-        "features": np.concatenate(list(chunks)).astype(np.float32, copy=False),
-        "feature_names": np.asarray(feature_names),
-        "samples": samples,
-    }
-    _check_count(len(arrays["features"]), len(samples))
-    if labels is not None:
-        arrays["labels"] = labels
-    np.savez(file, **arrays)
+def _write_npz(file, chunks: Iterable[np.ndarray], feature_names, samples, labels, layout=None) -> None:
+    # np.savez's layout (a zip of .npy members, stored uncompressed), with the features streamed into theirs
+    with zipfile.ZipFile(file, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        with archive.open("features.npy", mode="w", force_zip64=True) as member:
+            _write_npy(member, chunks, feature_names, samples, labels)
+        arrays = {"feature_names": np.asarray(feature_names), "samples": samples}
+        if labels is not None:
+            arrays["labels"] = labels
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", mode="w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
 
 
-def _write_parquet(file, chunks: Iterable[np.ndarray], feature_names, samples, labels) -> None:
+def _write_parquet(file, chunks: Iterable[np.ndarray], feature_names, samples, labels, layout="blocks") -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     text = [("sample", samples)] + ([] if labels is None else [("label", labels)])
-    schema = pa.schema([(name, pa.string()) for name, _ in text] + [(name, pa.float32()) for name in feature_names])
+    if layout == "wide":
+        columns = [(name, pa.float32(), start, start + 1) for start, name in enumerate(feature_names)]
+    else:
+        columns = [
+            (name, pa.list_(pa.float32(), stop - start), start, stop)
+            for name, start, stop in feature_blocks(feature_names)
+        ]
+    schema = pa.schema([(name, pa.string()) for name, _ in text] + [(name, kind) for name, kind, _, _ in columns])
     rows_per_group = max(1, ROW_GROUP_BYTES // (4 * max(1, len(feature_names))))
     written = 0
     writer = pq.ParquetWriter(pa.PythonFile(file, mode="w"), schema)
     for block in _row_groups(chunks, rows_per_group):
         stop = written + len(block)
-        columns = [pa.array(values[written:stop].tolist(), pa.string()) for _, values in text]
-        columns += [pa.array(column) for column in np.ascontiguousarray(block.T, dtype=np.float32)]
-        writer.write_table(pa.Table.from_arrays(columns, schema=schema))
+        arrays = [pa.array(values[written:stop].tolist(), pa.string()) for _, values in text]
+        for _, _, first, last in columns:
+            values = np.ascontiguousarray(block[:, first:last], dtype=np.float32)
+            arrays.append(
+                pa.array(values[:, 0])
+                if layout == "wide"
+                else pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), last - first)
+            )
+        writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
         written = stop
     writer.close()
     _check_count(written, len(samples))

@@ -1,0 +1,141 @@
+"""The fitted transformer of ``skfungi extract``: fitted on a draw of the fit input, saved, loaded back.
+
+A fitted :class:`~skfungi.FungiTransformer` pickles with its backbone, heads,
+projection seed and SimCLR's negative bank; loaded back it gives the same
+features. The command keeps it in ``OUTPUT.parts/`` (a resumed run loads it
+instead of fitting again) and, on request, in a file of the user's
+(``--save-transformer``) that a later extraction uses (``--transformer``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CommandError
+from .main import DEFAULT_FIT_SAMPLES, DEFAULT_LAYER, DEFAULT_PRECISION, DEFAULT_SEED, DEFAULT_VIEWS
+
+__all__ = ["TRANSFORMER_FILE", "fit_transformer", "load_transformer", "loss_names", "transformer_writer"]
+
+logger = logging.getLogger(__name__)
+
+TRANSFORMER_FILE = "transformer.pkl"
+# --losses auto: the paper's losses for each modality the command reads
+AUTO_LOSSES = {"image": ("kl", "dino", "simclr"), "text": ("kl", "simclr")}
+
+
+def loss_names(text: str, modality: str) -> tuple[str, ...]:
+    """The loss names of ``--losses`` (``auto``, ``none`` or a comma-separated list) for ``modality``."""
+    if text == "auto":
+        return AUTO_LOSSES[modality]
+    if text == "none":
+        return ()
+    names = tuple(name.strip().lower() for name in text.split(","))
+    if not all(names):
+        raise CommandError(f"--losses {text!r} has an empty name; give e.g. 'kl,dino,simclr', 'auto' or 'none'.")
+    return names
+
+
+def fit_transformer(args: argparse.Namespace, names: tuple[str, ...], fit_source, bars) -> object:
+    """A :class:`~skfungi.FungiTransformer` of the command's options, fitted on ``--fit-samples`` of ``fit_source``.
+
+    SimCLR's negative bank is every fitted sample; ``bars`` shows one bar over
+    the bank's samples (the rest of ``fit`` is quick).
+    """
+    import torch
+
+    from .._transformer import FungiTransformer
+    from ..losses import make_loss
+
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    fit_samples = args.fit_samples or DEFAULT_FIT_SAMPLES
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(fit_source), size=min(fit_samples, len(fit_source)), replace=False))
+    samples, kept, failed = fit_source.load(chosen)
+    if failed:
+        listed = described(fit_source, failed)
+        if args.on_error == "fail":
+            raise CommandError(f"cannot read {listed} (drawn for fit); pass --on-error skip to leave it out.")
+        logger.warning("fit: skipped %d unreadable sample(s): %s", len(failed), listed)
+    if not kept:
+        raise CommandError("no fit sample could be read.")
+    views = args.views or DEFAULT_VIEWS
+    losses = [make_loss(name, views) for name in names]
+    for loss in losses:
+        if "n_negatives" in loss.get_params():
+            loss.set_params(n_negatives=len(kept))
+    fungi = FungiTransformer(
+        args.backbone,
+        losses=losses,
+        views=views,
+        layer=args.layer or DEFAULT_LAYER,
+        batch_size=args.batch_size,
+        random_state=seed,
+        modality=fit_source.modality,
+        device=args.device,
+        precision=args.precision or DEFAULT_PRECISION,
+        num_workers=args.num_workers,
+    )
+    bank = len(kept) if any("n_negatives" in loss.get_params() for loss in losses) else 0
+    logger.info(
+        "fitting on %d sample(s) of %s%s",
+        len(kept),
+        args.fit_input or args.input,
+        f" (SimCLR's negative bank: {bank} {bars.unit}s, encoded once)" if bank else "",
+    )
+    if bank:
+        bars.expect("fit", "fit (negative bank)", total=bank)
+    # A backbone asked for with random weights is built in fit from torch's global generator: seeding
+    # it gives every run the same weights.
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            fungi.fit(samples)
+    finally:
+        bars.close("fit")
+    return fungi
+
+
+def transformer_writer(fungi) -> Callable:
+    """``write(file)`` pickling ``fungi`` (for :func:`~skfungi.cli.chunks.atomic_write`)."""
+    return lambda file: pickle.dump(fungi, file, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_transformer(path: Path, recover: str) -> object:
+    """The fitted FungiTransformer pickled in ``path``; ``recover`` says what to do if it cannot be loaded."""
+    from .._transformer import FungiTransformer
+
+    try:
+        with open(path, "rb") as file:
+            fungi = pickle.load(file)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError, ValueError) as error:
+        raise CommandError(
+            f"cannot load the fitted transformer saved in {os.fspath(path)!r} ({type(error).__name__}: {error}); "
+            f"{recover}."
+        ) from error
+    if not isinstance(fungi, FungiTransformer) or not hasattr(fungi, "n_features_out_"):
+        raise CommandError(
+            f"{os.fspath(path)!r} holds a {type(fungi).__name__}, not a fitted FungiTransformer; {recover}."
+        )
+    return fungi
+
+
+def file_digest(path: Path) -> str:
+    """The first 16 hex digits of the SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def described(source, failed: list[tuple[int, str]]) -> str:
+    """``'name' (reason), ...`` for failed samples."""
+    return ", ".join(f"{str(source.names[index])!r} ({reason})" for index, reason in failed)
