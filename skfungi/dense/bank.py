@@ -9,8 +9,8 @@ distributions as class scores.
 Memory: the hnswlib index holds ``4 d + 8 M + 12`` bytes per patch (float32
 feature, bottom-layer links, label) plus about ``1 / M`` of that for the upper
 layers, and the label distributions ``4 C`` bytes: for ``d = 768`` (dense
-FUNGI on a ViT-S/16), ``M = 16`` and 21 classes, about 3.4 GB per million
-patches.
+FUNGI on a ViT-S/16), ``M = 16`` and 21 classes, about 3.5 GB per million
+patches (3.4 GB measured with 10 classes, ``benchmarks/segmentation.py``).
 """
 
 from __future__ import annotations

@@ -78,7 +78,7 @@ class DenseExtractor:
     layer_path : str or None
         Target layer (needed for ``"gradient"``).
     projection : projection object or None
-    latent_dim, n_negatives, negative_fraction, temperature, algorithm
+    latent_dim, n_negatives, negative_fraction, temperature, algorithm, ef_construction
         See :class:`~skfungi.dense.DenseFungiTransformer`.
     """
 
@@ -97,6 +97,7 @@ class DenseExtractor:
         negative_fraction: float = 0.5,
         temperature: float = 0.07,
         algorithm: str = "auto",
+        ef_construction: int = 200,
     ):
         self.backbone = backbone
         self.token_fn = token_fn
@@ -110,6 +111,7 @@ class DenseExtractor:
         self.negative_fraction = negative_fraction
         self.temperature = temperature
         self.algorithm = algorithm
+        self.ef_construction = ef_construction
 
     @property
     def needs_negatives(self) -> bool:
@@ -133,7 +135,11 @@ class DenseExtractor:
     def _fit_negatives(self, samples, batch_size: int) -> None:
         n_kept = max(1, round(self.negative_fraction * self.n_tokens))
         self.groups = {}  # image key -> group id (the index of its first occurrence)
-        self.index = PatchIndex(self.algorithm, random_state=derive_seed(self.seed, "dense", "negative-index"))
+        self.index = PatchIndex(
+            self.algorithm,
+            ef_construction=self.ef_construction,
+            random_state=derive_seed(self.seed, "dense", "negative-index"),
+        )
         for start in range(0, len(samples), batch_size):
             batch = [
                 KeyedSample.of(self.backbone, samples, i) for i in range(start, min(start + batch_size, len(samples)))

@@ -99,6 +99,9 @@ class DenseFungiTransformer(TransformerMixin, BaseEstimator):
         ``"auto"``: the token width ``C``.
     algorithm : {"auto", "exact", "hnsw"}, default="auto"
         Search of the support index (``"auto"``: exact up to 10,000 patches).
+    ef_construction : int, default=200
+        hnswlib's build setting for a large support index: 64 builds about
+        4x faster, with a slightly worse graph.
     batch_size : int, default=8
         Images per forward.
     device : "auto", str or torch.device, default="auto"
@@ -146,6 +149,7 @@ class DenseFungiTransformer(TransformerMixin, BaseEstimator):
         "projection": [StrOptions(set(PROJECTIONS)), HasMethods(["fit", "reduce", "project"])],
         "projection_dim": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
         "algorithm": [StrOptions(set(ALGORITHMS))],
+        "ef_construction": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "device": [str, torch.device],
         "random_state": ["random_state"],
@@ -166,6 +170,7 @@ class DenseFungiTransformer(TransformerMixin, BaseEstimator):
         projection="kronecker",
         projection_dim="auto",
         algorithm="auto",
+        ef_construction=200,
         batch_size=8,
         device="auto",
         random_state=None,
@@ -182,6 +187,7 @@ class DenseFungiTransformer(TransformerMixin, BaseEstimator):
         self.projection = projection
         self.projection_dim = projection_dim
         self.algorithm = algorithm
+        self.ef_construction = ef_construction
         self.batch_size = batch_size
         self.device = device
         self.random_state = random_state
@@ -234,6 +240,7 @@ class DenseFungiTransformer(TransformerMixin, BaseEstimator):
             negative_fraction=float(self.negative_fraction),
             temperature=float(self.loss_temperature),
             algorithm=self.algorithm,
+            ef_construction=int(self.ef_construction),
         )
         with frozen_eval(self.backbone_.module):
             self.extractor_.fit(samples, int(self.batch_size))
