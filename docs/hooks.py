@@ -1,11 +1,8 @@
 """MkDocs hooks of the skfungi site (``hooks:`` in mkdocs.yml).
 
-- The pipeline figure of how_fungi_works.md is drawn at build time by
-  ``docs/figures/fungi_diagram.py``, so it cannot drift from its script.
-- getting_started.md includes the README's set-up section (between the
-  ``<!-- setup:start -->`` and ``<!-- setup:end -->`` markers), with the
-  README's ``docs/...`` links made relative to the docs folder and its
-  2-space list indentation doubled (Python-Markdown nests lists by 4 spaces).
+- The pipeline figure of the home page and how_fungi_works.md is drawn at
+  build time by ``docs/figures/fungi_diagram.py``, so it cannot drift from
+  its script.
 - The gallery runs its examples in this process; their models are tiny, for
   which one torch thread is faster than several (a busy 2-core machine made
   small multi-threaded calls several times slower).
@@ -14,7 +11,6 @@
 from __future__ import annotations
 
 import importlib.util
-import re
 from pathlib import Path
 
 import torch
@@ -23,10 +19,7 @@ from mkdocs.structure.files import File
 torch.set_num_threads(1)
 
 DOCS = Path(__file__).resolve().parent
-README = DOCS.parent / "README.md"
 FIGURE = "figures/fungi_diagram.svg"
-README_SECTION = re.compile(r"<!-- setup:start -->\n(.*?)<!-- setup:end -->", re.DOTALL)
-INCLUDE_MARKER = "<!-- include README set-up -->"
 
 
 def _diagram_svg() -> str:
@@ -39,14 +32,3 @@ def _diagram_svg() -> str:
 def on_files(files, config):
     files.append(File.generated(config, FIGURE, content=_diagram_svg()))
     return files
-
-
-def on_page_markdown(markdown, page, config, files):
-    if INCLUDE_MARKER not in markdown:
-        return markdown
-    found = README_SECTION.search(README.read_text(encoding="utf-8"))
-    if found is None:
-        raise ValueError(f"{README} lacks the <!-- setup:start --> ... <!-- setup:end --> markers.")
-    section = found.group(1).replace("](docs/", "](")
-    section = re.sub(r"^( +)", r"\1\1", section, flags=re.MULTILINE)
-    return markdown.replace(INCLUDE_MARKER, section)

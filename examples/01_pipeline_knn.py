@@ -1,13 +1,15 @@
 """
-# Pipeline: FUNGI features, PCA and a kNN classifier
+# FUNGI features, PCA and kNN
 
 The paper's main protocol: FUNGI features of a frozen backbone, PCA fit on the
 training features, then a k-nearest-neighbour vote. Here the backbone is a
 tiny randomly initialised timm ViT and the images are scikit-learn's bundled
-8x8 digits, so the script runs in seconds; with a pretrained ViT and real
-images the code is the same.
+8x8 digits, so the script runs in seconds. With a pretrained ViT and real
+images the code is the same: pass `"timm:vit_small_patch16_224.dino"` instead
+of `vit` (see [Pretrained models](../../pretrained.md)).
 """
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from sklearn.neighbors import KNeighborsClassifier
@@ -50,6 +52,22 @@ print(f"test accuracy: {pipe.score(X_test, y_test):.3f}")
 fungi = pipe[0]
 names = fungi.get_feature_names_out()
 print(len(names), "features:", names[0], names[32], names[64], names[96])
-features = fungi.transform(X_test[:3])
+features = fungi.transform(X_test[:12])
 print(features.shape, features.dtype)
-print("block norms:", np.linalg.norm(features.reshape(3, 4, 32), axis=2).round(3))
+print("block norms of the first 3 images:", np.linalg.norm(features[:3].reshape(3, 4, 32), axis=2).round(3))
+
+# %%
+# The features of 12 test images, one row each: the embedding, then the
+# projected gradient of each loss, every block of unit length.
+
+blocks = ["embedding", "kl", "dino", "simclr"]
+limit = np.abs(features).max()
+fig, ax = plt.subplots(figsize=(7, 3))
+ax.imshow(features, aspect="auto", cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+for edge in range(32, 128, 32):
+    ax.axvline(edge - 0.5, color="black", linewidth=1.5)
+ax.set_xticks([16 + 32 * index for index in range(4)], blocks)
+ax.set_ylabel("test image")
+ax.set_title("FUNGI features: one L2-normalised block per part")
+fig.tight_layout()
+plt.show()

@@ -1,5 +1,5 @@
 """
-# Approximate neighbours at scale: HNSWTransformer
+# Approximate neighbours with HNSW
 
 `HNSWTransformer` builds an hnswlib graph and returns the sparse neighbour
 graph that scikit-learn's `KNeighborsTransformer` returns, so
@@ -8,6 +8,7 @@ precomputed graph) uses it. For many thousands of training rows, it replaces
 the brute-force search.
 """
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from sklearn.neighbors import KNeighborsClassifier
@@ -53,3 +54,21 @@ graph = hnsw.transform(approximate.named_steps["cappedpca"].transform(train[:3])
 print(type(graph).__name__, graph.shape, graph.getnnz(axis=1))
 distances, indices = hnsw.kneighbors(n_neighbors=3)  # training rows, each left out of its own list
 print(indices[:3])
+
+# %%
+# The five training images HNSW finds nearest to four test images, with their
+# labels (random weights: neighbours by texture more than by digit).
+
+queries = approximate.named_steps["cappedpca"].transform(test[:4])
+_, neighbours = hnsw.kneighbors(queries, n_neighbors=5)
+fig, axes = plt.subplots(4, 6, figsize=(6, 4.2))
+for row, (query, found) in enumerate(zip(X_test[:4], neighbours, strict=True)):
+    axes[row, 0].imshow(query, cmap="gray_r")
+    axes[row, 0].set_title(f"query ({y_test[row]})", fontsize=8)
+    for column, index in enumerate(found, start=1):
+        axes[row, column].imshow(X_train[index], cmap="gray_r")
+        axes[row, column].set_title(str(y_train[index]), fontsize=8)
+for ax in axes.flat:
+    ax.set_axis_off()
+fig.tight_layout()
+plt.show()

