@@ -49,7 +49,7 @@ from .numerics import l2_normalize
 from .progress import report_progress
 from .seeding import derive_seed, generator
 
-__all__ = ["LABELS", "FeatureExtractor", "KeyedSample", "NonFiniteFeaturesError", "RunOptions"]
+__all__ = ["LABELS", "FeatureExtractor", "KeyedSample", "NonFiniteFeaturesError", "RunOptions", "loss_dtype"]
 
 logger = logging.getLogger("skfungi")
 
@@ -138,7 +138,7 @@ class FeatureExtractor:
                 embedding_dim=self.embedding_dim,
                 seed=self.seed,
                 backbone=self.backbone,
-                dtype=_loss_dtype(probe.device),
+                dtype=loss_dtype(probe.device),
                 device=probe.device,
                 training_images=LazySequence(samples, functools.partial(KeyedSample.from_raw, backbone=self.backbone)),
                 encode=lambda loss, bank, n_views=None: self.encode(loss, bank, options, n_views),
@@ -307,7 +307,7 @@ class _Pass:
             for position, loss in enumerate(sharing):
                 last = position == len(sharing) - 1
                 with record_function(LABELS["loss"]):
-                    losses = loss.sample_losses(embedding.unsqueeze(1).to(_loss_dtype(embedding.device))).sum()
+                    losses = loss.sample_losses(embedding.unsqueeze(1).to(loss_dtype(embedding.device))).sum()
                 with record_function(LABELS["backward"]):
                     factors = capture.factors(losses, len(batch), retain_graph=not last)
                     reduced[loss.name] = self.extractor.projection.reduce(*factors)
@@ -343,7 +343,7 @@ class _Pass:
                 if queue:
                     encoded.setdefault(group_index, []).append(self.embed(_stacked(queue)))
         groups = [torch.cat(encoded[index]).unflatten(0, (len(samples), -1)) for index in sorted(encoded)]
-        embeddings = torch.cat(groups, dim=1).to(_loss_dtype(groups[0].device))
+        embeddings = torch.cat(groups, dim=1).to(loss_dtype(groups[0].device))
         bad = ~_finite_rows(embeddings.flatten(1))
         if stage == "fit" and bad.any():
             indices = [samples[int(i)].index for i in torch.nonzero(bad).flatten()]
@@ -411,7 +411,7 @@ class _Pass:
             self._encode_chunked(_concat(groups)).unflatten(0, (len(samples), -1))
             for groups in zip(*per_sample, strict=True)
         ]
-        return torch.cat(encoded, dim=1).to(_loss_dtype(encoded[0].device))
+        return torch.cat(encoded, dim=1).to(loss_dtype(encoded[0].device))
 
     def _encode_chunked(self, views) -> torch.Tensor:
         """Embeddings of one view group in forwards of at most ``batch_size`` views.
@@ -439,7 +439,7 @@ def _listed(indices: list[int], shown: int = 10) -> str:
     return ", ".join(map(str, indices[:shown])) + more
 
 
-def _loss_dtype(device: torch.device) -> torch.dtype:
+def loss_dtype(device: torch.device) -> torch.dtype:
     """Losses and heads run in float64 (except where a device has none): the KL gradient,
     softmax minus uniform over T, loses about four digits to cancellation in float32, which
     would let rounding in the backbone's batched matmuls show in a sample's features."""

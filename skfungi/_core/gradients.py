@@ -190,7 +190,7 @@ class GradientCapture:
         return (recorded, *output[1:])
 
     def factors(
-        self, loss: torch.Tensor, n_samples: int, retain_graph: bool = False
+        self, loss: torch.Tensor, n_samples: int, retain_graph: bool = False, keep_all_tokens: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample factors of the gradient of ``loss`` (a sum of per-sample losses).
 
@@ -199,6 +199,8 @@ class GradientCapture:
         (bias column last) is ``g[s].T @ a[s]``. Each forward recorded inside the
         context must hold ``n_samples * V`` rows ordered sample-major.
         ``retain_graph`` keeps the graph for another loss on the same forward.
+        ``keep_all_tokens`` keeps the tokens whose gradient is zero in the whole
+        batch (per-token features need every token in its place).
         """
         if not self._records:
             raise RuntimeError(
@@ -220,7 +222,7 @@ class GradientCapture:
                     f"{n_samples} samples; its input must have the batch as first dimension."
                 )
             active = (tokens_grad != 0).any(dim=2).any(dim=0)  # NaN != 0: a non-finite sample keeps its tokens
-            if not bool(active.all()):
+            if not keep_all_tokens and not bool(active.all()):
                 tokens_in, tokens_grad = tokens_in[:, active], tokens_grad[:, active]
             g_parts.append(tokens_grad.reshape(n_samples, -1, tokens_grad.shape[-1]))
             a_parts.append(tokens_in.reshape(n_samples, -1, tokens_in.shape[-1]))

@@ -22,7 +22,13 @@ from ._hub import hub_access, hub_cache_dir, reachable, weights_error
 from ._registry import module_family
 from .image import ImageBackbone
 
-__all__ = ["TimmBackbone", "timm_backbone", "timm_data_config"]
+__all__ = [
+    "TimmBackbone",
+    "has_patch_embedding",
+    "interpolated_position_embeddings",
+    "timm_backbone",
+    "timm_data_config",
+]
 
 # timm's crop modes -> skfungi's inference-view resize modes
 _CROP_MODES = {"center": "shortest", "squash": "squash"}
@@ -138,7 +144,7 @@ class TimmBackbone(ImageBackbone):
             mean=tuple(config["mean"]),
             std=tuple(config["std"]),
             in_channels=int(channels),
-            flexible_size=self.patch_size is not None or not _has_patch_embedding(model),
+            flexible_size=self.patch_size is not None or not has_patch_embedding(model),
             interpolation=config["interpolation"],
             crop_pct=float(config["crop_pct"]),
             resize_mode=_CROP_MODES[config["crop_mode"]],
@@ -154,7 +160,7 @@ class TimmBackbone(ImageBackbone):
     def embed(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.patch_size is None or inputs.shape[-1] == self.input_size:
             return super().embed(inputs)
-        with _interpolated_position_embeddings(self.module):
+        with interpolated_position_embeddings(self.module):
             return super().embed(inputs)
 
 
@@ -226,7 +232,7 @@ def _square_patch_size(model: nn.Module) -> int | None:
     return int(height) if height == width else None
 
 
-def _has_patch_embedding(model: nn.Module) -> bool:
+def has_patch_embedding(model: nn.Module) -> bool:
     """Whether the model cuts its input into patches (a transformer or mixer, not a CNN)."""
     from timm.layers import PatchEmbed
 
@@ -234,7 +240,7 @@ def _has_patch_embedding(model: nn.Module) -> bool:
 
 
 @contextmanager
-def _interpolated_position_embeddings(model: nn.Module):
+def interpolated_position_embeddings(model: nn.Module):
     """Switch on timm's ``dynamic_img_size`` path for one forward, then restore the model's flags."""
     from timm.layers import Format
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._core.extractor import KeyedSample, _loss_dtype
+from .._core.extractor import KeyedSample, loss_dtype
 from .._core.gradients import GradientCapture
 from .._core.seeding import derive_seed, generator
 from ..losses._base import random_head
@@ -127,7 +127,7 @@ class DenseExtractor:
         self.n_tokens = self.grid_shape[0] * self.grid_shape[1]
         if "gradient" in self.blocks:
             seed = derive_seed(self.seed, "dense", "head")
-            self.head = random_head(self.token_dim, self.latent_dim, seed, _loss_dtype(grid.device), grid.device)
+            self.head = random_head(self.token_dim, self.latent_dim, seed, loss_dtype(grid.device), grid.device)
         if self.needs_negatives:
             self._fit_negatives(samples, batch_size)
         return self
@@ -202,7 +202,7 @@ class DenseExtractor:
     def _token_factors(self, capture, units: torch.Tensor, negatives: torch.Tensor):
         latents, negative_latents = head_latents(units, self.head), head_latents(negatives, self.head)
         loss = token_infonce(latents, negative_latents, self.temperature).sum()
-        g, a = capture.factors(loss, units.shape[0])
+        g, a = capture.factors(loss, units.shape[0], keep_all_tokens=True)
         n_prefix = getattr(self.backbone.module, "num_prefix_tokens", 0)
         rows = layer_token_rows(g.shape[1], self.n_tokens, n_prefix, self.layer_path)
         return g[:, rows], a[:, rows]
@@ -214,7 +214,7 @@ class DenseExtractor:
     def _unit_tokens(self, inputs: torch.Tensor) -> torch.Tensor:
         """``(N, T, C)`` patch tokens, L2-normalised, in the losses' dtype."""
         tokens = grid_tokens(self.token_fn(self.backbone.module, inputs), inputs.shape[0])
-        return F.normalize(tokens.to(_loss_dtype(tokens.device)), dim=-1)
+        return F.normalize(tokens.to(loss_dtype(tokens.device)), dim=-1)
 
     def _negatives(self, units: torch.Tensor, batch: list[KeyedSample]) -> torch.Tensor:
         """``(N, T, K, C)`` unit features of each token's nearest kept support patches of other images."""

@@ -26,7 +26,7 @@ import torch.nn as nn
 
 from ..backbones.image import ImageBackbone
 from ..backbones.mobilenet import embed_mobilenet
-from ..backbones.timm import TimmBackbone, _has_patch_embedding, _interpolated_position_embeddings
+from ..backbones.timm import TimmBackbone, has_patch_embedding, interpolated_position_embeddings
 
 __all__ = [
     "grid_tokens",
@@ -47,7 +47,7 @@ def timm_vit_tokens(module: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     if tuple(inputs.shape[-2:]) == tuple(module.patch_embed.img_size):
         features = module.forward_features(inputs)
     else:
-        with _interpolated_position_embeddings(module):
+        with interpolated_position_embeddings(module):
             features = module.forward_features(inputs)
     patches = features[:, module.num_prefix_tokens :]
     return patches.transpose(1, 2).unflatten(2, grid)
@@ -72,7 +72,7 @@ def token_function(backbone: ImageBackbone, tokens="auto") -> TokenFunction:
     if isinstance(backbone, TimmBackbone):
         if backbone.patch_size is not None:
             return timm_vit_tokens
-        if getattr(backbone.module, "output_fmt", "NCHW") == "NCHW" and not _has_patch_embedding(backbone.module):
+        if getattr(backbone.module, "output_fmt", "NCHW") == "NCHW" and not has_patch_embedding(backbone.module):
             return timm_cnn_tokens
     elif isinstance(backbone, ImageBackbone) and backbone.embed_fn is embed_mobilenet:
         return mobilenet_tokens
@@ -91,19 +91,18 @@ def grid_tokens(grid: torch.Tensor, n_images: int) -> torch.Tensor:
 
 
 def layer_token_rows(n_layer_tokens: int, n_patches: int, n_prefix: int, layer_path: str) -> slice:
-    """Which of the target layer's (active) tokens are the patch tokens, in grid order.
+    """Which of the target layer's tokens are the patch tokens, in grid order.
 
-    The gradient capture drops the tokens whose gradient is zero in the whole
-    batch: after the last attention of a ViT, the prefix tokens (class,
-    registers), which no patch loss reaches. Before it, they are kept and come
-    first. Any other count means the layer does not work on the patch grid.
+    The gradient capture keeps every token of the layer (``keep_all_tokens``):
+    a ViT's prefix tokens (class, registers) come first, then the patch grid.
+    Any other count means the layer does not work on the patch grid.
     """
     if n_layer_tokens == n_patches:
         return slice(0, n_patches)
     if n_prefix and n_layer_tokens == n_patches + n_prefix:
         return slice(n_prefix, n_prefix + n_patches)
     raise ValueError(
-        f"the target layer {layer_path!r} has {n_layer_tokens} tokens with a gradient, but the patch grid has "
+        f"the target layer {layer_path!r} has {n_layer_tokens} tokens, but the patch grid has "
         f"{n_patches}: dense FUNGI needs a layer applied to each patch token (a ViT block's linear layers, or a "
         "1x1 convolution at the resolution of the token grid)."
     )
