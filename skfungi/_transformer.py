@@ -73,9 +73,12 @@ class FungiTransformer(TransformerMixin, BaseEstimator):
         for timm ViTs).
     include_embedding : bool, default=True
         Put the L2-normalised embedding first in the output.
-    projection : {"rademacher", "gaussian", "kronecker"} or projection object, \
+    projection : {"rademacher", "gaussian", "srht", "kronecker"} or projection object, \
 default="rademacher"
-        Random projection of the gradients, shared by all losses.
+        Random projection of the gradients, shared by all losses (see the
+        user guide's "Projections": dense Rademacher is the paper's; SRHT
+        is a fast transform with the same guarantees; Kronecker is the
+        cheapest and least accurate).
     projection_dim : int or "auto", default="auto"
         Width of each gradient block; ``"auto"`` is the embedding width.
     batch_size : int, default=32
@@ -157,7 +160,9 @@ default="rademacher"
     See Also
     --------
     skfungi.losses.KLLoss, skfungi.losses.DINOLoss, skfungi.losses.SimCLRLoss
-    skfungi.RademacherProjection, skfungi.KroneckerProjection
+    skfungi.RademacherProjection, skfungi.GaussianProjection, skfungi.SRHTProjection,
+    skfungi.KroneckerProjection
+    skfungi.losses.ViewAverage : the no-gradient control of a loss's block
 
     Examples
     --------

@@ -52,7 +52,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
     Parameters
     ----------
-    path : str or path-like
+    path : str or os.PathLike
         File path; names ending in ``.gz`` are decompressed.
 
     Returns

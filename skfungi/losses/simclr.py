@@ -19,7 +19,7 @@ __all__ = ["SimCLRLoss"]
 
 _TEMPERATURE_SCOPES = ("all", "positives")
 
-# Paper settings per modality (SPEC.md section 4); "all" negative views = every positive view.
+# The paper's settings per modality; "all" negative views = every positive view.
 MODALITY_DEFAULTS = {
     "image": {"latent_dim": 96, "n_negatives": 256, "negative_views": "all"},
     "text": {"latent_dim": 256, "n_views": 12, "n_negatives": 256, "negative_views": 2},

@@ -1,7 +1,7 @@
 """The paper's downstream protocols on FUNGI features: PCA, kNN, linear probe, k-means, retrieval.
 
 Everything here is plain scikit-learn underneath; the helpers only fix the
-paper's settings (SPEC section 6) so that results are comparable. One module
+paper's settings so that results are comparable. One module
 per protocol:
 
 * :mod:`~skfungi.protocols.pca` -- **PCA** (:class:`CappedPCA`): full-SVD PCA
