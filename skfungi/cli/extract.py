@@ -29,7 +29,6 @@ from .chunks import ChunkStore, atomic_write
 from .errors import CommandError
 from .fitting import (
     TRANSFORMER_FILE,
-    described,
     file_digest,
     fit_transformer,
     load_transformer,
@@ -131,12 +130,15 @@ def _read(path, args: argparse.Namespace, exclude: tuple):
     source = read_input(path, text_column=args.text_column, label_column=args.label_column, exclude=exclude)
     if source.ignored_files:
         logger.info("%s: ignored %d file(s) that are not images by extension", path, source.ignored_files)
-    failed = source.unreadable()
-    if failed and args.on_error == "fail":
-        raise CommandError(
-            f"cannot read {described(source, failed)}; pass --on-error skip to leave unreadable samples out."
-        )
+    _refuse_unreadable(source, source.unreadable(), args.on_error)
     return source
+
+
+def _refuse_unreadable(source, failed: list[tuple[int, str]], on_error: str) -> None:
+    if failed and on_error == "fail":
+        raise CommandError(
+            f"cannot read {source.describe(failed)}; pass --on-error skip to leave unreadable samples out."
+        )
 
 
 def _settings(args: argparse.Namespace, source, fit_source) -> dict:
@@ -199,10 +201,7 @@ def _transform_pending(store: ChunkStore, fungi, source, args: argparse.Namespac
     bars.open("transform", "extract", total=len(source), initial=done)
     for chunk in pending:
         samples, kept, failed = source.load(store.chunk_range(chunk))
-        if failed and args.on_error == "fail":
-            raise CommandError(
-                f"cannot read {described(source, failed)}; pass --on-error skip to leave unreadable samples out."
-            )
+        _refuse_unreadable(source, failed, args.on_error)
         features = fungi.transform(samples) if kept else np.zeros((0, fungi.n_features_out_), np.float32)
         store.write_chunk(chunk, kept, features, failed)
         if failed:  # skipped samples are done too
@@ -214,7 +213,7 @@ def _write_output(store: ChunkStore, source, output: Path, feature_names: list[s
     rows, failed = store.kept_rows()
     rows = np.concatenate(rows)
     if failed:
-        logger.warning("skipped %d unreadable sample(s): %s", len(failed), described(source, failed))
+        logger.warning("skipped %d unreadable sample(s): %s", len(failed), source.describe(failed))
     if len(rows) == 0:
         raise CommandError(f"no sample of {args.input!r} could be read; nothing to write.")
     labels = None if source.labels is None else source.labels[rows]

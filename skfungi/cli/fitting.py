@@ -60,7 +60,7 @@ def fit_transformer(args: argparse.Namespace, names: tuple[str, ...], fit_source
     chosen = np.sort(rng.choice(len(fit_source), size=min(fit_samples, len(fit_source)), replace=False))
     samples, kept, failed = fit_source.load(chosen)
     if failed:
-        listed = described(fit_source, failed)
+        listed = fit_source.describe(failed)
         if args.on_error == "fail":
             raise CommandError(f"cannot read {listed} (drawn for fit); pass --on-error skip to leave it out.")
         logger.warning("fit: skipped %d unreadable sample(s): %s", len(failed), listed)
@@ -134,8 +134,3 @@ def file_digest(path: Path) -> str:
         for block in iter(lambda: file.read(2**20), b""):
             digest.update(block)
     return digest.hexdigest()[:16]
-
-
-def described(source, failed: list[tuple[int, str]]) -> str:
-    """``'name' (reason), ...`` for failed samples."""
-    return ", ".join(f"{str(source.names[index])!r} ({reason})" for index, reason in failed)

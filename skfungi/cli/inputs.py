@@ -100,6 +100,10 @@ class InputSource:
         """
         return self.checker(progress or (lambda n: None))
 
+    def describe(self, failed: list[tuple[int, str]]) -> str:
+        """``'name' (reason), ...`` for samples that could not be read."""
+        return ", ".join(f"{str(self.names[index])!r} ({reason})" for index, reason in failed)
+
     def digest(self) -> str:
         """A short hash of the fingerprint."""
         text = json.dumps(self.fingerprint, sort_keys=True)

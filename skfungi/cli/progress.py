@@ -49,7 +49,7 @@ class ProgressBars:
             self._bars[stage].update(n_samples)
 
     def _bar(self, description: str, total: int, initial: int):
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         return tqdm(
             desc=description,
