@@ -1,4 +1,4 @@
-"""Griffe extension of the docs build: Sphinx roles in numpydoc docstrings become Markdown.
+"""Griffe extension of the docs build: numpydoc Sphinx roles become Markdown.
 
 ``:class:`~skfungi.FungiTransformer``` becomes a cross-reference link (shown as
 ``FungiTransformer``) when the target is a fully qualified ``skfungi`` name;
@@ -20,11 +20,15 @@ ROLE = re.compile(r":(attr|class|data|exc|func|meth|mod|obj):`(~?)([^`]+)`")
 def markdown_for_role(match: re.Match) -> str:
     role, short, target = match.group(1), match.group(2) == "~", match.group(3).strip()
     shown = f"`{target.rsplit('.', 1)[-1] if short else target}`"
-    return f"[{shown}][{target}]" if target.startswith("skfungi.") and role != "mod" else shown
+    return (
+        f"[{shown}][{target}]"
+        if target.startswith("skfungi.") and role != "mod"
+        else shown
+    )
 
 
 class SphinxRoles(griffe.Extension):
-    """Rewrite the roles of every loaded object's docstring before mkdocstrings parses it."""
+    """Rewrite the roles of every loaded docstring before mkdocstrings parses it."""
 
     def on_object(self, *, obj, **kwargs) -> None:
         if obj.docstring is not None:

@@ -23,7 +23,9 @@ FIGURE = "figures/fungi_diagram.svg"
 
 
 def _diagram_svg() -> str:
-    spec = importlib.util.spec_from_file_location("fungi_diagram", DOCS / "figures" / "fungi_diagram.py")
+    spec = importlib.util.spec_from_file_location(
+        "fungi_diagram", DOCS / "figures" / "fungi_diagram.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.fungi_diagram_svg()

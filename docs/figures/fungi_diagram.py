@@ -61,7 +61,7 @@ def _arrow(ax, start, end, text=None, dashed=False, text_offset=(0.0, 0.16)):
 
 
 def draw_fungi_diagram() -> plt.Figure:
-    """The pipeline, left to right on top (forward) and right to left below (gradients)."""
+    """The pipeline: forward left to right on top, gradients right to left below."""
     fig, ax = plt.subplots(figsize=(11.5, 5.2))
     ax.set_xlim(0, 11.5)
     ax.set_ylim(0, 5.2)
@@ -79,7 +79,15 @@ def draw_fungi_diagram() -> plt.Figure:
         PLAIN,
         8.5,
     )
-    _box(ax, 5.2, top, 1.95, 1.5, "frozen backbone f\n(eval mode)\n\ntarget layer W\n(last attn.proj)", FROZEN)
+    _box(
+        ax,
+        5.2,
+        top,
+        1.95,
+        1.5,
+        "frozen backbone f\n(eval mode)\n\ntarget layer W\n(last attn.proj)",
+        FROZEN,
+    )
     _box(ax, 7.45, top, 1.6, 1.0, "embedding e\nof each view", PLAIN)
     _box(
         ax,
@@ -97,11 +105,36 @@ def draw_fungi_diagram() -> plt.Figure:
     _arrow(ax, (6.18, top), (6.65, top))
     _arrow(ax, (8.25, top), (8.75, top))
 
-    _box(ax, 9.85, bottom, 2.2, 1.2, "per-sample gradient\ndL/dW at the target layer\nd_out x (d_in + 1)", PLAIN, 8.5)
-    _box(ax, 7.2, bottom, 2.0, 1.2, "random projection P\n(seeded, one for all\nlosses) -> width E", RANDOM, 8.5)
+    _box(
+        ax,
+        9.85,
+        bottom,
+        2.2,
+        1.2,
+        "per-sample gradient\ndL/dW at the target layer\nd_out x (d_in + 1)",
+        PLAIN,
+        8.5,
+    )
+    _box(
+        ax,
+        7.2,
+        bottom,
+        2.0,
+        1.2,
+        "random projection P\n(seeded, one for all\nlosses) -> width E",
+        RANDOM,
+        8.5,
+    )
     _box(ax, 5.05, bottom, 1.5, 1.0, "L2\nnormalise", PLAIN)
     _box(
-        ax, 2.55, bottom, 2.6, 1.3, "concatenate\n[ e | g_KL | g_DINO | g_SimCLR ]\nwidth E x (1 + losses)", RESULT, 8.5
+        ax,
+        2.55,
+        bottom,
+        2.6,
+        1.3,
+        "concatenate\n[ e | g_KL | g_DINO | g_SimCLR ]\nwidth E x (1 + losses)",
+        RESULT,
+        8.5,
     )
 
     _arrow(
@@ -116,12 +149,19 @@ def draw_fungi_diagram() -> plt.Figure:
     _arrow(ax, (6.2, bottom), (5.81, bottom))
     _arrow(ax, (4.3, bottom), (3.86, bottom))
     # the embedding block: the inference view's embedding, L2-normalised on its own
-    _arrow(ax, (7.45, top - 0.51), (5.6, bottom + 0.52), "embedding block\n(inference view)", text_offset=(-0.85, -0.3))
+    _arrow(
+        ax,
+        (7.45, top - 0.51),
+        (5.6, bottom + 0.52),
+        "embedding block\n(inference view)",
+        text_offset=(-0.85, -0.3),
+    )
 
     ax.text(
         0.1,
         0.15,
-        "blue: pretrained, frozen    orange: random from random_state, fixed    green: the features "
+        "blue: pretrained, frozen    orange: random from random_state, fixed    "
+        "green: the features "
         "(then PCA, kNN, a linear probe, k-means, ...)",
         fontsize=7.5,
         color="#555555",
@@ -140,5 +180,7 @@ def fungi_diagram_svg() -> str:
 
 
 if __name__ == "__main__":
-    with open(sys.argv[1] if len(sys.argv) > 1 else "fungi_diagram.svg", "w", encoding="utf-8") as out:
+    with open(
+        sys.argv[1] if len(sys.argv) > 1 else "fungi_diagram.svg", "w", encoding="utf-8"
+    ) as out:
         out.write(fungi_diagram_svg())
