@@ -8,6 +8,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -67,3 +68,45 @@ def test_gpu_script_dry_run_on_the_cpu(scripts, tmp_path):
         assert all(row["speedup"] > 0 for row in run["rows"])
     text = markdown_path.read_text()
     assert "dry run: not a measurement" in text and text.count("<= 66x") == 2 and text.count("<= 12x") == 2
+
+
+def test_projection_accuracy_scores_two_cached_projections_on_the_same_splits(scripts, monkeypatch, tmp_path, capsys):
+    """Blocks that differ only in the gradient block: the embedding rows agree exactly, the
+    separable block of one projection scores higher, a block cached for one projection only is
+    named and skipped."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS.parent))
+    projection_accuracy = scripts("projection_accuracy")
+    data = scripts("benchmarks.evidence.data")
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 30)
+
+    def synthetic_pair(projection):
+        return data.Pair(
+            name="synthetic",
+            title="",
+            backbone=None,
+            layer="lin",
+            losses={"kl": "KL", "simclr": "SimCLR"},
+            pool=list(range(60)),
+            labels=labels,
+            fit_samples=[],
+            n_train=40,
+            n_test=20,
+            projection=projection,
+        )
+
+    noise = rng.normal(size=(60, 8))
+    separable = noise + 4.0 * labels[:, None]
+    for projection, kl in (("rademacher", noise), ("srht", separable)):
+        folder = tmp_path / f"synthetic-{synthetic_pair(projection).cache_key()}"
+        folder.mkdir()
+        for name, features in (("embedding", noise), ("kl", kl)):
+            np.savez(folder / f"{name}.npz", features=features)
+    np.savez(folder / "simclr.npz", features=noise)  # only in the srht cache
+    monkeypatch.setitem(projection_accuracy.PAIRS, "synthetic", synthetic_pair)
+
+    rows = projection_accuracy.compare_pair("synthetic", ("rademacher", "srht"), tmp_path, n_splits=3)
+    assert [row["set"] for row in rows] == ["embedding", "embedding + kl"]
+    np.testing.assert_array_equal(rows[0]["a"], rows[0]["b"])
+    assert rows[1]["b"].mean() > rows[1]["a"].mean() + 20
+    assert "not in both caches, skipped: simclr" in capsys.readouterr().out

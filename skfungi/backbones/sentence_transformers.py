@@ -81,8 +81,8 @@ class SentenceTransformerBackbone(TextBackbone):
     >>> backbone = SentenceTransformerBackbone(model)
     >>> backbone.default_layer
     '0.model.encoder.layer.1.attention.output.dense'
-    >>> backbone.encode(["a cat", ""]).norm(dim=1)
-    tensor([1.0000, 1.0000], grad_fn=<LinalgVectorNormBackward0>)
+    >>> [round(norm, 4) for norm in backbone.encode(["a cat", ""]).norm(dim=1).tolist()]
+    [1.0, 1.0]
     """
 
     def __init__(self, model, *, layer: str | None = None, prompt_name: str | None = None):
