@@ -1,5 +1,5 @@
 """
-# The command line: `skfungi extract`
+# The command line: skfungi extract
 
 `skfungi extract INPUT -o OUTPUT --backbone SPEC` writes the FUNGI features
 of a folder of images (class sub-folders become a label column), a CSV or
