@@ -283,7 +283,8 @@ class _Pass:
             zero = ~(block != 0).any(dim=1).cpu().numpy() & ~bad
             if zero.any():
                 reason = (
-                    "their loss does not depend on the target layer (did their embedding overflow?)"
+                    "the gradient of their loss at the target layer is zero (activations saturated between the "
+                    "layer and the loss, such as ReLU6 at 0 or 6, or a loss that does not reach the layer)"
                     if name in gradient_blocks
                     else "the backbone gives them a zero embedding"
                 )
