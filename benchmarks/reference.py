@@ -113,6 +113,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--layer", default=None, help="target layer (default: the adapter's, the last attn.proj)")
     parser.add_argument("--images", type=int, default=16, help="images per call (and per batch)")
     parser.add_argument("--negatives", type=int, default=16, help="SimCLR bank images (both libraries)")
+    parser.add_argument("--image-side", type=int, default=256, help="side of the random square images (default 256)")
     parser.add_argument("--configs", default=",".join(CONFIGS), help=f"among {', '.join(CONFIGS)}")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
@@ -135,7 +136,8 @@ def main(argv=None) -> dict:
     args.layer = args.layer or backbone.default_layer
     args.input_size = backbone.input_size
     rng = np.random.default_rng(0)
-    pixels = rng.integers(0, 256, size=(args.images + args.negatives, 256, 256, 3), dtype=np.uint8)
+    side = args.image_side
+    pixels = rng.integers(0, 256, size=(args.images + args.negatives, side, side, 3), dtype=np.uint8)
     images, bank = pixels[: args.images], pixels[args.images :]
     pil_images = [Image.fromarray(image) for image in images]
     dataset = [(Image.fromarray(image), 0) for image in bank]
@@ -160,6 +162,7 @@ def main(argv=None) -> dict:
         f"{args.threads} thread(s), {args.device}",
         "model": args.model,
         "images": args.images,
+        "image_side": args.image_side,
         "negatives": args.negatives,
         "precision": args.precision,
         "projection": args.projection,
