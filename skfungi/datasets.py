@@ -17,6 +17,8 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 __all__ = [
+    "ASTERISK_LANGUAGES",
+    "ASTERISK_SOUNDS_DIR",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DIR",
     "MOBILENET_V2_WEIGHTS",
@@ -29,6 +31,9 @@ __all__ = [
 ]
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+# Debian's asterisk-core-sounds-<language>-wav packages: spoken prompts, one folder per language.
+ASTERISK_SOUNDS_DIR = Path("/usr/share/asterisk/sounds")
+ASTERISK_LANGUAGES = ("en", "es", "fr", "it", "ru")
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
     "Trouser",

@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedShuffleSplit
 
+from skfungi.datasets import ASTERISK_LANGUAGES, ASTERISK_SOUNDS_DIR
 from skfungi.losses import VIEW_PRESETS, DINOLoss, KLLoss, SimCLRLoss, check_view_preset
 
-ASTERISK_DIR = Path("/usr/share/asterisk/sounds")
-LANGUAGES = ("en", "es", "fr", "it", "ru")
+ASTERISK_DIR = ASTERISK_SOUNDS_DIR
+LANGUAGES = ASTERISK_LANGUAGES
 ROTTEN_TOMATOES_FILE = "rotten_tomatoes_corpus_full.csv.bz2"
 
 

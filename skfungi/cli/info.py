@@ -44,8 +44,6 @@ PACKAGES = (
     ("distributed", "distributed"),
     ("resemblyzer", "resemblyzer"),
 )
-ASTERISK_LANGUAGES = ("en", "es", "fr", "it", "ru")
-ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds")
 OPEN_CLIP_URL_CACHE = Path("~/.cache/clip").expanduser()  # open_clip's download_pretrained_from_url
 OPEN_CLIP_HUB_FILES = {"open_clip_pytorch_model.bin", "open_clip_model.safetensors"}
 HUB_WEIGHT_FILES = {"model.safetensors", "pytorch_model.bin"}
@@ -194,7 +192,7 @@ def _devices() -> list[str]:
 
 def _assets() -> list[tuple[str, str]]:
     """(asset, "installed: where" or "missing: how to install") for every optional asset."""
-    from ..datasets import FASHION_MNIST_DIR, mobilenet_v2_weights_path
+    from ..datasets import ASTERISK_LANGUAGES, ASTERISK_SOUNDS_DIR, FASHION_MNIST_DIR, mobilenet_v2_weights_path
 
     try:
         mobilenet = mobilenet_v2_weights_path()
@@ -219,7 +217,7 @@ def _assets() -> list[tuple[str, str]]:
         ),
     ]
     for language in ASTERISK_LANGUAGES:
-        folder = ASTERISK_SOUNDS / language
+        folder = ASTERISK_SOUNDS_DIR / language
         count = sum(1 for _ in folder.rglob("*.wav")) if folder.is_dir() else 0
         found = f"{count} .wav in {folder}" if count else None
         assets.append(
