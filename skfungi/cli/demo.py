@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+import textwrap
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -62,6 +63,7 @@ MOBILENET_LAYER = MOBILENET_V2_LAYER
 DEFAULT_IMAGE_SIZE = 32
 GRADIENT_LOSSES = ("kl", "dino", "simclr")
 LABELS = {"embedding": "embedding", "kl": "KL grads", "dino": "DINO grads", "simclr": "SimCLR grads"}
+WIDTH = 88  # columns of the printed text
 LABELS |= {f"{name}{VIEWS_SUFFIX}": f"{LABELS[name].removesuffix(' grads')} views" for name in GRADIENT_LOSSES}
 
 
@@ -246,8 +248,11 @@ def score_splits(
 def _label(feature_set: Sequence[str]) -> str:
     if len(feature_set) == 1:
         return LABELS.get(feature_set[0], feature_set[0])
-    if not any(name.endswith(VIEWS_SUFFIX) for name in feature_set):
-        return "embedding + all gradients"
+    views = [name for name in feature_set if name.endswith(VIEWS_SUFFIX)]
+    if not views:
+        return "emb + all gradients"
+    if len(views) > 1 and len(views) == len(feature_set) - 1:
+        return "emb + all views"
     return " + ".join("emb" if name == "embedding" else LABELS.get(name, name) for name in feature_set)
 
 
@@ -284,15 +289,14 @@ def _pm(value: tuple[float, float]) -> str:
 def format_table(rows: Sequence[dict], n_splits: int) -> str:
     """A plain-text table of :func:`table_rows`: each feature set beside its no-gradient control."""
     header = (
-        f"{'features':<27} {'width':>5}  {'kNN top-1':>11}  {'no-gradient control':<32} {'control':>11}  "
-        f"{'gain':>11}  {'wins':>5}"
+        f"{'features':<20} {'kNN top-1':>11}  {'no-gradient control':<19} {'control':>11}  {'gain':>11}  {'wins':>5}"
     )
     lines = [header, "-" * len(header)]
     for row in rows:
-        line = f"{row['features']:<27} {row['width']:>5}  {_pm(row['top1']):>11}  "
+        line = f"{row['features']:<20} {_pm(row['top1']):>11}  "
         if "control" in row:
             gain = f"{100 * row['gain'][0]:+.1f} ± {100 * row['gain'][1]:.1f}"
-            line += f"{row['control']:<32} {_pm(row['control_top1']):>11}  {gain:>11}  {row['wins']:>2}/{n_splits:<2}"
+            line += f"{row['control']:<19} {_pm(row['control_top1']):>11}  {gain:>11}  {row['wins']:>2}/{n_splits:<2}"
         else:
             line += "(the reference)"
         lines.append(line.rstrip())
@@ -300,11 +304,12 @@ def format_table(rows: Sequence[dict], n_splits: int) -> str:
 
 
 def format_costs(blocks: Mapping[str, Block]) -> str:
-    """Each block's fit time and transform time per image."""
-    lines = [f"{'block':<15} {'fit s':>6} {'ms/image':>9}", "-" * 32]
+    """Each block's width, fit time and transform time per image."""
+    lines = [f"{'block':<15} {'width':>6} {'fit s':>6} {'ms/image':>9}", "-" * 39]
     for block in blocks.values():
         milliseconds = 1000 * block.seconds_per_sample
-        lines.append(f"{LABELS.get(block.name, block.name):<15} {block.fit_seconds:>6.1f} {milliseconds:>9.1f}")
+        name = LABELS.get(block.name, block.name)
+        lines.append(f"{name:<15} {block.width:>6} {block.fit_seconds:>6.1f} {milliseconds:>9.1f}")
     return "\n".join(lines)
 
 
@@ -438,6 +443,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     return main_with_args(_parser().parse_args(argv))
 
 
+def say(text: str) -> None:
+    """Print ``text`` wrapped to :data:`WIDTH` columns (a terminal, a docs page)."""
+    print(textwrap.fill(text, width=WIDTH, break_long_words=False, break_on_hyphens=False))
+
+
 def main_with_args(args: argparse.Namespace) -> int:
     """Run the demo with parsed arguments (``skfungi demo`` parses them with this module's options)."""
     if args.quick:
@@ -446,20 +456,22 @@ def main_with_args(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     import torch
 
-    print(f"skfungi demo: FUNGI features from an ImageNet MobileNetV2 (CPU, {torch.get_num_threads()} threads)")
+    say(f"skfungi demo: FUNGI features from an ImageNet MobileNetV2 (CPU, {torch.get_num_threads()} threads)")
     data = load_demo_data(args.n_train, args.n_test, args.n_fit)
-    print(
+    say(
         f"data: {data.name}, a pool of {len(data.pool)} images ({args.splits} random stratified splits of "
         f"{data.n_train} train / {data.n_test} test) and {len(data.fit_samples)} other images to fit on"
     )
     backbone = mobilenet_v2_backbone(input_size=args.image_size)
-    print(
+    say(
         f"backbone: torchvision MobileNetV2 (ImageNet-1k weights), views resized to {args.image_size} px, "
         f"target layer {MOBILENET_LAYER} (1x1 conv 320 -> 1280)"
     )
-    print("losses at the paper's settings: KL (T=15), DINO (2 global + 10 local crops), SimCLR (7x7 = 49 patches,")
-    print("negative bank from the fit images); one seeded Rademacher projection to 1280 dims; controls: the mean")
-    print("embedding of the same views (no gradient)")
+    say(
+        "losses at the paper's settings: KL (T=15), DINO (2 global + 10 local crops), SimCLR (7x7 = 49 patches, "
+        "negative bank from the fit images); one seeded Rademacher projection to 1280 dims; controls: the mean "
+        "embedding of the same views (no gradient)"
+    )
     with warnings.catch_warnings(record=True) as caught:  # shown after the bar, not through it
         warnings.simplefilter("always", RuntimeWarning)
         rows, blocks = run_demo(
@@ -475,19 +487,19 @@ def main_with_args(args: argparse.Namespace) -> int:
         )
     total = time.perf_counter() - start
     print()
-    print(
+    say(
         f"kNN top-1 (%) on {data.name}, mean ± std over {args.splits} splits of {data.n_train} train / "
         f"{data.n_test} test, {args.image_size} px; gain: features - control on the same split"
     )
     print(format_table(rows, args.splits))
     print()
     print(format_costs(blocks))
-    print(
+    say(
         "A gradient block helps only where it beats its control (the mean embedding of the same views, no "
         "gradient), not just the embedding; KL's one view is the inference view, so its control is the embedding."
     )
     for message in dict.fromkeys(str(warning.message) for warning in caught):
-        print(f"warning: {message}")
+        say(f"warning: {message}")
     print(f"total wall time: {total:.0f} s on {platform.machine()} ({torch.get_num_threads()} CPU threads)")
     return 0
 
