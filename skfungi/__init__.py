@@ -20,13 +20,15 @@ if TYPE_CHECKING:  # static imports for type checkers, IDEs and documentation to
         OpenCLIPImageBackbone,
         OpenCLIPTextBackbone,
         ResemblyzerBackbone,
+        SentenceTransformerBackbone,
         TabularBackbone,
         TabularMLP,
         TextBackbone,
         TimmBackbone,
+        WeightsNotFoundError,
     )
     from .dense import DenseFungiTransformer, InContextSegmenter
-    from .losses import DINOLoss, KLLoss, SimCLRLoss
+    from .losses import DINOLoss, KLLoss, SimCLRLoss, ViewAverage
     from .neighbors import HNSWTransformer
     from .protocols.blocks import FungiBlockSelector
 
@@ -46,13 +48,16 @@ _EXPORTS = {
     "OpenCLIPImageBackbone": ".backbones",
     "OpenCLIPTextBackbone": ".backbones",
     "ResemblyzerBackbone": ".backbones",
+    "SentenceTransformerBackbone": ".backbones",
     "TabularBackbone": ".backbones",
     "TabularMLP": ".backbones",
     "TextBackbone": ".backbones",
     "TimmBackbone": ".backbones",
+    "WeightsNotFoundError": ".backbones",
     "DINOLoss": ".losses",
     "KLLoss": ".losses",
     "SimCLRLoss": ".losses",
+    "ViewAverage": ".losses",
     "HNSWTransformer": ".neighbors",
     "DenseFungiTransformer": ".dense",
     "InContextSegmenter": ".dense",
@@ -76,11 +81,14 @@ __all__ = [
     "RademacherProjection",
     "ResemblyzerBackbone",
     "SRHTProjection",
+    "SentenceTransformerBackbone",
     "SimCLRLoss",
     "TabularBackbone",
     "TabularMLP",
     "TextBackbone",
     "TimmBackbone",
+    "ViewAverage",
+    "WeightsNotFoundError",
     "__version__",
 ]
 
