@@ -1,11 +1,11 @@
-"""Compare two runs of the evidence harness (``skfungi accuracy --json``), feature set by feature set.
+"""Compare two runs of the evidence harness (``benchmarks/accuracy.py --json``), feature set by feature set.
 
 For every pair and every feature set present in both runs, prints the kNN top-1 (with PCA, the
 paper's protocol) of each run as mean +- std over its splits, their difference (``B - A``, in
 points) and whether the difference is within ``--tolerance`` points below A. Both runs must use
 the same splits, which the harness draws from its fixed seed, so a difference is that of the
-features alone. Typical use: the dense default against ``--projection kronecker`` (issue rule:
-Kronecker becomes the default only if it is no worse than 0.3 points on every pair)::
+features alone. Typical use: the dense default against ``--projection kronecker``, with a
+tolerance of 0.3 points::
 
     .venv/bin/python benchmarks/compare_accuracy.py /tmp/acc/full.json /tmp/kron/text-audio.json \\
         --labels "emb + KL" "emb + SimCLR" "emb + KL + SimCLR"

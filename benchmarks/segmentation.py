@@ -1,6 +1,6 @@
 """In-context segmentation with dense FUNGI: mIoU, cost of the dense and structured paths, memory banks.
 
-Four sections (``--sections``; the default runs the first three, the issue's evidence, in one command):
+Four sections (``--sections``; the default runs the first three, the evidence, in one command):
 
 ``mobilenet``
     The ImageNet MobileNetV2 (offline weights, target layer ``features.18.0``,
