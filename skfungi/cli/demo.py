@@ -63,8 +63,8 @@ MOBILENET_LAYER = MOBILENET_V2_LAYER
 DEFAULT_IMAGE_SIZE = 32
 GRADIENT_LOSSES = ("kl", "dino", "simclr")
 LABELS = {"embedding": "embedding", "kl": "KL grads", "dino": "DINO grads", "simclr": "SimCLR grads"}
-WIDTH = 88  # columns of the printed text
 LABELS |= {f"{name}{VIEWS_SUFFIX}": f"{LABELS[name].removesuffix(' grads')} views" for name in GRADIENT_LOSSES}
+WIDTH = 88  # columns of the printed text
 
 
 @dataclass
