@@ -22,12 +22,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from sklearn.model_selection import StratifiedShuffleSplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: the benchmarks package
 
 from benchmarks.evidence import data
-from benchmarks.evidence.harness import paper_pca
+from benchmarks.evidence.harness import cache_folder, pair_splits, paper_pca
 from skfungi.protocols import evaluate_knn
 
 PAIRS = {"vision": data.vision_pair, "text": data.text_pair, "audio": data.audio_pair}
@@ -35,7 +34,7 @@ PAIRS = {"vision": data.vision_pair, "text": data.text_pair, "audio": data.audio
 
 def cached_blocks(pair, cache_dir: Path) -> dict[str, np.ndarray]:
     """The blocks of ``pair`` already in ``cache_dir`` (embedding and gradient blocks only)."""
-    folder = cache_dir / f"{pair.name}-{pair.cache_key()}"
+    folder = cache_folder(pair, cache_dir)
     blocks = {}
     for name in ("embedding", *pair.losses):
         path = folder / f"{name}.npz"
@@ -76,10 +75,7 @@ def compare_pair(name: str, projections: tuple[str, str], cache_dir: Path, n_spl
     if missing:
         print(f"[{name}] not in both caches, skipped: {', '.join(missing)}")
     labels = np.asarray(first.labels)
-    splitter = StratifiedShuffleSplit(
-        n_splits=n_splits, train_size=first.n_train, test_size=first.n_test, random_state=0
-    )
-    splits = list(splitter.split(np.zeros(len(labels)), labels))
+    splits = pair_splits(first, n_splits)
     rows = []
     for feature_set in feature_sets(common):
         start = time.perf_counter()

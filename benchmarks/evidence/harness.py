@@ -61,6 +61,17 @@ EXACT_SVD_MAX_SAMPLES = 1000
 # -- features --------------------------------------------------------------------------------
 
 
+def cache_folder(pair: Pair, cache_dir: Path) -> Path:
+    """Where the blocks of ``pair`` are cached (one folder per pair settings, projection included)."""
+    return Path(cache_dir) / f"{pair.name}-{pair.cache_key()}"
+
+
+def pair_splits(pair: Pair, n_splits: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The ``(train, test)`` index arrays of the pair's random stratified splits (seed 0: the same on every run)."""
+    splitter = StratifiedShuffleSplit(n_splits=n_splits, train_size=pair.n_train, test_size=pair.n_test, random_state=0)
+    return list(splitter.split(np.zeros(len(pair.labels)), pair.labels))
+
+
 def load_or_extract_blocks(
     pair: Pair, cache_dir: Path, random_state: int = 0, log=print
 ) -> tuple[dict[str, Block], set[str]]:
@@ -73,7 +84,7 @@ def load_or_extract_blocks(
     from_cache : set of str
         Names of the blocks read from the cache.
     """
-    folder = Path(cache_dir) / f"{pair.name}-{pair.cache_key()}"
+    folder = cache_folder(pair, cache_dir)
     blocks, from_cache = {}, set()
     for name, loss in demo_blocks(pair.losses).items():
         cache_file = folder / f"{name}.npz"
@@ -227,15 +238,15 @@ def run_pair(
     log(f"[{pair.name}] pool {len(pair.pool)} samples, fit set {len(pair.fit_samples)}; extracting blocks ...")
     blocks, from_cache = load_or_extract_blocks(pair, cache_dir, random_state, log)
     extracted = time.perf_counter()
-    splitter = StratifiedShuffleSplit(n_splits=n_splits, train_size=pair.n_train, test_size=pair.n_test, random_state=0)
+    indices = pair_splits(pair, n_splits)
     splits = []
-    for index, (train_index, test_index) in enumerate(splitter.split(np.zeros(len(pair.labels)), pair.labels)):
+    for index, (train_index, test_index) in enumerate(indices):
         split_start = time.perf_counter()
         splits.append(evaluate_split(pair, blocks, train_index, test_index, probe=index < probe_splits))
         log(f"[{pair.name}] split {index + 1}/{n_splits} scored in {time.perf_counter() - split_start:.0f} s")
     check = None
     if pca_check:
-        train_index, test_index = next(splitter.split(np.zeros(len(pair.labels)), pair.labels))
+        train_index, test_index = indices[0]
         check = check_pca(pair, blocks, train_index, test_index)
     timing = {"extract_seconds": extracted - start, "score_seconds": time.perf_counter() - extracted}
     return summarise(pair, blocks, from_cache, splits, check, timing)
