@@ -46,17 +46,18 @@ def test_rademacher_entries_are_signs_over_sqrt_k():
     assert abs(float(matrix.mean()) * math.sqrt(16)) < 0.05
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("shape", [(16, 64), (7, 13), (1, 1), (3, 1001)])
-def test_rademacher_signs_are_the_generator_bits_in_order(shape):
+def test_rademacher_signs_are_the_generator_bits_in_order(shape, dtype):
     """Entry i is -1 exactly when bit i of the generator's bytes is set (most significant
-    bit first), also when the count is not a multiple of 8: the features of a seed stay the
-    same whatever way the signs are unpacked."""
-    out = np.empty(shape, dtype=np.float32)
+    bit first), also when the count is not a multiple of 8, in float32 and float64 alike:
+    the features of a seed stay the same whatever way the signs are unpacked."""
+    out = torch.empty(shape, dtype=dtype)
     RademacherProjection._draw(projection_module._rng(9, 2), out)
     count = math.prod(shape)
     raw = np.frombuffer(projection_module._rng(9, 2).bytes(-(-count // 8)), dtype=np.uint8)
     bits = [(int(byte) >> (7 - position)) & 1 for byte in raw for position in range(8)][:count]
-    np.testing.assert_array_equal(out.reshape(-1), 1 - 2 * np.array(bits, dtype=np.float32))
+    np.testing.assert_array_equal(out.reshape(-1).numpy(), 1 - 2 * np.array(bits, dtype=np.float64))
 
 
 def test_projection_is_a_function_of_the_seed_only():

@@ -5,8 +5,9 @@ multiply the flattened ``d_out x (d_in + 1)`` gradient by a ``(k, D)`` random
 matrix scaled by ``1/sqrt(k)``. The matrix is never stored: it is defined
 tile by tile (each at most ``TILE_BYTES``, drawn from a generator seeded by
 the base seed and the tile's index) and regenerated at every projection, so
-the extra memory stays about ``TILE_BYTES`` whatever the layer, and the result
-does not depend on the batch or the device.
+the extra memory stays about ``TILE_BYTES`` (twice that for the float64 tiles of
+a CPU) whatever the layer, and the result does not depend on the batch or the
+device.
 
 :class:`SRHTProjection` (subsampled randomised Hadamard transform) has rows
 that are, like the dense ones, uniformly random sign vectors over all ``D``
@@ -88,16 +89,14 @@ class _DenseProjection(_FlatGradientProjection):
         return torch.cat(tiles, dim=1) / math.sqrt(self.n_components_)
 
     def _tiles(self, device, dtype):
-        """``(start, stop, tile)`` over the columns, each drawn into one reused buffer."""
+        """``(start, stop, tile)`` over the columns, each drawn on the CPU in ``dtype`` into one reused buffer."""
         width = self.tile_columns
-        buffer = np.empty((self.n_components_, min(width, self.input_dim_)), dtype=np.float32)
+        buffer = torch.empty(self.n_components_, min(width, self.input_dim_), dtype=dtype)
         for index, start in enumerate(range(0, self.input_dim_, width)):
             stop = min(start + width, self.input_dim_)
-            tile = (
-                buffer if stop - start == buffer.shape[1] else np.empty((self.n_components_, stop - start), np.float32)
-            )
+            tile = buffer if stop - start == buffer.shape[1] else buffer.new_empty(self.n_components_, stop - start)
             self._draw(_rng(self.seed_, index), tile)
-            yield start, stop, torch.from_numpy(tile).to(device=device, dtype=dtype)
+            yield start, stop, tile.to(device)
 
 
 class RademacherProjection(_DenseProjection):
@@ -111,16 +110,17 @@ class RademacherProjection(_DenseProjection):
     _seed_name = "rademacher"
 
     @staticmethod
-    def _draw(rng: np.random.Generator, out: np.ndarray) -> None:
-        """Fill ``out`` with signs: bit ``i`` of the generator's bytes (most significant bit
-        first) gives entry ``i``, ``-1`` for a set bit, each byte read as 8 signs at once."""
-        count = out.size
+    def _draw(rng: np.random.Generator, out: torch.Tensor) -> None:
+        """Fill the contiguous ``out`` (any float dtype) with signs: bit ``i`` of the generator's
+        bytes (most significant bit first) gives entry ``i``, ``-1`` for a set bit, each byte read
+        as 8 signs at once."""
+        count = out.numel()
         raw = torch.frombuffer(bytearray(rng.bytes(-(-count // 8))), dtype=torch.uint8).int()
-        flat = torch.from_numpy(out.reshape(-1))
+        signs, flat = _BYTE_SIGNS.to(out.dtype), out.view(-1)
         if count % 8 == 0:
-            torch.index_select(_BYTE_SIGNS, 0, raw, out=flat.view(-1, 8))
+            torch.index_select(signs, 0, raw, out=flat.view(-1, 8))
         else:
-            flat.copy_(_BYTE_SIGNS[raw].flatten()[:count])
+            flat.copy_(signs[raw].flatten()[:count])
 
 
 class GaussianProjection(_DenseProjection):
@@ -130,8 +130,9 @@ class GaussianProjection(_DenseProjection):
     _seed_name = "gaussian"
 
     @staticmethod
-    def _draw(rng: np.random.Generator, out: np.ndarray) -> None:
-        rng.standard_normal(dtype=np.float32, out=out)
+    def _draw(rng: np.random.Generator, out: torch.Tensor) -> None:
+        """Fill ``out`` with float32 standard normals (the same values in any dtype)."""
+        out.copy_(torch.from_numpy(rng.standard_normal(out.shape, dtype=np.float32)))
 
 
 class SRHTProjection(_FlatGradientProjection):
@@ -231,12 +232,12 @@ class SRHTProjection(_FlatGradientProjection):
     def _draws(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Entry signs ``(A B,)``, Hadamard rows ``(k,)`` and block signs ``(A, k)`` from the seed."""
         signs = np.empty(self.n_blocks_ * self.block_size_, dtype=np.float32)
-        RademacherProjection._draw(_rng(self.seed_, 0), signs)
+        RademacherProjection._draw(_rng(self.seed_, 0), torch.from_numpy(signs))
         # k distinct rows: the order of B random 64-bit keys (plain generator bytes, stable across numpy)
         keys = np.frombuffer(_rng(self.seed_, 1).bytes(8 * self.block_size_), dtype="<u8")
         rows = np.argsort(keys, kind="stable")[: self.n_components_]
         block_signs = np.empty((self.n_blocks_, self.n_components_), dtype=np.float32)
-        RademacherProjection._draw(_rng(self.seed_, 2), block_signs)
+        RademacherProjection._draw(_rng(self.seed_, 2), torch.from_numpy(block_signs))
         return signs, rows, block_signs
 
     def _parts(self, device: torch.device, dtype: torch.dtype):
@@ -357,7 +358,7 @@ class KroneckerProjection(BaseEstimator):
         factors = []
         for part, (k, d) in enumerate(zip(self.factor_shape_, self.gradient_shape_, strict=True)):
             factor = np.empty((k, d), dtype=np.float32)
-            RademacherProjection._draw(_rng(self.seed_, part), factor)
+            RademacherProjection._draw(_rng(self.seed_, part), torch.from_numpy(factor))
             factors.append(torch.from_numpy(factor) / math.sqrt(k))
         self.out_factor_, self.in_factor_ = factors
         return self
