@@ -1,4 +1,4 @@
-"""kNN accuracy and cost of each view preset, with the dense and the Kronecker projection (CPU).
+"""kNN accuracy and cost of each view preset, with several projections side by side (CPU).
 
 ImageNet MobileNetV2 (layer ``features.18.0``) on Fashion-MNIST at ``--input-size`` px.
 One run per preset (``--preset``), then ``--plot`` draws every run's JSON.
@@ -8,19 +8,19 @@ One run per preset (``--preset``), then ``--plot`` draws every run's JSON.
   stratified pool of ``--pool`` training images once. Every loss combination is a column slice
   of ``[embedding | KL | DINO | SimCLR]``: each block is L2-normalised on its own, so a slice
   is exactly what ``losses=`` that combination would give.
-* Projections: one pass computes both the dense Rademacher projection (the default) and the
-  Kronecker projection of the same gradients (``DenseAndKronecker`` below: the Kronecker
-  projection of the formed gradient ``G`` is ``P_out G P_in^T``, equal to what
+* Projections: one pass projects the same gradients with every projection of ``--projections``
+  (default: the dense Rademacher, the Kronecker and the SRHT projections; ``SideBySide`` below:
+  the Kronecker projection of the formed gradient ``G`` is ``P_out G P_in^T``, equal to what
   ``KroneckerProjection`` computes from the factors), each fitted exactly as
-  ``projection="rademacher"`` / ``"kronecker"`` would be.
+  ``projection="rademacher"`` / ``"kronecker"`` / ``"srht"`` would be.
 * Accuracy: the paper's kNN (k=20, uniform vote, Euclidean, PCA to 512 capped by the data,
   fitted on the training part) over ``--splits`` random stratified splits of the pool
   (``--test`` test images each); mean +- std in points.
 * The extraction itself runs with a ``--projection-buffer-mb`` buffer of reduced gradients (the
   library's default is 64 MiB): the dense matrix is regenerated once per buffer, which dominates
   on MobileNetV2's 1280 x 320 gradient; features do not depend on the buffer size.
-* Cost: seconds per image of each block, from ``transform`` of ``--timing-images`` images per
-  loss (fastest of 2 repeats, default dense projection), relative to the embedding forward
+* Cost: seconds per image of each block with each projection, from ``transform`` of
+  ``--timing-images`` images per loss (fastest of 2 repeats), relative to the embedding forward
   (``losses=()``); a combination costs its losses plus the embedding (KL shares its forward).
 
 Usage::
@@ -47,7 +47,7 @@ from sklearn.model_selection import StratifiedShuffleSplit
 
 from skfungi import FungiTransformer
 from skfungi._core import extractor as _engine
-from skfungi._core.projection import KroneckerProjection, RademacherProjection
+from skfungi._core.projection import KroneckerProjection, make_projection
 from skfungi.backbones.mobilenet import mobilenet_v2_backbone
 from skfungi.datasets import FASHION_MNIST_DIR, read_idx
 from skfungi.protocols import evaluate_knn, feature_blocks
@@ -56,26 +56,31 @@ BLOCKS = ("embedding", "kl", "dino", "simclr")
 LOSSES = ("kl", "dino", "simclr")
 
 
-class DenseAndKronecker(BaseEstimator):
-    """Both projections of one gradient, side by side: ``[dense (k) | Kronecker (k)]``."""
+class SideBySide(BaseEstimator):
+    """Several projections of one gradient, side by side: ``[first (k) | second (k) | ...]``."""
+
+    def __init__(self, projections=("rademacher", "kronecker", "srht")):
+        self.projections = projections
 
     def fit(self, gradient_shape, n_components, seed):
-        self.dense_ = RademacherProjection().fit(gradient_shape, n_components, seed)
-        self.kronecker_ = KroneckerProjection().fit(gradient_shape, n_components, seed)
+        self.fitted_ = [make_projection(name).fit(gradient_shape, n_components, seed) for name in self.projections]
         self.gradient_shape_ = tuple(gradient_shape)
-        self.n_components_ = 2 * int(n_components)
+        self.n_components_ = len(self.projections) * int(n_components)
         return self
 
     def reduce(self, g, a):
-        return self.dense_.reduce(g, a)
+        """The formed, flattened gradient (every projection below starts from it)."""
+        return torch.bmm(g.transpose(1, 2), a).flatten(1)
 
     def project(self, gradients):
-        dense = self.dense_.project(gradients)
-        matrices = gradients.reshape(-1, *self.gradient_shape_)
-        out_factor = self.kronecker_.out_factor_.to(gradients)
-        in_factor = self.kronecker_.in_factor_.to(gradients)
-        kronecker = (out_factor @ matrices @ in_factor.T).flatten(1)
-        return torch.cat([dense, kronecker], dim=1)
+        return torch.cat([self._project_one(projection, gradients) for projection in self.fitted_], dim=1)
+
+    def _project_one(self, projection, gradients):
+        if isinstance(projection, KroneckerProjection):
+            matrices = gradients.reshape(-1, *self.gradient_shape_)
+            out_factor, in_factor = projection.out_factor_.to(gradients), projection.in_factor_.to(gradients)
+            return (out_factor @ matrices @ in_factor.T).flatten(1)
+        return projection.project(gradients)
 
 
 def pool_and_bank(n_pool: int, n_bank: int, seed: int = 0):
@@ -92,16 +97,17 @@ def pool_and_bank(n_pool: int, n_bank: int, seed: int = 0):
     return images[pool], labels[pool], images[bank]
 
 
-def projection_blocks(features: np.ndarray, feature_names, projection: str) -> dict[str, np.ndarray]:
-    """``{block: columns}`` for one projection: the embedding, and the dense (first) or Kronecker (second)
-    half of each loss block, re-normalised on its own."""
+def projection_blocks(features: np.ndarray, feature_names, projections: list[str], projection: str):
+    """``{block: columns}`` for one projection: the embedding, and that projection's part of each
+    loss block (``SideBySide`` order), re-normalised on its own."""
     blocks = {}
     for name, columns in feature_blocks(feature_names).items():
         if name == "embedding":
             blocks[name] = features[:, columns]
             continue
-        half = len(columns) // 2
-        block = features[:, columns[:half] if projection == "rademacher" else columns[half:]]
+        width = len(columns) // len(projections)
+        start = projections.index(projection) * width
+        block = features[:, columns[start : start + width]]
         blocks[name] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return blocks
 
@@ -111,13 +117,19 @@ def combinations():
         yield from itertools.combinations(BLOCKS, size)
 
 
-def block_seconds(backbone, preset: str, images: np.ndarray, bank: np.ndarray, batch_size: int) -> dict[str, float]:
-    """Seconds per image of the embedding forward and of each loss (dense projection)."""
+def block_seconds(backbone, preset: str, images, bank, batch_size: int, projection: str) -> dict[str, float]:
+    """Seconds per image of the embedding forward and of each loss with ``projection``."""
     seconds = {}
     for name in ("embedding", *LOSSES):
         losses = () if name == "embedding" else (name,)
         fungi = FungiTransformer(
-            backbone, losses=losses, views=preset, device="cpu", batch_size=batch_size, random_state=0
+            backbone,
+            losses=losses,
+            views=preset,
+            projection=projection,
+            device="cpu",
+            batch_size=batch_size,
+            random_state=0,
         ).fit(bank)
         seconds[name] = min(_timed(fungi.transform, images) for _ in range(2)) / len(images)
     # KL shares the embedding's forward: its cost is what it adds to it
@@ -136,13 +148,19 @@ def run(args) -> dict:
     started = time.perf_counter()
     images, labels, bank = pool_and_bank(args.pool, args.bank)
     backbone = mobilenet_v2_backbone(input_size=args.input_size)
-    seconds = block_seconds(backbone, args.preset, images[: args.timing_images], bank[:16], args.batch_size)
+    projections = args.projections.split(",")
+    seconds = {
+        projection: block_seconds(
+            backbone, args.preset, images[: args.timing_images], bank[:16], args.batch_size, projection
+        )
+        for projection in projections
+    }
     print(f"seconds per image: {seconds}", flush=True)
     fungi = FungiTransformer(
         backbone,
         losses=LOSSES,
         views=args.preset,
-        projection=DenseAndKronecker(),
+        projection=SideBySide(tuple(projections)),
         device="cpu",
         batch_size=args.batch_size,
         random_state=0,
@@ -160,14 +178,15 @@ def run(args) -> dict:
         StratifiedShuffleSplit(n_splits=args.splits, test_size=args.test, random_state=0).split(images, labels)
     )
     results = []
-    for projection in ("rademacher", "kronecker"):
-        blocks = projection_blocks(features, fungi.get_feature_names_out(), projection)
+    for projection in projections:
+        blocks = projection_blocks(features, fungi.get_feature_names_out(), projections, projection)
+        costs = seconds[projection]
         for combination in combinations():
-            if projection == "kronecker" and combination == ("embedding",):
+            if projection != projections[0] and combination == ("embedding",):
                 continue
             X = np.hstack([blocks[name] for name in combination])
             scores = [evaluate_knn(X[train], labels[train], X[test], labels[test])["top1"] for train, test in splits]
-            cost = seconds["embedding"] + sum(seconds[name] for name in combination if name != "embedding")
+            cost = costs["embedding"] + sum(costs[name] for name in combination if name != "embedding")
             row = {
                 "preset": args.preset,
                 "projection": projection,
@@ -176,7 +195,7 @@ def run(args) -> dict:
                 "top1_std": 100 * float(np.std(scores)),
                 "top1_splits": [100 * s for s in scores],
                 "seconds_per_image": cost,
-                "ratio_to_embedding": cost / seconds["embedding"],
+                "ratio_to_embedding": cost / costs["embedding"],
             }
             results.append(row)
             print(
@@ -216,7 +235,8 @@ def kronecker_block_seconds(presets_json: str) -> dict[str, dict[str, float]]:
 
 
 def plot(path: str, json_paths: list[str], kronecker_costs: str | None = None) -> None:
-    """Accuracy vs cost per preset and loss combination: dense projection, and Kronecker if its costs are given."""
+    """Accuracy vs cost per preset and loss combination, one panel per projection (Kronecker's costs
+    from ``presets.py`` when ``kronecker_costs`` is given)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -226,9 +246,10 @@ def plot(path: str, json_paths: list[str], kronecker_costs: str | None = None) -
     for json_path in json_paths:
         with open(json_path) as handle:
             runs.append(json.load(handle))
-    panels = [("rademacher", "dense Rademacher projection (default)", None)]
-    if kronecker_costs:
-        panels.append(("kronecker", "Kronecker projection", kronecker_block_seconds(kronecker_costs)))
+    titles = {"rademacher": "dense Rademacher projection", "kronecker": "Kronecker projection", "srht": "SRHT"}
+    projections = list(dict.fromkeys(row["projection"] for run_result in runs for row in run_result["rows"]))
+    override = {"kronecker": kronecker_block_seconds(kronecker_costs)} if kronecker_costs else {}
+    panels = [(name, titles.get(name, name), override.get(name)) for name in projections]
     figure, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5.5), sharey=True, squeeze=False)
     colors = {"paper": "C0", "fast": "C1"}
     for axis, (projection, title, costs) in zip(axes[0], panels, strict=True):
@@ -282,6 +303,11 @@ def main(argv=None):
     parser.add_argument("--splits", type=int, default=5)
     parser.add_argument("--bank", type=int, default=256, help="SimCLR negative-bank images (fit)")
     parser.add_argument("--timing-images", type=int, default=32)
+    parser.add_argument(
+        "--projections",
+        default="rademacher,kronecker,srht",
+        help="projections computed side by side from the same gradients, comma-separated",
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument(
         "--batch-size",

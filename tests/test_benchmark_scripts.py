@@ -110,3 +110,28 @@ def test_projection_accuracy_scores_two_cached_projections_on_the_same_splits(sc
     np.testing.assert_array_equal(rows[0]["a"], rows[0]["b"])
     assert rows[1]["b"].mean() > rows[1]["a"].mean() + 20
     assert "not in both caches, skipped: simclr" in capsys.readouterr().out
+
+
+def test_preset_accuracy_projects_one_gradient_with_each_projection_side_by_side(scripts):
+    """Each part of ``SideBySide`` is what that projection alone gives for the same factors, and
+    ``projection_blocks`` hands each part back, normalised, beside the shared embedding."""
+    import torch
+
+    from skfungi._core.projection import make_projection
+
+    preset_accuracy = scripts("preset_accuracy")
+    names = ("rademacher", "kronecker", "srht")
+    both = preset_accuracy.SideBySide(names).fit((5, 6), 12, seed=4)
+    g, a = torch.randn(3, 7, 5, dtype=torch.float64), torch.randn(3, 7, 6, dtype=torch.float64)
+    projected = both.project(both.reduce(g, a))
+    assert projected.shape == (3, 36)
+    for index, name in enumerate(names):
+        alone = make_projection(name).fit((5, 6), 12, seed=4)
+        torch.testing.assert_close(projected[:, 12 * index : 12 * (index + 1)], alone.project(alone.reduce(g, a)))
+
+    features = np.hstack([np.ones((3, 2)), projected.numpy()])
+    feature_names = ["embedding0", "embedding1"] + [f"kl{i}" for i in range(36)]
+    blocks = preset_accuracy.projection_blocks(features, feature_names, list(names), "srht")
+    np.testing.assert_array_equal(blocks["embedding"], np.ones((3, 2)))
+    expected = projected[:, 24:].numpy()
+    np.testing.assert_allclose(blocks["kl"], expected / np.linalg.norm(expected, axis=1, keepdims=True))
