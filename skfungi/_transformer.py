@@ -337,7 +337,7 @@ default="rademacher"
     # -- pickling: fitted on an accelerator, loadable on a CPU-only machine ----
 
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # a copy: the default state is this object's own __dict__
         device = state.get("device_")
         if device is not None and device.type != "cpu":
             cpu, memo = torch.device("cpu"), {}

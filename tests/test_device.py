@@ -70,8 +70,10 @@ def test_a_transformer_fitted_on_a_missing_accelerator_loads_and_runs_on_cpu(ima
     fungi = _fungi().fit(images)
     expected = fungi.transform(images)
     fungi.device_ = torch.device("cuda")  # as if fitted on a GPU machine
+    extractor, backbone = fungi.extractor_, fungi.backbone
     with pytest.warns(UserWarning, match="runs on the CPU"):
         loaded = pickle.loads(pickle.dumps(fungi))
+    assert fungi.extractor_ is extractor and fungi.backbone is backbone  # pickling copies, never moves, the original
     assert loaded.device_ == torch.device("cpu")
     np.testing.assert_array_equal(loaded.transform(images), expected)
 

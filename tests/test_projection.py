@@ -193,6 +193,7 @@ def test_srht_is_a_function_of_the_seed_and_pickles_without_its_signs():
     assert len(dumped) < 4096  # neither the 598,016 signs nor anything of that size
     restored = pickle.loads(dumped)
     assert torch.equal(restored.project(x), first)
+    assert torch.equal(projection.project(x), first)  # pickling left the original whole
     assert make_projection("SRHT").fit((768, 769), 768, seed=0).project(x[:1]).equal(first[:1])
 
 

@@ -189,7 +189,8 @@ class SRHTProjection(_FlatGradientProjection):
         return self
 
     def __getstate__(self):
-        state = super().__getstate__()
+        # a copy: the default state is the object's own ``__dict__``, which must keep its parts
+        state = dict(super().__getstate__())
         state.pop("_device_parts", None)
         return state
 
