@@ -73,12 +73,13 @@ class FungiTransformer(TransformerMixin, BaseEstimator):
         for timm ViTs).
     include_embedding : bool, default=True
         Put the L2-normalised embedding first in the output.
-    projection : {"rademacher", "gaussian", "srht", "kronecker"} or projection object, \
-default="rademacher"
+    projection : {"srht", "rademacher", "gaussian", "kronecker"} or projection object, \
+default="srht"
         Random projection of the gradients, shared by all losses (see the
-        user guide's "Projections": dense Rademacher is the paper's; SRHT
-        is a fast transform with the same guarantees; Kronecker is the
-        cheapest and least accurate).
+        user guide's "Projections"): SRHT, a fast transform whose rows are
+        distributed as the paper's dense Rademacher rows, at a fraction of
+        its cost; ``"rademacher"`` is the paper's dense matrix; Kronecker
+        is the cheapest and least accurate.
     projection_dim : int or "auto", default="auto"
         Width of each gradient block; ``"auto"`` is the embedding width.
     batch_size : int, default=32
@@ -188,7 +189,7 @@ default="rademacher"
         views="paper",
         layer="auto",
         include_embedding=True,
-        projection="rademacher",
+        projection="srht",
         projection_dim="auto",
         batch_size=32,
         device="auto",

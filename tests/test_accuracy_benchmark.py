@@ -99,7 +99,12 @@ def test_quick_path_table_structure_and_cache(tmp_path, capsys):
     assert from_cache == set(blocks) and len(messages) == len(blocks)
     dino = pair.losses["dino"]
     both = FungiTransformer(
-        pair.backbone, losses=[dino, ViewAverage(dino)], layer=pair.layer, include_embedding=False, random_state=0
+        pair.backbone,
+        losses=[dino, ViewAverage(dino)],
+        layer=pair.layer,
+        include_embedding=False,
+        projection=pair.projection,
+        random_state=0,
     ).fit(pair.fit_samples)
     features = both.transform(pair.pool)
     columns = feature_blocks(both.get_feature_names_out())

@@ -145,7 +145,7 @@ def extract_blocks(
     samples,
     *,
     layer: str = "auto",
-    projection="rademacher",
+    projection="srht",
     batch_size: int = 256,
     random_state: int = 0,
     on_progress: Callable[[str, str, int], None] | None = None,
@@ -469,7 +469,7 @@ def main_with_args(args: argparse.Namespace) -> int:
     )
     say(
         "losses at the paper's settings: KL (T=15), DINO (2 global + 10 local crops), SimCLR (7x7 = 49 patches, "
-        "negative bank from the fit images); one seeded Rademacher projection to 1280 dims; controls: the mean "
+        "negative bank from the fit images); one seeded SRHT projection to 1280 dims; controls: the mean "
         "embedding of the same views (no gradient)"
     )
     with warnings.catch_warnings(record=True) as caught:  # shown after the bar, not through it
