@@ -4,7 +4,7 @@ For every pair and every feature set present in both runs, prints the kNN top-1 
 paper's protocol) of each run as mean +- std over its splits, their difference (``B - A``, in
 points) and whether the difference is within ``--tolerance`` points below A. Both runs must use
 the same splits, which the harness draws from its fixed seed, so a difference is that of the
-features alone. Typical use: the dense default against ``--projection kronecker``, with a
+features alone. Typical use: the dense projection against ``--projection kronecker``, with a
 tolerance of 0.3 points::
 
     .venv/bin/python benchmarks/compare_accuracy.py /tmp/acc/full.json /tmp/kron/text-audio.json \\

@@ -246,7 +246,7 @@ def plot(path: str, json_paths: list[str], kronecker_costs: str | None = None) -
     for json_path in json_paths:
         with open(json_path) as handle:
             runs.append(json.load(handle))
-    titles = {"rademacher": "dense Rademacher projection", "kronecker": "Kronecker projection", "srht": "SRHT"}
+    titles = {"rademacher": "dense Rademacher (the paper's)", "kronecker": "Kronecker", "srht": "SRHT (the default)"}
     projections = list(dict.fromkeys(row["projection"] for run_result in runs for row in run_result["rows"]))
     override = {"kronecker": kronecker_block_seconds(kronecker_costs)} if kronecker_costs else {}
     panels = [(name, titles.get(name, name), override.get(name)) for name in projections]

@@ -345,7 +345,7 @@ class KroneckerProjection(BaseEstimator):
     ``k = k_out * k_in`` with ``k_out`` the largest divisor of ``k`` not above
     ``sqrt(k)``; both factors are Rademacher matrices scaled by
     ``1/sqrt(k_out)`` and ``1/sqrt(k_in)``, so ``P`` has entries ``+-1/sqrt(k)``
-    like the dense default. Cost per sample: ``M (d_out k_out + d_in k_in)``
+    like the dense projection. Cost per sample: ``M (d_out k_out + d_in k_in)``
     for ``M`` gradient tokens, instead of ``d_out d_in (M + k)``.
     """
 
