@@ -35,6 +35,27 @@ def test_dense_tiles_equal_the_materialised_matrix(cls, monkeypatch):
     torch.testing.assert_close(rows, projection.project(x64), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("cls", [RademacherProjection, GaussianProjection])
+@pytest.mark.parametrize("shape", [(7, 60), (5, 61)])  # the last tile of the second is 61 - 3 * 16 = 13 columns
+def test_dense_matrix_is_one_seeded_draw_per_tile_whatever_the_row_blocks(cls, shape, monkeypatch):
+    """Tile i is filled row-major by the generator seeded with i: drawn in blocks of 32 rows
+    (a float64 buffer of 32 x 16 values) it is the same matrix as drawn in one piece."""
+    monkeypatch.setattr(projection_module, "TILE_BYTES", 96 * 4 * 16)
+    projection = cls().fit(shape, 96, seed=5)
+    monkeypatch.setattr(type(projection), "tile_columns", property(lambda self: 16))
+    blocks = list(projection._blocks(torch.device("cpu"), torch.float64))
+    assert {rows.stop - rows.start for rows, _, _ in blocks} == {32}  # 3 blocks of rows per tile
+    expected = []
+    for index, start in enumerate(range(0, math.prod(shape), 16)):
+        tile = torch.empty(96, min(16, math.prod(shape) - start), dtype=torch.float64)
+        cls._draw(projection_module._rng(projection.seed_, index), tile)
+        expected.append(tile)
+    torch.testing.assert_close(projection.matrix().double() * math.sqrt(96), torch.cat(expected, dim=1))
+    x = torch.randn(3, math.prod(shape), dtype=torch.float64)
+    expected_projection = x @ torch.cat(expected, dim=1).T / math.sqrt(96)
+    torch.testing.assert_close(projection.project(x), expected_projection, rtol=1e-12, atol=1e-12)
+
+
 def test_dense_tiles_stay_small_for_the_largest_layers():
     vit_b = RademacherProjection().fit((768, 769), 768, seed=0)
     assert 4 * vit_b.n_components_ * vit_b.tile_columns <= projection_module.TILE_BYTES < 64 * 2**20

@@ -5,9 +5,9 @@ multiply the flattened ``d_out x (d_in + 1)`` gradient by a ``(k, D)`` random
 matrix scaled by ``1/sqrt(k)``. The matrix is never stored: it is defined
 tile by tile (each at most ``TILE_BYTES``, drawn from a generator seeded by
 the base seed and the tile's index) and regenerated at every projection, so
-the extra memory stays about ``TILE_BYTES`` (twice that for the float64 tiles of
-a CPU) whatever the layer, and the result does not depend on the batch or the
-device.
+the extra memory stays about ``TILE_BYTES`` whatever the layer (a CPU draws a
+float64 tile in two blocks of rows), and the result does not depend on the batch
+or the device.
 
 :class:`SRHTProjection` (subsampled randomised Hadamard transform) has rows
 that are, like the dense ones, uniformly random sign vectors over all ``D``
@@ -79,24 +79,41 @@ class _DenseProjection(_FlatGradientProjection):
         self._check_width(gradients)
         dtype = torch.float64 if gradients.device.type == "cpu" else gradients.dtype
         out = gradients.new_zeros(gradients.shape[0], self.n_components_, dtype=dtype)
-        for start, stop, tile in self._tiles(gradients.device, dtype):
-            out.addmm_(gradients[:, start:stop].to(dtype), tile.T)
+        part_columns = None
+        for rows, columns, block in self._blocks(gradients.device, dtype):
+            if columns != part_columns:
+                part, part_columns = gradients[:, columns].to(dtype), columns
+            out[:, rows].addmm_(part, block.T)
         return out.mul_(1.0 / math.sqrt(self.n_components_))
 
     def matrix(self) -> torch.Tensor:
         """The whole ``(k, D)`` matrix, scaled (for tests and small layers only)."""
-        tiles = [tile.clone() for _, _, tile in self._tiles(torch.device("cpu"), torch.float32)]
-        return torch.cat(tiles, dim=1) / math.sqrt(self.n_components_)
+        matrix = torch.empty(self.n_components_, self.input_dim_)
+        for rows, columns, block in self._blocks(torch.device("cpu"), torch.float32):
+            matrix[rows, columns] = block
+        return matrix / math.sqrt(self.n_components_)
 
-    def _tiles(self, device, dtype):
-        """``(start, stop, tile)`` over the columns, each drawn on the CPU in ``dtype`` into one reused buffer."""
-        width = self.tile_columns
-        buffer = torch.empty(self.n_components_, min(width, self.input_dim_), dtype=dtype)
+    def _blocks(self, device, dtype):
+        """``(rows, columns, block)`` covering the matrix, drawn on the CPU in ``dtype``.
+
+        Tile ``i`` (``tile_columns`` columns) is filled row-major by the
+        generator seeded with ``i``. It is drawn in blocks of rows that
+        continue that generator's stream (a multiple of 32 rows, so each block
+        ends on a whole 4-byte draw), each at most about ``TILE_BYTES`` in
+        ``dtype``, into one reused buffer: the matrix does not depend on
+        ``dtype`` or on the block size.
+        """
+        width, k = self.tile_columns, self.n_components_
+        rows_per_block = min(k, max(32, TILE_BYTES // (dtype.itemsize * width) // 32 * 32))
+        buffer = torch.empty(rows_per_block * min(width, self.input_dim_), dtype=dtype)
         for index, start in enumerate(range(0, self.input_dim_, width)):
             stop = min(start + width, self.input_dim_)
-            tile = buffer if stop - start == buffer.shape[1] else buffer.new_empty(self.n_components_, stop - start)
-            self._draw(_rng(self.seed_, index), tile)
-            yield start, stop, tile.to(device)
+            rng = _rng(self.seed_, index)
+            for first in range(0, k, rows_per_block):
+                last = min(first + rows_per_block, k)
+                block = buffer[: (last - first) * (stop - start)].view(last - first, stop - start)
+                self._draw(rng, block)
+                yield slice(first, last), slice(start, stop), block.to(device)
 
 
 class RademacherProjection(_DenseProjection):
