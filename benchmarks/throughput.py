@@ -232,8 +232,9 @@ def baseline_embed(model, inputs: torch.Tensor, batch_size: int) -> torch.Tensor
 
 
 def preprocess(images: np.ndarray, backbone) -> torch.Tensor:
-    """uint8 (N, 224, 224, 3) -> normalised float (N, 3, 224, 224), as the backbone prepares views."""
-    views = torch.from_numpy(images).permute(0, 3, 1, 2).float().div_(255.0)
+    """uint8 (N, H, W, 3) -> the backbone's prepared inference views (N, 3, S, S), what FUNGI's embedding sees."""
+    samples = backbone.as_samples(images)
+    views = torch.stack([backbone.inference_view(backbone.canonical(samples[i], i)) for i in range(len(images))])
     return backbone.prepare(views).contiguous()
 
 

@@ -137,3 +137,21 @@ def test_preset_accuracy_projects_one_gradient_with_each_projection_side_by_side
     np.testing.assert_array_equal(blocks["embedding"], np.ones((3, 2)))
     expected = projected[:, 24:].numpy()
     np.testing.assert_allclose(blocks["kl"], expected / np.linalg.norm(expected, axis=1, keepdims=True))
+
+
+def test_throughput_baseline_embeds_the_views_fungi_embeds(scripts):
+    """The throughput benchmark's baseline forward sees the backbone's prepared inference views, so
+    FUNGI's embedding block equals its normalised output (the script's sanity check)."""
+    import timm
+    import torch
+
+    from skfungi import FungiTransformer, TimmBackbone
+
+    throughput = scripts("throughput")
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, depth=1, embed_dim=32, num_heads=2).eval()
+    images = np.random.default_rng(0).integers(0, 256, (2, 240, 200, 3), dtype=np.uint8)
+    inputs = throughput.preprocess(images, TimmBackbone(model))
+    fungi = FungiTransformer(model, losses=("kl",), random_state=0).fit(images)
+    expected = torch.nn.functional.normalize(throughput.baseline_embed(model, inputs, 2), dim=1).numpy()
+    np.testing.assert_allclose(fungi.transform(images)[:, : fungi.embedding_dim_], expected, atol=1e-5)
