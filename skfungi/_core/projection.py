@@ -5,9 +5,9 @@ multiply the flattened ``d_out x (d_in + 1)`` gradient by a ``(k, D)`` random
 matrix scaled by ``1/sqrt(k)``. The matrix is never stored: it is defined
 tile by tile (each at most ``TILE_BYTES``, drawn from a generator seeded by
 the base seed and the tile's index) and regenerated at every projection, so
-the extra memory stays about ``TILE_BYTES`` whatever the layer (a CPU draws a
-float64 tile in two blocks of rows), and the result does not depend on the batch
-or the device.
+the extra memory stays about ``TILE_BYTES`` whatever the layer (a CPU draws its
+float64 tiles in blocks of rows), and the result does not depend on the batch or
+the device.
 
 :class:`SRHTProjection` (subsampled randomised Hadamard transform) has rows
 that are, like the dense ones, uniformly random sign vectors over all ``D``
