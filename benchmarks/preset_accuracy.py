@@ -42,12 +42,11 @@ import time
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
 from sklearn.model_selection import StratifiedShuffleSplit
 
 from skfungi import FungiTransformer
 from skfungi._core import extractor as _engine
-from skfungi._core.projection import KroneckerProjection, make_projection
+from skfungi._core.projection import KroneckerProjection, _FlatGradientProjection, make_projection
 from skfungi.backbones.mobilenet import mobilenet_v2_backbone
 from skfungi.datasets import FASHION_MNIST_DIR, read_idx
 from skfungi.protocols import evaluate_knn, feature_blocks
@@ -56,8 +55,9 @@ BLOCKS = ("embedding", "kl", "dino", "simclr")
 LOSSES = ("kl", "dino", "simclr")
 
 
-class SideBySide(BaseEstimator):
-    """Several projections of one gradient, side by side: ``[first (k) | second (k) | ...]``."""
+class SideBySide(_FlatGradientProjection):
+    """Several projections of one gradient, side by side: ``[first (k) | second (k) | ...]``; its
+    ``reduce`` (inherited) forms the flattened gradient, from which every projection below starts."""
 
     def __init__(self, projections=("rademacher", "kronecker", "srht")):
         self.projections = projections
@@ -67,10 +67,6 @@ class SideBySide(BaseEstimator):
         self.gradient_shape_ = tuple(gradient_shape)
         self.n_components_ = len(self.projections) * int(n_components)
         return self
-
-    def reduce(self, g, a):
-        """The formed, flattened gradient (every projection below starts from it)."""
-        return torch.bmm(g.transpose(1, 2), a).flatten(1)
 
     def project(self, gradients):
         return torch.cat([self._project_one(projection, gradients) for projection in self.fitted_], dim=1)

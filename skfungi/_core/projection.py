@@ -375,9 +375,9 @@ class KroneckerProjection(BaseEstimator):
         self.seed_ = derive_seed(seed, "projection", "kronecker")
         factors = []
         for part, (k, d) in enumerate(zip(self.factor_shape_, self.gradient_shape_, strict=True)):
-            factor = np.empty((k, d), dtype=np.float32)
-            RademacherProjection._draw(_rng(self.seed_, part), torch.from_numpy(factor))
-            factors.append(torch.from_numpy(factor) / math.sqrt(k))
+            factor = torch.empty(k, d)
+            RademacherProjection._draw(_rng(self.seed_, part), factor)
+            factors.append(factor / math.sqrt(k))
         self.out_factor_, self.in_factor_ = factors
         return self
 
