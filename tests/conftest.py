@@ -20,6 +20,11 @@ from skfungi.backbones import frozen_eval
 if os.environ.get("SKFUNGI_TEST_TORCH_THREADS"):  # `make test-one-thread`: the whole suite at that count
     torch.set_num_threads(int(os.environ["SKFUNGI_TEST_TORCH_THREADS"]))
 
+# Every test encodes its negative banks: one read from a disk cache could hide a change. Set for the
+# whole session, so that module-scoped fixtures (set up before any function-scoped fixture) see it too;
+# tests/test_bank_cache.py points the cache at a temporary folder.
+os.environ["SKFUNGI_CACHE_DIR"] = "off"
+
 
 def tiny_vit(dtype=torch.float32, seed=0) -> VisionTransformer:
     torch.manual_seed(seed)
@@ -50,17 +55,16 @@ def tiny_cnn(dtype=torch.float32, bias=True, seed=0) -> TinyCNN:
     return TinyCNN(bias=bias).to(dtype)
 
 
-@pytest.fixture(autouse=True)
-def no_bank_cache(monkeypatch):
-    """Every test encodes its negative banks: one read from the disk cache could hide a change.
-    tests/test_bank_cache.py points the cache at a temporary folder."""
-    monkeypatch.setenv("SKFUNGI_CACHE_DIR", "off")
-
-
-@pytest.fixture
+@pytest.fixture(scope="module")
 def one_torch_thread():
-    """Tiny tensors gain nothing from intra-op threads; on a busy 2-core machine OpenMP's
-    barriers made single small calls take seconds of wall time. Restored afterwards."""
+    """One torch thread for the rest of the test module, restored at its end.
+
+    Tiny tensors gain nothing from intra-op threads; on a busy 2-core machine OpenMP's
+    barriers made single small calls take seconds of wall time. It is module-scoped so that
+    a module-scoped fixture fitted for a test (set up before function-scoped fixtures) runs
+    at the same thread count as the test: features are bitwise equal only at equal thread
+    counts (docs/guarantees.md). A module asks for it in ``pytestmark``, so every test and
+    fixture of the module runs at one thread."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

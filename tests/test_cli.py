@@ -30,10 +30,7 @@ from cli_support import (
 
 from skfungi import FungiTransformer, __version__, cli
 
-
-@pytest.fixture(autouse=True)
-def _one_thread(one_torch_thread):
-    pass
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def blocks(table: pd.DataFrame, names=("embedding", "kl")) -> np.ndarray:

@@ -34,9 +34,7 @@ TRANSFORM = FungiTransformer.transform
 FIT = FungiTransformer.fit
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(one_torch_thread):
-    pass
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Counted:

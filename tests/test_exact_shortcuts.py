@@ -22,6 +22,9 @@ from skfungi._core.seeding import derive_seed, generator
 from skfungi.backbones import frozen_eval
 from skfungi.losses import VIEW_PRESETS, make_loss
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 SMALL = {"kl": {}, "dino": {"latent_dim": 32, "n_local_crops": 4}, "simclr": {"latent_dim": 16, "n_negatives": 3}}
 
 
@@ -85,7 +88,7 @@ BACKBONES = {
 @pytest.mark.parametrize("preset", sorted(VIEW_PRESETS))
 @pytest.mark.parametrize("loss_name", ["kl", "dino", "simclr"])
 @pytest.mark.parametrize("backbone_name", sorted(BACKBONES))
-def test_engine_shortcuts_give_the_naive_paths_gradients(backbone_name, loss_name, preset, images, one_torch_thread):
+def test_engine_shortcuts_give_the_naive_paths_gradients(backbone_name, loss_name, preset, images):
     loss = make_loss(loss_name, preset).set_params(**SMALL[loss_name])
     fungi = FungiTransformer(BACKBONES[backbone_name](), losses=(loss,), batch_size=8, random_state=0).fit(images)
     fitted = fungi.losses_[0]

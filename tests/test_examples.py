@@ -11,6 +11,9 @@ import pytest
 matplotlib.use("Agg")  # examples call plt.show(): no window here
 import matplotlib.pyplot as plt
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 EXAMPLES = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.py"))
 
 
@@ -19,7 +22,7 @@ def test_examples_are_found():
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[path.name for path in EXAMPLES])
-def test_example_runs(path, one_torch_thread, capsys):
+def test_example_runs(path, capsys):
     try:
         runpy.run_path(str(path), run_name="__main__")
     finally:

@@ -25,9 +25,7 @@ from skfungi.views.image import _crop_box, exact_8bit, patchify, random_resized_
 SIZES = [(45, 37), (33, 61), (101, 77), (37, 35), (23, 53)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(one_torch_thread):
-    pass
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def photos(seed: int = 0) -> list[Image.Image]:

@@ -11,6 +11,8 @@ import pytest
 import skfungi
 from skfungi import FungiTransformer, SimCLRLoss
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture
 def fungi_factory(cnn_backbone):
@@ -23,7 +25,7 @@ def fungi_factory(cnn_backbone):
     return make
 
 
-def test_verbose_zero_writes_nothing(fungi_factory, images, capsys, caplog, one_torch_thread):
+def test_verbose_zero_writes_nothing(fungi_factory, images, capsys, caplog):
     caplog.set_level(logging.DEBUG, logger="skfungi")
     fungi_factory(0).fit(images).transform(images)
     captured = capsys.readouterr()
@@ -31,7 +33,7 @@ def test_verbose_zero_writes_nothing(fungi_factory, images, capsys, caplog, one_
     assert [record for record in caplog.records if record.levelno >= logging.WARNING] == []
 
 
-def test_verbose_one_shows_fit_and_transform_bars(fungi_factory, images, capsys, one_torch_thread):
+def test_verbose_one_shows_fit_and_transform_bars(fungi_factory, images, capsys):
     fungi = fungi_factory(1).fit(images)
     fit_err = capsys.readouterr().err
     assert "encoding simclr views" in fit_err and "100%" in fit_err  # the negative bank
@@ -42,7 +44,7 @@ def test_verbose_one_shows_fit_and_transform_bars(fungi_factory, images, capsys,
     assert "FUNGI features" in captured.err and "6/6" in captured.err  # counted in samples, not batches
 
 
-def test_library_logs_through_module_loggers_not_prints(fungi_factory, images, capsys, caplog, one_torch_thread):
+def test_library_logs_through_module_loggers_not_prints(fungi_factory, images, capsys, caplog):
     caplog.set_level(logging.INFO, logger="skfungi")
     fungi_factory(0).fit(images)
     assert capsys.readouterr().out == ""

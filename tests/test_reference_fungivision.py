@@ -38,9 +38,7 @@ GRADIENT_DIM = WIDTH * (WIDTH + 1)  # d_out x (d_in + bias)
 KL_TEMPERATURE = 15.0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(one_torch_thread):
-    pass
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def reference_vit() -> VisionTransformer:

@@ -14,6 +14,9 @@ from skfungi import FungiTransformer, SimCLRLoss, TimmBackbone
 distributed = pytest.importorskip("distributed")
 
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 def transform_chunk(chunk, fitted):
     """One task: features of one chunk, with the worker process and the identity of its fitted copy."""
     return os.getpid(), id(fitted), fitted.transform(chunk)
@@ -50,7 +53,7 @@ def client():
     cloudpickle.unregister_pickle_by_value(__import__(__name__))
 
 
-def test_dask_transform_matches_one_process_and_ships_the_model_once(client, monkeypatch, one_torch_thread):
+def test_dask_transform_matches_one_process_and_ships_the_model_once(client, monkeypatch):
     X = np.random.default_rng(0).integers(0, 256, size=(16, 20, 20, 3), dtype=np.uint8)
     fitted = FungiTransformer(
         TimmBackbone(tiny_vit()), losses=("kl", SimCLRLoss(grid_size=3)), batch_size=4, random_state=0

@@ -14,6 +14,9 @@ from skfungi._core.seeding import generator
 from skfungi.backbones.open_clip import OpenCLIPImageBackbone
 from skfungi.losses import VIEW_PRESETS, DINOLoss, SimCLRLoss, make_loss
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
 PRESETS = sorted(VIEW_PRESETS)
 
 # (preset, backbone kind) -> [(views, side)] per loss, for a 224-px input (docs/usage.md, "View presets")
@@ -37,7 +40,7 @@ def view_shapes(loss, backbone, image) -> list[tuple[int, int]]:
 
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("kind", ["flexible", "fixed"])
-def test_presets_build_the_documented_number_and_size_of_views(preset, kind, one_torch_thread):
+def test_presets_build_the_documented_number_and_size_of_views(preset, kind):
     backbone = ImageBackbone(tiny_cnn(), layer="pointwise", input_size=224, flexible_size=kind == "flexible")
     images = np.random.default_rng(0).integers(0, 256, size=(2, 240, 300, 3), dtype=np.uint8)
     fungi = FungiTransformer(backbone, views=preset, random_state=0).fit(images[:1])
@@ -86,7 +89,7 @@ def test_local_crop_size_is_validated(vit_backbone, images, bad):
 
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("backbone_fixture", ["vit_backbone", "cnn_backbone"])
-def test_every_preset_is_batch_invariant_and_deterministic(preset, backbone_fixture, images, request, one_torch_thread):
+def test_every_preset_is_batch_invariant_and_deterministic(preset, backbone_fixture, images, request):
     backbone = request.getfixturevalue(backbone_fixture)
     fungi = FungiTransformer(backbone, views=preset, batch_size=4, random_state=0).fit(images)
     features = fungi.transform(images)
@@ -134,7 +137,7 @@ def test_vit_at_view_sizes_matches_timms_dynamic_size_model_and_restores_its_fla
     "loss",
     [DINOLoss(latent_dim=32, local_crop_size=0.43), SimCLRLoss(latent_dim=16, grid_size=3, resize_patches=False)],
 )
-def test_vit_gradients_at_interpolated_view_sizes_match_autograd(loss, images, one_torch_thread):
+def test_vit_gradients_at_interpolated_view_sizes_match_autograd(loss, images):
     backbone = TimmBackbone(tiny_vit(torch.float64))
     fungi = FungiTransformer(backbone, losses=(loss,), random_state=0).fit(images)
     fitted = fungi.losses_[0]
