@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import NotFittedError
 
 from skfungi import GaussianProjection, KroneckerProjection, RademacherProjection
 from skfungi._core import projection as projection_module
@@ -239,3 +240,40 @@ def test_srht_rows_do_not_depend_on_the_batch_or_the_thread_count():
 def test_srht_checks_the_gradient_width():
     with pytest.raises(ValueError, match="expected gradients of width 30, got 31"):
         SRHTProjection().fit((5, 6), 4, seed=0).project(torch.zeros(2, 31))
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(
+    "shape, k",
+    [((4, 10), 40), ((7, 9), 63), ((3, 3), 9), ((8, 8), 64), ((5, 13), 30), ((5, 13), 64), ((1, 2), 5), ((9, 7), 17)],
+)
+def test_srht_keeps_the_rank_of_a_sampling_without_replacement(shape, k, seed):
+    """A gradient shorter than the Hadamard block is zero-padded: rows drawn uniformly then cut to
+    the same first columns (rank 33 of 40 at D = k = 40). The rows are drawn so that ``P`` keeps
+    rank ``min(k, D)``, its rows stay distinct and its entries +-1/sqrt(k)."""
+    projection = SRHTProjection().fit(shape, k, seed)
+    assert projection.input_dim_ < projection.block_size_  # the padded case
+    _, rows, _ = projection._draws()
+    assert len(set(rows.tolist())) == k and rows.max() < projection.block_size_
+    matrix = projection.matrix().numpy()
+    assert np.linalg.matrix_rank(matrix) == min(k, math.prod(shape))
+    if k <= math.prod(shape):
+        assert len({tuple(row) for row in matrix.round(12)}) == k  # no two equal rows
+    np.testing.assert_allclose(np.abs(matrix) * math.sqrt(k), 1.0, rtol=1e-12)
+
+
+def test_projections_refuse_bad_fit_arguments_and_use_before_fit():
+    for cls in (RademacherProjection, GaussianProjection, SRHTProjection, KroneckerProjection):
+        with pytest.raises(ValueError, match="n_components must be a positive int"):
+            cls().fit((3, 4), 0, seed=0)
+        with pytest.raises(ValueError, match="gradient_shape must be a pair of positive ints"):
+            cls().fit((3, 0), 2, seed=0)
+        with pytest.raises(ValueError, match="seed must be a non-negative int"):
+            cls().fit((3, 4), 2, seed=-1)
+        with pytest.raises(NotFittedError, match=f"This {cls.__name__} is not fitted yet: FungiTransformer fits it"):
+            cls().matrix()
+    for cls in (RademacherProjection, GaussianProjection, SRHTProjection):
+        with pytest.raises(NotFittedError, match="not fitted yet"):
+            cls().project(torch.zeros(2, 12))
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        KroneckerProjection().reduce(torch.zeros(2, 1, 3), torch.zeros(2, 1, 4))

@@ -27,10 +27,12 @@ losses at once, which amortises the regeneration) to ``(n, k)``.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator
+from sklearn.utils.validation import check_is_fitted
 
 from .seeding import derive_seed
 
@@ -46,9 +48,8 @@ class _FlatGradientProjection(BaseEstimator):
     """A ``(k, D)`` projection of the formed gradient, flattened row-major."""
 
     def fit(self, gradient_shape: tuple[int, int], n_components: int, seed: int):
-        self.gradient_shape_ = tuple(int(n) for n in gradient_shape)
+        self.gradient_shape_, self.n_components_ = _checked_fit_arguments(gradient_shape, n_components, seed)
         self.input_dim_ = math.prod(self.gradient_shape_)
-        self.n_components_ = int(n_components)
         self.seed_ = derive_seed(seed, "projection", self._seed_name)
         return self
 
@@ -57,6 +58,7 @@ class _FlatGradientProjection(BaseEstimator):
         return torch.bmm(g.transpose(1, 2), a).flatten(1)
 
     def _check_width(self, gradients: torch.Tensor) -> None:
+        _check_fitted(self)
         if gradients.shape[-1] != self.input_dim_:
             raise ValueError(f"expected gradients of width {self.input_dim_}, got {gradients.shape[-1]}.")
 
@@ -88,6 +90,7 @@ class _DenseProjection(_FlatGradientProjection):
 
     def matrix(self) -> torch.Tensor:
         """The whole ``(k, D)`` matrix, scaled (for tests and small layers only)."""
+        _check_fitted(self)
         matrix = torch.empty(self.n_components_, self.input_dim_)
         for rows, columns, block in self._blocks(torch.device("cpu"), torch.float32):
             matrix[rows, columns] = block
@@ -160,7 +163,9 @@ class SRHTProjection(_FlatGradientProjection):
     least ``max(2 k, min(8 k, D))``. With independent random signs ``s`` (one per entry) and
     ``w`` (one per block and output), ``k`` distinct rows ``beta_r`` of the
     ``B x B`` Hadamard matrix ``H[i, l] = (-1)^popcount(i & l)`` drawn at
-    random, output ``r`` is::
+    random (without replacement; for a gradient shorter than one block, drawn
+    so that ``P`` keeps rank ``min(k, D)``, see ``_rows_of_full_rank``),
+    output ``r`` is::
 
         (P x)_r = 1/sqrt(k) * sum_a w[a, r] * (H (s_a * x_a))[beta_r]
 
@@ -249,11 +254,15 @@ class SRHTProjection(_FlatGradientProjection):
 
     def _draws(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Entry signs ``(A B,)``, Hadamard rows ``(k,)`` and block signs ``(A, k)`` from the seed."""
+        _check_fitted(self)
         signs = np.empty(self.n_blocks_ * self.block_size_, dtype=np.float32)
         RademacherProjection._draw(_rng(self.seed_, 0), torch.from_numpy(signs))
-        # k distinct rows: the order of B random 64-bit keys (plain generator bytes, stable across numpy)
-        keys = np.frombuffer(_rng(self.seed_, 1).bytes(8 * self.block_size_), dtype="<u8")
-        rows = np.argsort(keys, kind="stable")[: self.n_components_]
+        if self.input_dim_ >= self.block_size_:
+            # k distinct rows: the order of B random 64-bit keys (plain generator bytes, stable across numpy)
+            keys = np.frombuffer(_rng(self.seed_, 1).bytes(8 * self.block_size_), dtype="<u8")
+            rows = np.argsort(keys, kind="stable")[: self.n_components_]
+        else:
+            rows = _rows_of_full_rank(self.block_size_, self.input_dim_, self.n_components_, _rng(self.seed_, 1))
         block_signs = np.empty((self.n_blocks_, self.n_components_), dtype=np.float32)
         RademacherProjection._draw(_rng(self.seed_, 2), torch.from_numpy(block_signs))
         return signs, rows, block_signs
@@ -292,6 +301,52 @@ def _chunks(n_samples: int, n_blocks: int, chunk_blocks: int):
     for sample in range(n_samples):
         for start in range(0, n_blocks, chunk_blocks):
             yield slice(sample, sample + 1), slice(start, min(start + chunk_blocks, n_blocks))
+
+
+def _rows_of_full_rank(width: int, dim: int, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` distinct rows of ``H_width`` whose first ``dim`` columns have rank ``min(count, dim)``.
+
+    A gradient shorter than the block (``dim < width``) is zero-padded, so a
+    row of ``P`` is a Hadamard row cut to its first ``dim`` columns, and cut
+    rows can coincide: for ``l < width / 2`` the column index has no top bit,
+    so ``H[i, l] = H[i + width / 2, l]``. Rows drawn uniformly then lose rank
+    (33 of 40 at ``dim = k = 40``). With ``h = width / 2`` and
+    ``H_width = [[H_h, H_h], [H_h, -H_h]]``, rows ``i`` and ``i + h`` both cut
+    to ``[H_h[i], +-H_h[i][:dim - h]]``:
+
+    - ``dim <= h``: only ``i mod h`` matters; choose rows of ``H_h`` for
+      ``dim`` columns, each in a random half.
+    - ``count <= h < dim``: ``count`` distinct residues ``i mod h``, each in a
+      random half. Their first ``h`` columns are distinct rows of ``H_h``,
+      orthogonal, so the rank is ``count``.
+    - ``h < count``: every residue once (rank ``h`` on the first ``h``
+      columns), and ``count - h`` residues twice, ``R``. A pair's sum and
+      difference are ``2 [H_h[i], 0]`` and ``2 [0, H_h[i][:dim - h]]``, so the
+      rank is ``h`` plus that of ``H_h[R]`` cut to ``dim - h`` columns: ``R``
+      is chosen by the same rule, one level down, and the total is ``count``.
+
+    Every row is still a Hadamard row times the random entry signs, so it is
+    distributed as a dense Rademacher row. ``count > dim`` adds rows drawn
+    uniformly from the others to ``dim`` rows of full rank.
+    """
+    if count > dim:
+        chosen = _rows_of_full_rank(width, dim, dim, rng)
+        others = np.setdiff1d(np.arange(width), chosen)
+        return np.concatenate([chosen, rng.choice(others, count - dim, replace=False)])
+    if count == 0:
+        return np.zeros(0, dtype=np.int64)
+    if width == 1:
+        return np.zeros(1, dtype=np.int64)
+    half = width // 2
+    if dim <= half:
+        rows = _rows_of_full_rank(half, dim, count, rng)
+    elif count <= half:
+        rows = rng.choice(half, count, replace=False)
+    else:
+        twice = _rows_of_full_rank(half, dim - half, count - half, rng)
+        once = np.setdiff1d(np.arange(half), twice)
+        return np.concatenate([twice, twice + half, once + half * rng.integers(0, 2, len(once))])
+    return rows + half * rng.integers(0, 2, len(rows))
 
 
 def _power_of_two_at_least(value: int) -> int:
@@ -367,9 +422,8 @@ class KroneckerProjection(BaseEstimator):
     """
 
     def fit(self, gradient_shape: tuple[int, int], n_components: int, seed: int):
-        self.gradient_shape_ = tuple(int(n) for n in gradient_shape)
+        self.gradient_shape_, self.n_components_ = _checked_fit_arguments(gradient_shape, n_components, seed)
         self.input_dim_ = math.prod(self.gradient_shape_)
-        self.n_components_ = int(n_components)
         k_out = max(d for d in range(1, math.isqrt(self.n_components_) + 1) if self.n_components_ % d == 0)
         self.factor_shape_ = (k_out, self.n_components_ // k_out)
         self.seed_ = derive_seed(seed, "projection", "kronecker")
@@ -382,6 +436,7 @@ class KroneckerProjection(BaseEstimator):
         return self
 
     def reduce(self, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        _check_fitted(self)
         out_factor = self.out_factor_.to(device=g.device, dtype=g.dtype)
         in_factor = self.in_factor_.to(device=a.device, dtype=a.dtype)
         return torch.bmm((g @ out_factor.T).transpose(1, 2), a @ in_factor.T).flatten(1)
@@ -391,7 +446,35 @@ class KroneckerProjection(BaseEstimator):
 
     def matrix(self) -> torch.Tensor:
         """The equivalent dense ``(k, D)`` matrix (for tests and small layers only)."""
+        _check_fitted(self)
         return torch.kron(self.out_factor_, self.in_factor_)
+
+
+def _check_fitted(projection) -> None:
+    check_is_fitted(
+        projection,
+        "seed_",
+        msg="This %(name)s is not fitted yet: FungiTransformer fits it in its own fit, or call "
+        "fit(gradient_shape, n_components, seed) before using it.",
+    )
+
+
+def _checked_fit_arguments(gradient_shape, n_components, seed) -> tuple[tuple[int, int], int]:
+    """``(gradient_shape, n_components)`` as ints, or a ``ValueError`` naming the argument."""
+
+    def is_count(value) -> bool:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
+
+    shape = tuple(gradient_shape) if isinstance(gradient_shape, tuple | list) else ()
+    if len(shape) != 2 or not all(is_count(n) for n in shape):
+        raise ValueError(
+            f"gradient_shape must be a pair of positive ints (d_out, d_in + bias), got {gradient_shape!r}."
+        )
+    if not is_count(n_components):
+        raise ValueError(f"n_components must be a positive int (the projection's width), got {n_components!r}.")
+    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
+    return (int(shape[0]), int(shape[1])), int(n_components)
 
 
 def _rng(seed: int, part: int) -> np.random.Generator:
