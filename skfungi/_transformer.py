@@ -68,7 +68,10 @@ class FungiTransformer(TransformerMixin, BaseEstimator):
         are the same in every preset. See ``skfungi.losses.VIEW_PRESETS``
         and the user guide's "View presets".
     layer : str, default="auto"
-        Dotted path of the target layer (``nn.Linear`` or 1x1 ``nn.Conv2d``);
+        Dotted path of the target layer (``nn.Linear``, ``nn.Conv1d`` or ``nn.Conv2d``
+        of any kernel, stride, padding, dilation and groups); only blocks
+        that take a gradient need one (the embedding and ``"*_views"`` blocks
+        need none);
         ``"auto"`` takes the adapter's default (``blocks.<last>.attn.proj``
         for timm ViTs).
     include_embedding : bool, default=True
@@ -133,8 +136,8 @@ default="srht"
         The modality the transformer was fitted for.
     device_ : torch.device
         The device the backbone runs on.
-    layer_ : str
-        The target layer's dotted path.
+    layer_ : str or None
+        The target layer's dotted path; None when no block takes a gradient.
     losses_ : list of FungiLoss
         Fitted copies of the losses (random heads, negative banks).
     projection_ : projection object
@@ -143,8 +146,8 @@ default="srht"
         The fitted feature pipeline (backbone, layer, blocks, projection).
     embedding_dim_ : int
         Width of the backbone's embedding.
-    gradient_shape_ : tuple of int
-        ``(d_out, d_in + bias)`` of the target layer's weight gradient.
+    gradient_shape_ : tuple of int or None
+        ``(d_out, d_in + bias)`` of the target layer's weight gradient (None without a target layer).
     seed_ : int
         Base seed derived from ``random_state``.
     n_features_out_ : int
@@ -284,7 +287,7 @@ default="srht"
         seed = base_seed(self.random_state)
         resolved = resolve_backbone(self.backbone, self.modality, X, seed=derive_seed(seed, "backbone"))
         losses = self._blocks(resolved.modality)
-        layer = self._layer_path(resolved)
+        layer = self._layer_path(resolved, losses)
         samples = resolved.as_samples(X, estimator=self, reset=True)
         backbone = resolved.fit(samples)  # a fitted copy when the adapter measures something (tabular)
         check_module(backbone.module)
@@ -409,14 +412,18 @@ default="srht"
     def _compile_options(self) -> dict:
         return dict(self.compile) if isinstance(self.compile, dict) else {}
 
-    def _layer_path(self, backbone) -> str:
+    def _layer_path(self, backbone, losses) -> str | None:
+        """The target layer's path; None when no block takes a gradient (the embedding and view blocks
+        need no layer, so any backbone serves them)."""
+        if not any(loss.needs_gradient for loss in losses):
+            return None
         if self.layer != "auto":
             return self.layer
         if backbone.default_layer is None:
             candidates = supported_layers(backbone.module)[-8:]
             raise ValueError(
                 f"{backbone!r} has no default target layer; pass layer=... with the dotted path of an "
-                f"nn.Linear or 1x1 nn.Conv2d (deepest candidates: {', '.join(candidates) or 'none'})."
+                f"nn.Linear, nn.Conv1d or nn.Conv2d (deepest candidates: {', '.join(candidates) or 'none'})."
             )
         return backbone.default_layer
 

@@ -40,6 +40,78 @@ def test_per_sample_gradients_match_autograd_loop(backbone_name, loss, images):
         torch.testing.assert_close(fast[index], slow, rtol=1e-9, atol=1e-12)
 
 
+class ConvolutionTarget(nn.Module):
+    """A 3x3 stem, then the target convolution (any kernel, stride, padding, dilation, groups), BatchNorm,
+    ReLU, global average pooling; ``one_d`` runs the target as an nn.Conv1d over the flattened positions."""
+
+    def __init__(self, one_d: bool = False, **conv):
+        super().__init__()
+        self.one_d = one_d
+        self.stem = nn.Conv2d(3, 6, 3, padding=1)
+        self.target = (nn.Conv1d if one_d else nn.Conv2d)(6, conv.pop("out_channels", 8), **conv)
+        self.norm = (nn.BatchNorm1d if one_d else nn.BatchNorm2d)(self.target.out_channels)
+        with torch.no_grad():
+            self.norm.running_mean.uniform_(-0.5, 0.5)
+            self.norm.running_var.uniform_(0.5, 2.0)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        if self.one_d:
+            x = x.flatten(2)
+        return torch.relu(self.norm(self.target(x))).flatten(2).mean(dim=2)
+
+
+CONVOLUTIONS = {
+    "3x3": {"kernel_size": 3, "padding": 1},
+    "3x3-stride2-nobias": {"kernel_size": 3, "stride": 2, "padding": 1, "bias": False},
+    "3x3-dilation2": {"kernel_size": 3, "padding": 2, "dilation": 2},
+    "5x3-reflect": {"kernel_size": (5, 3), "padding": (2, 1), "padding_mode": "reflect"},
+    "4x4-same-circular": {"kernel_size": 4, "padding": "same", "padding_mode": "circular"},
+    "2x2-stride2-valid": {"kernel_size": 2, "stride": 2},
+    "grouped": {"kernel_size": 3, "padding": 1, "groups": 2},
+    "depthwise": {"kernel_size": 3, "padding": 1, "groups": 6, "out_channels": 6},
+    "pointwise-grouped-nobias": {"kernel_size": 1, "groups": 2, "bias": False},
+    "conv1d-5-stride2": {"one_d": True, "kernel_size": 5, "stride": 2, "padding": 2},
+    "conv1d-depthwise": {"one_d": True, "kernel_size": 3, "groups": 6, "out_channels": 12, "padding": 1},
+}
+
+
+@pytest.mark.parametrize("conv", list(CONVOLUTIONS))
+@pytest.mark.parametrize("loss", LOSSES, ids=lambda loss: loss.name)
+def test_convolution_gradients_match_autograd_loop(conv, loss, images):
+    """Any nn.Conv1d / nn.Conv2d as the target: per output position a linear map of the patch its kernel
+    covers (im2col), so the per-sample gradient is exact, float64, against autograd on the weights."""
+    torch.manual_seed(0)
+    module = ConvolutionTarget(**CONVOLUTIONS[conv]).double()
+    fungi = FungiTransformer(ImageBackbone(module, layer="target", input_size=12), losses=(loss,), random_state=3)
+    fungi.set_params(batch_size=4).fit(images)
+    target = module.target
+    expected_width = target.in_channels // target.groups * int(np.prod(target.kernel_size)) + (target.bias is not None)
+    assert fungi.gradient_shape_ == (target.out_channels, expected_width)
+    batch = [fungi.backbone_.canonical(torch.from_numpy(im).permute(2, 0, 1) / 255.0, i) for i, im in enumerate(images)]
+    fast = engine_gradients(fungi, fungi.losses_[0], batch)
+    for index, image in enumerate(batch):
+        slow = reference_gradient(fungi, fungi.losses_[0], image)
+        assert slow.abs().max() > 0
+        torch.testing.assert_close(fast[index], slow, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("projection", ["kronecker", "srht"])
+def test_grouped_convolution_features_equal_projected_reference_gradients(projection, images):
+    torch.manual_seed(0)
+    module = ConvolutionTarget(**CONVOLUTIONS["depthwise"]).double()
+    fungi = FungiTransformer(
+        ImageBackbone(module, layer="target", input_size=12), losses=(LOSSES[0],), projection=projection, random_state=1
+    ).fit(images)
+    features = fungi.transform(images)
+    matrix = fungi.projection_.matrix().double()
+    width = fungi.embedding_dim_
+    for index, array in enumerate(images):
+        image = torch.from_numpy(array).permute(2, 0, 1) / 255.0
+        projected = matrix @ reference_gradient(fungi, fungi.losses_[0], image).flatten()
+        np.testing.assert_allclose(features[index, width:], F.normalize(projected, dim=0).numpy(), atol=1e-5)
+
+
 def test_features_equal_projected_reference_gradients(images):
     """End to end: each block = normalise(P @ vec(reference gradient)), P materialised."""
     backbone = TimmBackbone(tiny_vit(torch.float64))
@@ -117,9 +189,11 @@ def test_layer_errors_list_candidates():
     with pytest.raises(ValueError, match=r"is a LayerNorm.*candidate layers"):
         resolve_layer(model, "blocks.1.norm1")
     cnn = tiny_cnn()
-    with pytest.raises(ValueError, match=r"is a Conv2d.*1x1"):
-        resolve_layer(cnn, "stem")
-    assert supported_layers(cnn) == ["pointwise"]
+    with pytest.raises(ValueError, match=r"is a BatchNorm2d; FUNGI needs an nn.Linear, nn.Conv1d or nn.Conv2d"):
+        resolve_layer(cnn, "norm")
+    assert supported_layers(cnn) == ["stem", "pointwise"]  # any convolution, 3x3 included
+    with pytest.raises(ValueError, match=r"has no supported layer \(nn.Linear, nn.Conv1d or nn.Conv2d\)"):
+        resolve_layer(nn.Sequential(nn.ReLU()), "0")
 
 
 class AttentionEncoder(nn.Module):

@@ -179,7 +179,8 @@ def test_timm_spec_string_resolves_in_fit_not_init(images):
     fungi = FungiTransformer("timm:vit_tiny_patch16_224?pretrained=false", losses=(), random_state=0)
     assert fungi.backbone == "timm:vit_tiny_patch16_224?pretrained=false" and not hasattr(fungi, "backbone_")
     fungi.fit(images[:1])
-    assert fungi.layer_ == "blocks.11.attn.proj" and fungi.embedding_dim_ == 192
+    assert fungi.backbone_.default_layer == "blocks.11.attn.proj" and fungi.embedding_dim_ == 192
+    assert fungi.layer_ is None and fungi.gradient_shape_ is None  # the embedding alone takes no gradient
 
 
 def test_random_state_seeds_a_random_init_spec_string(images):

@@ -35,6 +35,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -82,6 +83,7 @@ class RunOptions:
     precision: str = "float32"
     verbose: int = 0
     on_non_finite: str = "raise"
+    bank_cache: Path | None = None  # folder of stored negative banks (the estimator's memory); None: no cache
 
 
 class FeatureExtractor:
@@ -91,8 +93,8 @@ class FeatureExtractor:
     ----------
     backbone : Backbone
         The fitted backbone adapter.
-    layer_path : str
-        Dotted path of the target layer.
+    layer_path : str or None
+        Dotted path of the target layer (None when no block takes a gradient).
     losses : list
         The blocks after the embedding, in output order: fitted in :meth:`fit`.
     projection : projection object
@@ -120,20 +122,12 @@ class FeatureExtractor:
         """Probe the backbone, fit the projection and every block."""
         module = self.backbone.module
         with frozen_eval(module):
-            shape = layer_shape(resolve_layer(module, self.layer_path))
             first = KeyedSample.of(self.backbone, samples, 0)
             with torch.no_grad():
                 probe = _Pass(self, options).embed([self.backbone.inference_view(first.sample)])
             self.embedding_dim = probe.shape[-1]
-            self.gradient_shape = shape.gradient_shape
-            k = self.embedding_dim if n_components == "auto" else int(n_components)
-            if k > shape.gradient_dim:
-                raise ValueError(
-                    f"projection_dim={k} exceeds the {shape.gradient_dim} entries of the gradient of layer "
-                    f"{self.layer_path!r} ({shape.gradient_shape[0]} x {shape.gradient_shape[1]}); a projection to "
-                    "more dimensions than that adds nothing. Use projection_dim='auto' or a smaller int."
-                )
-            self.projection.fit(shape.gradient_shape, k, self.seed)
+            if self.gradient_losses:
+                self._fit_projection(n_components)
             context = LossContext(
                 embedding_dim=self.embedding_dim,
                 seed=self.seed,
@@ -141,12 +135,27 @@ class FeatureExtractor:
                 dtype=loss_dtype(probe.device),
                 device=probe.device,
                 training_images=LazySequence(samples, functools.partial(KeyedSample.from_raw, backbone=self.backbone)),
-                encode=lambda loss, bank, n_views=None: self.encode(loss, bank, options, n_views),
+                encode=lambda loss, bank, n_views=None, stage="fit": self.encode(loss, bank, options, n_views, stage),
+                precision=options.precision,
+                batch_size=options.batch_size,
+                bank_cache=options.bank_cache,
             )
             for loss in self.losses:
                 logger.info("fitting %s", type(loss).__name__)
                 loss.fit(context)
         return self
+
+    def _fit_projection(self, n_components) -> None:
+        shape = layer_shape(resolve_layer(self.backbone.module, self.layer_path))
+        self.gradient_shape = shape.gradient_shape
+        k = self.embedding_dim if n_components == "auto" else int(n_components)
+        if k > shape.gradient_dim:
+            raise ValueError(
+                f"projection_dim={k} exceeds the {shape.gradient_dim} entries of the gradient of layer "
+                f"{self.layer_path!r} ({shape.gradient_shape[0]} x {shape.gradient_shape[1]}); a projection to "
+                "more dimensions than that adds nothing. Use projection_dim='auto' or a smaller int."
+            )
+        self.projection.fit(shape.gradient_shape, k, self.seed)
 
     def encode(self, loss, samples, options: RunOptions, n_views: int | None = None, stage="fit") -> torch.Tensor:
         """``(N, V, E)`` embeddings of ``loss``'s views of ``samples``, without gradient, in the losses' dtype.

@@ -25,6 +25,21 @@ only when it does not (the first call, fed by the no-grad trunk); autograd
 then gives each recorded output its total derivative, and the factors of all
 calls are concatenated along the token axis, which sums them.
 
+A convolution is a linear layer applied to patches. With ``unfold`` (im2col)
+giving, for each output position ``t``, the column ``u_t`` of input values its
+kernel covers (channels, then kernel rows, then kernel columns, as the weight
+is laid out; the input padded as the layer pads it, with its stride and
+dilation), ``y_t = W u_t + b`` with ``W`` the ``(out, in / groups * kh * kw)``
+weight: the same form with ``x_t = u_t``, so any ``nn.Conv1d`` or
+``nn.Conv2d`` is a target, and its gradient keeps the factor structure the
+projections use. A 1x1, stride-1, unpadded convolution needs no unfolding:
+its tokens are the input's positions. With ``groups > 1`` output ``o`` sees
+only its group's channels: its row of the gradient is
+``sum_t g_t[o] u_t[group(o)]``. That is formed directly, per group, and handed
+on as the factors ``(I, G)``, whose product ``I^T G`` is ``G``: a depthwise
+convolution costs ``out * kh * kw`` per position that way, where expanding
+the groups into tokens would cost ``out`` times more.
+
 Tokens whose ``g_t`` is zero for every sample of the batch (every token but
 CLS after the last ``attn.proj`` of a CLS-pooled ViT) contribute nothing and
 are dropped, which is exact. A NaN counts as non-zero, so a sample whose
@@ -40,6 +55,7 @@ then checked against the module's output.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -67,14 +83,14 @@ class LayerShape:
         return rows * cols
 
 
-def _is_pointwise_conv(layer: nn.Module) -> bool:
-    return (
-        isinstance(layer, nn.Conv2d)
-        and layer.kernel_size == (1, 1)
-        and layer.stride == (1, 1)
-        and layer.padding in ((0, 0), "valid")
-        and layer.groups == 1
-    )
+_CONVOLUTIONS = (nn.Conv1d, nn.Conv2d)
+_TARGETS = (nn.Linear, *_CONVOLUTIONS)
+
+
+def _is_pointwise(conv: nn.Module) -> bool:
+    """A convolution whose patches are single input positions: 1x1, stride 1, no padding."""
+    ones = (1,) * len(conv.kernel_size)
+    return conv.kernel_size == ones and conv.stride == ones and not any(conv._reversed_padding_repeated_twice)
 
 
 def _applied_functionally(parent: nn.Module | None, name: str) -> bool:
@@ -83,7 +99,7 @@ def _applied_functionally(parent: nn.Module | None, name: str) -> bool:
 
 def supported_layers(module: nn.Module) -> list[str]:
     """Dotted paths of every layer FUNGI can take gradients from."""
-    return [path for path, layer in module.named_modules() if isinstance(layer, nn.Linear) or _is_pointwise_conv(layer)]
+    return [path for path, layer in module.named_modules() if isinstance(layer, _TARGETS)]
 
 
 def _attention_owner(module: nn.Module, path: str) -> nn.MultiheadAttention | None:
@@ -102,15 +118,15 @@ def resolve_layer(module: nn.Module, path: str) -> nn.Module:
         raise ValueError(f"layer {path!r} does not exist in the backbone; {_candidates(candidates)}") from None
     if path not in candidates:
         raise ValueError(
-            f"layer {path!r} is a {type(layer).__name__}; FUNGI needs an nn.Linear or a 1x1, "
-            f"stride-1, ungrouped nn.Conv2d; {_candidates(candidates)}"
+            f"layer {path!r} is a {type(layer).__name__}; FUNGI needs an nn.Linear, nn.Conv1d or nn.Conv2d; "
+            f"{_candidates(candidates)}"
         )
     return layer
 
 
 def _candidates(candidates: list[str]) -> str:
     if not candidates:
-        return "the backbone has no supported layer (nn.Linear or 1x1 nn.Conv2d)."
+        return "the backbone has no supported layer (nn.Linear, nn.Conv1d or nn.Conv2d)."
     shown = candidates[-12:]
     more = f" (and {len(candidates) - len(shown)} earlier)" if len(candidates) > len(shown) else ""
     return "candidate layers, deepest last: " + ", ".join(shown) + more + "."
@@ -119,7 +135,8 @@ def _candidates(candidates: list[str]) -> str:
 def layer_shape(layer: nn.Module) -> LayerShape:
     if isinstance(layer, nn.Linear):
         return LayerShape(layer.out_features, layer.in_features, layer.bias is not None)
-    return LayerShape(layer.out_channels, layer.in_channels, layer.bias is not None)
+    patch = layer.in_channels // layer.groups * math.prod(layer.kernel_size)
+    return LayerShape(layer.out_channels, patch, layer.bias is not None)
 
 
 class GradientCapture:
@@ -138,7 +155,8 @@ class GradientCapture:
         self.layer_path = layer_path
         self.attention = _attention_owner(module, layer_path)
         self.has_bias = self.layer.bias is not None
-        self.is_conv = isinstance(self.layer, nn.Conv2d)
+        self.conv = self.layer if isinstance(self.layer, _CONVOLUTIONS) else None
+        self.groups = self.conv.groups if self.conv is not None else 1
         self._records: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._handle = None
         self._fastpath = None
@@ -214,7 +232,7 @@ class GradientCapture:
             grad = torch.zeros_like(output) if grad is None else grad
             if self.attention is not None and not self.attention.batch_first:
                 grad = grad.transpose(0, 1)
-            tokens_in, tokens_grad = self._tokens(inputs), self._tokens(grad)
+            tokens_in, tokens_grad = self._input_tokens(inputs), self._tokens(grad)
             rows = tokens_in.shape[0]
             if rows % n_samples:
                 raise RuntimeError(
@@ -229,15 +247,44 @@ class GradientCapture:
         g, a = torch.cat(g_parts, dim=1), torch.cat(a_parts, dim=1)
         if g.dtype in _HALF or a.dtype in _HALF:  # a forward under autocast: accumulate in float32
             g, a = g.float(), a.float()
-        if self.has_bias:
-            a = torch.cat([a, a.new_ones((*a.shape[:-1], 1))], dim=-1)
-        return g, a
+        if self.groups > 1:
+            return self._formed_by_group(g, a)
+        return g, self._with_bias_column(a)
+
+    def _with_bias_column(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.cat([a, a.new_ones((*a.shape[:-1], 1))], dim=-1) if self.has_bias else a
+
+    def _formed_by_group(self, g: torch.Tensor, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(I, G)`` for a grouped convolution: ``G``'s rows of group ``j`` are ``sum_t g_t[j] u_t[j]^T``."""
+        n_samples, _, d_out = g.shape
+        by_group = self._with_bias_column(a.unflatten(-1, (self.groups, -1)))  # (S, M, groups, in / groups [+ 1])
+        formed = torch.einsum("smgo,smgi->sgoi", g.unflatten(-1, (self.groups, -1)), by_group).flatten(1, 2)
+        identity = torch.eye(d_out, dtype=formed.dtype, device=formed.device).expand(n_samples, d_out, d_out)
+        return identity, formed
+
+    def _input_tokens(self, inputs: torch.Tensor) -> torch.Tensor:
+        """``(rows, tokens, features)``: a linear layer's inputs, or the patches a convolution's kernel covers."""
+        conv = self.conv
+        if conv is None or _is_pointwise(conv):
+            return self._tokens(inputs)
+        padded = F.pad(inputs, conv._reversed_padding_repeated_twice, mode=_PADDING_MODES[conv.padding_mode])
+        if isinstance(conv, nn.Conv1d):  # a convolution over a 1 x L image
+            padded = padded.unsqueeze(2)
+            kernel, dilation, stride = ((1, *conv.kernel_size), (1, *conv.dilation), (1, *conv.stride))
+        else:
+            kernel, dilation, stride = conv.kernel_size, conv.dilation, conv.stride
+        return F.unfold(padded, kernel, dilation=dilation, stride=stride).transpose(1, 2)
 
     def _tokens(self, tensor: torch.Tensor) -> torch.Tensor:
-        """``(rows, tokens, features)`` view of a layer input or output gradient."""
-        if self.is_conv:
+        """``(rows, tokens, features)`` view of a layer input or output gradient (a convolution's positions
+        are its tokens)."""
+        if self.conv is not None:
             return tensor.flatten(2).transpose(1, 2)
         return tensor.reshape(tensor.shape[0], -1, tensor.shape[-1])
+
+
+# nn.Conv*'s padding modes -> F.pad's
+_PADDING_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
 
 
 _HALF = (torch.float16, torch.bfloat16)

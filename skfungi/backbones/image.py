@@ -27,8 +27,8 @@ class ImageBackbone(Backbone):
         The frozen backbone. It is never modified: skfungi runs it in eval mode
         with frozen weights and restores its flags afterwards.
     layer : str, optional
-        Dotted path of the default target layer (an ``nn.Linear`` or a 1x1
-        ``nn.Conv2d``). ``FungiTransformer(layer=...)`` overrides it.
+        Dotted path of the default target layer (an ``nn.Linear`` or any
+        ``nn.Conv2d`` / ``nn.Conv1d``). ``FungiTransformer(layer=...)`` overrides it.
     embed : callable, optional
         ``embed(module, inputs) -> (N, E)`` embedding. Default: ``module(inputs)``.
         Use a module-level function (not a lambda) if the fitted transformer
@@ -59,10 +59,11 @@ class ImageBackbone(Backbone):
 
     Notes
     -----
-    An image decoded from 8-bit data (uint8 arrays, PIL images, image files)
-    gets its inference view resampled by PIL, in 8-bit arithmetic, as timm,
-    open_clip and torchvision transforms resample the PIL images they are
-    given; any other image is resampled in floating point by torchvision.
+    An image decoded from 8-bit data (uint8 arrays, 8-bit PIL images and
+    image files) gets its inference view resampled by PIL, in 8-bit
+    arithmetic, as timm, open_clip and torchvision transforms resample the PIL
+    images they are given; any other image (16-bit, float) is resampled in
+    floating point by torchvision.
     The DINO crops and SimCLR patches use the same interpolation, in
     floating point.
 

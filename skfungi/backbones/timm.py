@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import torch
 import torch.nn as nn
 
+from .._core.gradients import supported_layers
 from ._hub import hub_access, hub_cache_dir, reachable, weights_error
 from ._registry import module_family
 from .image import ImageBackbone
@@ -258,8 +259,16 @@ def interpolated_position_embeddings(model: nn.Module):
 
 
 def _default_layer(model: nn.Module) -> str | None:
+    """The paper's layer for a ViT (the last block's ``attn.proj``); for a CNN (no patch embedding) the
+    last convolution or linear layer of its trunk, outside the classifier (``layer4.<last>.conv3`` of a
+    ResNet-50, ``conv_head`` of an EfficientNet); None for other models with a patch embedding."""
     blocks = getattr(model, "blocks", None)
     if isinstance(blocks, nn.Sequential) and len(blocks) and hasattr(blocks[-1], "attn"):
         if isinstance(getattr(blocks[-1].attn, "proj", None), nn.Linear):
             return f"blocks.{len(blocks) - 1}.attn.proj"
-    return None
+    if has_patch_embedding(model):
+        return None
+    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
+    head = set(map(id, classifier.modules())) if isinstance(classifier, nn.Module) else set()
+    trunk = [path for path in supported_layers(model) if id(model.get_submodule(path)) not in head]
+    return trunk[-1] if trunk else None
