@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import skfungi
-from skfungi import FungiTransformer, SimCLRLoss
+from skfungi import DINOLoss, FungiTransformer, SimCLRLoss
+from skfungi._core.progress import progress_listener
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -63,3 +64,20 @@ def test_no_bare_print_in_library_modules():
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
                 printing.append(f"{path.relative_to(package)}:{node.lineno}")
     assert printing == []
+
+
+def test_transform_progress_moves_about_once_per_sample_within_a_batch(vit_backbone, images):
+    """At paper-like views a batch of eight images takes minutes on a CPU: the progress moves as each
+    view group finishes (by its share of a sample's views), in whole samples, and adds up exactly."""
+    fungi = FungiTransformer(
+        vit_backbone,
+        losses=("kl", DINOLoss(latent_dim=16), SimCLRLoss(grid_size=3, n_negatives=2), "simclr_views"),
+        batch_size=8,
+        random_state=0,
+    ).fit(images)
+    reports = []
+    with progress_listener(lambda stage, n: reports.append((stage, n))):
+        fungi.transform(images)
+    counts = [n for stage, n in reports if stage == "transform"]
+    assert sum(counts) == len(images)  # one batch of six
+    assert len(counts) >= len(images) - 1 and max(counts) <= 2  # not one report of six at the batch's end

@@ -47,7 +47,7 @@ from .device import autocast
 from .freeze import frozen_eval
 from .gradients import GradientCapture, layer_shape, resolve_layer
 from .numerics import l2_normalize
-from .progress import report_progress
+from .progress import SampleCounter, report_progress
 from .seeding import derive_seed, generator
 
 __all__ = ["LABELS", "FeatureExtractor", "KeyedSample", "NonFiniteFeaturesError", "RunOptions", "loss_dtype"]
@@ -198,16 +198,15 @@ class _Pass:
         extractor, options = self.extractor, self.options
         out = np.empty((len(samples), sum(extractor.block_widths(options.include_embedding))), dtype=np.float32)
         bar = self._bar(len(samples), "FUNGI features")
+        progress = SampleCounter("transform", bar)
         pending = []  # (start, stop, blocks, reduced gradients) awaiting one shared projection
         with frozen_eval(self.backbone.module):
             for start, stop, batch in self._decoded_batches(samples):
-                pending.append((start, stop, *self._batch_blocks(batch)))
+                pending.append((start, stop, *self._batch_blocks(batch, progress)))
                 if sum(_nbytes(reduced) for *_, reduced in pending) >= PROJECTION_BUFFER_BYTES:
                     self._write_features(pending, out)
                     pending = []
-                if bar is not None:
-                    bar.update(stop - start)
-                report_progress("transform", stop - start)
+                progress.reach(stop)
             if pending:
                 self._write_features(pending, out)
         if bar is not None:
@@ -234,18 +233,24 @@ class _Pass:
                     submitted += 1
                 yield start, stop, [pending.popleft().result() for _ in range(stop - start)]
 
-    def _batch_blocks(self, batch):
+    def _batch_blocks(self, batch, progress: SampleCounter):
         """The batch's blocks before projection: ``{name: (S, E) tensor}`` for the embedding and the view
-        averages, and the reduced gradients of the gradient losses stacked loss-major (or None)."""
+        averages, and the reduced gradients of the gradient losses stacked loss-major (or None).
+
+        ``progress`` advances as each pass finishes a group of samples, by the pass's share of the views
+        a sample has in all (so the bar moves about once per sample, whatever the batch size)."""
         extractor = self.extractor
         blocks, reduced = {}, {}
-        if self.options.include_embedding or any(loss.uses_inference_view for loss in extractor.gradient_losses):
+        shares = self._view_shares()
+        if "embedding" in shares:
             blocks["embedding"], reduced = self._inference_pass(batch)
+            progress.advance(len(batch) * shares["embedding"])
         for loss in extractor.losses:
             if not loss.needs_gradient:
-                blocks[loss.name] = self.encode(loss.loss_, batch, stage=None).mean(dim=1)
+                step = functools.partial(progress.advance, shares[loss.name])
+                blocks[loss.name] = self.encode(loss.loss_, batch, stage=None, on_sample=step).mean(dim=1)
             elif not loss.uses_inference_view:
-                reduced[loss.name] = self._loss_pass(loss, batch)
+                reduced[loss.name] = self._loss_pass(loss, batch, progress, shares[loss.name])
         gradient_losses = extractor.gradient_losses
         stacked = torch.cat([reduced[loss.name] for loss in gradient_losses]) if gradient_losses else None
         return blocks, stacked
@@ -323,8 +328,9 @@ class _Pass:
                     reduced[loss.name] = self.extractor.projection.reduce(*factors)
         return embedding.detach(), reduced
 
-    def _loss_pass(self, loss, batch) -> torch.Tensor:
-        """Reduced per-sample gradients of ``loss`` for a batch, one backward per view group."""
+    def _loss_pass(self, loss, batch, progress: SampleCounter | None = None, share: float = 0.0) -> torch.Tensor:
+        """Reduced per-sample gradients of ``loss`` for a batch, one backward per view group (each
+        advancing ``progress`` by ``share`` of a sample per sample)."""
         reduced = []
         for start, stop in self._view_groups(loss, len(batch)):
             with self._capture() as capture, torch.enable_grad():
@@ -333,10 +339,25 @@ class _Pass:
                     losses = loss.sample_losses(embeddings).sum()
                 with record_function(LABELS["backward"]):
                     reduced.append(self.extractor.projection.reduce(*capture.factors(losses, stop - start)))
+            if progress is not None:
+                progress.advance((stop - start) * share)
         return torch.cat(reduced)
 
-    def encode(self, loss, samples, n_views=None, stage="fit") -> torch.Tensor:
-        """See :meth:`FeatureExtractor.encode`; ``stage`` names the progress reported per sample (or None)."""
+    def _view_shares(self) -> dict[str, float]:
+        """Each pass's share of a sample's forwards: ``"embedding"`` (the inference view, with the losses
+        that reuse it) and every other block, by its views per sample."""
+        extractor, views = self.extractor, {}
+        if self.options.include_embedding or any(loss.uses_inference_view for loss in extractor.gradient_losses):
+            views["embedding"] = 1
+        for loss in extractor.losses:
+            if not (loss.needs_gradient and loss.uses_inference_view):
+                views[loss.name] = loss.view_count(self.backbone)
+        total = sum(views.values())
+        return {name: count / total for name, count in views.items()}
+
+    def encode(self, loss, samples, n_views=None, stage="fit", on_sample=None) -> torch.Tensor:
+        """See :meth:`FeatureExtractor.encode`; ``stage`` names the progress reported per sample (or None);
+        ``on_sample()`` is called after each sample's views are queued."""
         pending: dict[int, list] = {}  # view group -> views awaiting a forward
         encoded: dict[int, list[torch.Tensor]] = {}
         with torch.no_grad():
@@ -349,6 +370,8 @@ class _Pass:
                         del queue[: self.batch_size]
                 if stage is not None:
                     report_progress(stage, 1)
+                if on_sample is not None:
+                    on_sample()
             for group_index, queue in pending.items():
                 if queue:
                     encoded.setdefault(group_index, []).append(self.embed(_stacked(queue)))

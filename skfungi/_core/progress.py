@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-__all__ = ["progress_listener", "report_progress"]
+__all__ = ["SampleCounter", "progress_listener", "report_progress"]
 
 _listener: ContextVar[Callable[[str, int], None] | None] = ContextVar("skfungi_progress", default=None)
 
@@ -35,3 +35,37 @@ def report_progress(stage: str, n_samples: int) -> None:
     callback = _listener.get()
     if callback is not None:
         callback(stage, n_samples)
+
+
+class SampleCounter:
+    """Progress through a stage's samples, advanced by fractions, reported in whole samples.
+
+    A batch runs its blocks one after the other, and each block's views one
+    group of samples at a time; advancing by each group's share of a sample's
+    work (its views over all the sample's views) moves a bar image by image
+    even when a batch holds many images. ``bar`` is a tqdm bar or None.
+    """
+
+    def __init__(self, stage: str, bar=None):
+        self.stage = stage
+        self.bar = bar
+        self._done = 0.0
+        self._reported = 0
+
+    def advance(self, samples: float) -> None:
+        """``samples`` more (a fraction of a sample's work counts as that fraction)."""
+        self._done += samples
+        self._report(int(self._done + 1e-9))
+
+    def reach(self, samples: int) -> None:
+        """Exactly ``samples`` done (the end of a batch: no rounding carries over)."""
+        self._done = float(samples)
+        self._report(samples)
+
+    def _report(self, whole: int) -> None:
+        step = whole - self._reported
+        if step > 0:
+            self._reported = whole
+            if self.bar is not None:
+                self.bar.update(step)
+            report_progress(self.stage, step)
