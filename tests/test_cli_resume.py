@@ -103,6 +103,57 @@ def test_resume_with_other_settings_is_refused(tmp_path, monkeypatch, capsys):
     assert np.load(output).shape == (6, 36)
 
 
+def _replace_the_transformer(tmp_path, parts):
+    shutil.copy(tmp_path / "other.npy.parts" / "transformer.pkl", parts / "transformer.pkl")
+
+
+def _copy_a_chunk_of_another_fit(tmp_path, parts):
+    shutil.copy(tmp_path / "other.npy.parts" / "chunk-000000.npz", parts / "chunk-000000.npz")
+
+
+@pytest.mark.parametrize("mix", [_replace_the_transformer, _copy_a_chunk_of_another_fit])
+def test_chunks_of_another_fitted_transformer_are_never_merged(tmp_path, monkeypatch, capsys, mix):
+    output, parts = tmp_path / "f.npy", tmp_path / "f.npy.parts"
+    _interrupted(tmp_path, monkeypatch, capsys, output)
+    Counted(monkeypatch, n=1)  # another fit (seed 1) of the same images, one chunk done
+    assert extract(tmp_path / "images", tmp_path / "other.npy", *OPTIONS, "--seed", "1") == EXIT_INTERRUPTED
+    monkeypatch.undo()
+    capsys.readouterr()
+    mix(tmp_path, parts)
+    assert extract(tmp_path / "images", output, *OPTIONS) == 1
+    line = error_line(capsys)
+    chunk = os.fspath(parts / "chunk-000000.npz")
+    assert f"chunk file {chunk!r} was computed with another fitted transformer than" in line
+    assert "pass --restart to discard the partial results and start afresh" in line
+    assert not output.exists() and not (parts / LOCK).exists()
+
+    assert extract(tmp_path / "images", output, *OPTIONS, "--restart") == 0
+    assert extract(tmp_path / "images", tmp_path / "whole.npy", *OPTIONS) == 0
+    assert output.read_bytes() == (tmp_path / "whole.npy").read_bytes()
+
+
+def test_a_chunk_of_another_fit_is_refused_when_output_is_written(tmp_path, monkeypatch, capsys):
+    """A chunk that turns foreign after the resumed run checked it (copied in meanwhile) is found at the merge."""
+    from skfungi.cli import extract as extract_module
+
+    output, parts = tmp_path / "f.npy", tmp_path / "f.npy.parts"
+    _interrupted(tmp_path, monkeypatch, capsys, output)
+    Counted(monkeypatch, n=1)
+    assert extract(tmp_path / "images", tmp_path / "other.npy", *OPTIONS, "--seed", "1") == EXIT_INTERRUPTED
+    monkeypatch.undo()
+    capsys.readouterr()
+    transform_pending = extract_module._transform_pending
+
+    def then_copy(*args):
+        transform_pending(*args)
+        _copy_a_chunk_of_another_fit(tmp_path, parts)
+
+    monkeypatch.setattr(extract_module, "_transform_pending", then_copy)
+    assert extract(tmp_path / "images", output, *OPTIONS) == 1
+    assert "chunk-000000.npz' was computed with another fitted transformer" in error_line(capsys)
+    assert not output.exists()
+
+
 # -- a bad command leaves nothing behind ------------------------------------------------------
 
 

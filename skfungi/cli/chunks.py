@@ -11,9 +11,12 @@ An extraction writing ``OUTPUT`` keeps its partial results in the folder
   extraction of the same OUTPUT is refused while that process runs, and takes
   the lock over once it has died;
 - ``chunk-NNNNNN.npz``, one per finished chunk of samples. Each records its
-  chunk number, its row range and a SHA-256 checksum of its arrays, all
-  verified when it is read: a chunk file copied over another, truncated or
-  altered is refused with its name and the way to recompute it.
+  chunk number, its row range, a digest of the pickled transformer file that
+  computed it and a SHA-256 checksum of its arrays, all verified when it is
+  read: a chunk file copied over another, truncated or altered is refused with
+  its name and the way to recompute it, and chunks of two fitted transformers
+  (a ``transformer.pkl`` replaced, a chunk copied from another extraction) are
+  never merged into one OUTPUT.
 
 The folder is created complete under a temporary name and renamed into place,
 and every file in it is written to a temporary name and renamed: a file under
@@ -41,7 +44,7 @@ __all__ = ["ChunkStore", "ResumeError", "atomic_write"]
 
 MANIFEST = "manifest.json"
 LOCK = "lock"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 
 class ResumeError(CommandError):
@@ -83,12 +86,16 @@ class ChunkStore:
     resuming : bool
         Whether ``directory`` holds partial results of an earlier run (else it
         is created by :meth:`writing`).
+
+    Before chunks are read or written, :meth:`use_transformer` names the
+    fitted transformer that computes them.
     """
 
     def __init__(self, directory: Path, manifest: dict, resuming: bool):
         self.directory = Path(directory)
         self.manifest = manifest
         self.resuming = resuming
+        self.transformer: tuple[Path, str] | None = None
 
     @classmethod
     def open(cls, directory, settings: dict, n_samples: int, chunk_size: int, restart: bool = False) -> ChunkStore:
@@ -122,6 +129,14 @@ class ChunkStore:
         """The path of the file ``name`` of the folder."""
         return self.directory / name
 
+    def use_transformer(self, path: Path, digest: str) -> None:
+        """Chunks are computed by the transformer pickled in ``path`` whose bytes have ``digest``.
+
+        Every chunk written records ``digest``; a chunk read that records
+        another one is refused.
+        """
+        self.transformer = (Path(path), digest)
+
     @contextmanager
     def writing(self, files: dict[str, Callable] | None = None) -> Iterator[ChunkStore]:
         """Hold the folder for this process during the block.
@@ -152,7 +167,7 @@ class ChunkStore:
         pending = []
         for chunk in range(self.n_chunks):
             if self._chunk_path(chunk).is_file():
-                self._read_chunk(chunk, ("chunk", "row_range", "rows", "failed_rows"))
+                self._read_chunk(chunk, ("chunk", "row_range", "rows", "failed_rows", "transformer"))
             else:
                 pending.append(chunk)
         return pending
@@ -167,6 +182,7 @@ class ChunkStore:
             "features": np.asarray(features, dtype=np.float32),
             "failed_rows": np.asarray([row for row, _ in failed], dtype=np.int64),
             "failed_reasons": np.asarray([reason for _, reason in failed], dtype=str),
+            "transformer": np.asarray(self._transformer_digest()),
         }
         arrays["checksum"] = np.asarray(_checksum(arrays))
         atomic_write(self._chunk_path(chunk), lambda file: np.savez(file, **arrays))
@@ -175,7 +191,9 @@ class ChunkStore:
         """The rows kept by each chunk, and the failed rows with their reasons (features are not read)."""
         rows, failed = [], []
         for chunk in range(self.n_chunks):
-            stored = self._read_chunk(chunk, ("chunk", "row_range", "rows", "failed_rows", "failed_reasons"))
+            stored = self._read_chunk(
+                chunk, ("chunk", "row_range", "rows", "failed_rows", "failed_reasons", "transformer")
+            )
             rows.append(stored["rows"])
             failed.extend(zip(stored["failed_rows"].tolist(), stored["failed_reasons"].tolist(), strict=True))
         return rows, failed
@@ -192,6 +210,11 @@ class ChunkStore:
 
     def _chunk_path(self, chunk: int) -> Path:
         return self.directory / f"chunk-{chunk:06d}.npz"
+
+    def _transformer_digest(self) -> str:
+        if self.transformer is None:
+            raise RuntimeError("ChunkStore.use_transformer must name the transformer before chunks are used.")
+        return self.transformer[1]
 
     def _create(self, files: dict[str, Callable]) -> None:
         directory = self.directory
@@ -241,6 +264,13 @@ class ChunkStore:
             raise ResumeError(
                 f"chunk file {os.fspath(path)!r} holds rows {start}-{stop - 1} (chunk {number}), not rows "
                 f"{span.start}-{span.stop - 1} (chunk {chunk}): it was copied or moved from elsewhere; {recompute}."
+            )
+        if str(arrays["transformer"]) != self._transformer_digest():
+            raise ResumeError(
+                f"chunk file {os.fspath(path)!r} was computed with another fitted transformer than "
+                f"{os.fspath(self.transformer[0])!r} (digest {str(arrays['transformer'])!r}, not "
+                f"{self.transformer[1]!r}): the features of two fits cannot be merged; pass --restart to discard "
+                "the partial results and start afresh."
             )
         covered = np.sort(np.concatenate([arrays["rows"], arrays["failed_rows"]]))
         if not np.array_equal(covered, np.arange(span.start, span.stop)):

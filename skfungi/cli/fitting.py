@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import CommandError
-from .main import DEFAULT_FIT_SAMPLES, DEFAULT_LAYER, DEFAULT_PRECISION, DEFAULT_SEED, DEFAULT_VIEWS
+from .main import COMMAND_LOSSES, DEFAULT_FIT_SAMPLES, DEFAULT_LAYER, DEFAULT_PRECISION, DEFAULT_SEED, DEFAULT_VIEWS
 
 __all__ = ["TRANSFORMER_FILE", "fit_transformer", "load_transformer", "loss_names", "transformer_writer"]
 
@@ -40,6 +40,12 @@ def loss_names(text: str, modality: str) -> tuple[str, ...]:
     names = tuple(name.strip().lower() for name in text.split(","))
     if not all(names):
         raise CommandError(f"--losses {text!r} has an empty name; give e.g. 'kl,dino,simclr', 'auto' or 'none'.")
+    unknown = [name for name in names if name not in COMMAND_LOSSES]
+    if unknown:
+        raise CommandError(
+            f"--losses: unknown loss {unknown[0]!r}; use a comma-separated list of {', '.join(COMMAND_LOSSES)}, "
+            "or 'auto' or 'none'."
+        )
     return names
 
 

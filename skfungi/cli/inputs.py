@@ -219,10 +219,10 @@ def _text_table(path: Path, text_column: str, label_column: str | None) -> Input
     import pandas as pd
 
     try:
-        table = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+        table = _read_parquet(path, text_column) if path.suffix.lower() == ".parquet" else _read_csv(path, text_column)
     except ImportError as error:
         raise InputError(f"cannot read {os.fspath(path)!r}: {error}") from error
-    except (OSError, ValueError, pd.errors.ParserError) as error:
+    except (OSError, ValueError, NotImplementedError, pd.errors.ParserError) as error:  # NotImplemented: a cast
         raise InputError(f"cannot read {os.fspath(path)!r}: {error}") from error
     for role, column in (("text", text_column), ("label", label_column)):
         if column is not None and column not in table.columns:
@@ -233,7 +233,7 @@ def _text_table(path: Path, text_column: str, label_column: str | None) -> Input
     if len(table) == 0:
         raise InputError(f"{os.fspath(path)!r} has no rows.")
     texts = table[text_column].to_numpy(dtype=object)
-    labels = None if label_column is None else table[label_column].astype(str).to_numpy()
+    labels = None if label_column is None else _label_values(table[label_column])
     return InputSource(
         "table",
         "text",
@@ -243,6 +243,38 @@ def _text_table(path: Path, text_column: str, label_column: str | None) -> Input
         lambda indices: _load_texts(texts, text_column, indices),
         lambda progress: _load_texts(texts, text_column, range(len(texts)))[2],
     )
+
+
+def _read_csv(path: Path, text_column: str):
+    """The table of a CSV file, whose text column is read as strings (a cell "2024" is a text, not a number)."""
+    import pandas as pd
+
+    return pd.read_csv(path, dtype={text_column: str})
+
+
+def _read_parquet(path: Path, text_column: str):
+    """The table of a Parquet file, whose text column is cast to strings (missing cells stay missing)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    if text_column in table.column_names:
+        index = table.column_names.index(text_column)
+        table = table.set_column(index, text_column, table.column(text_column).cast(pa.string()))
+    return table.to_pandas()
+
+
+def _label_values(column) -> np.ndarray:
+    """A label column as it is when it holds numbers or booleans, else as strings (a fixed-width unicode array).
+
+    Both are what every OUTPUT format holds (``.npz`` without pickling). A missing label is NaN in a
+    column of numbers, an empty string in a column of strings.
+    """
+    values = column.to_numpy()
+    if values.dtype.kind in "biuf":
+        return values
+    cells = column.astype(object).where(column.notna(), "")
+    return np.asarray([str(cell) for cell in cells], dtype=str)
 
 
 def _load_texts(texts: np.ndarray, column: str, indices) -> tuple[list, list[int], list[tuple[int, str]]]:

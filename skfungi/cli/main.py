@@ -11,7 +11,7 @@ import errno
 import sys
 from collections.abc import Sequence
 
-__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "build_parser", "main"]
+__all__ = ["COMMAND_LOSSES", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "build_parser", "main"]
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
@@ -26,6 +26,8 @@ DEFAULT_PRECISION = "float32"
 DEFAULT_FIT_SAMPLES = 64
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_CHUNK_SIZE = 64
+# the blocks --losses takes: the gradient blocks, and the no-gradient controls of the losses with several views
+COMMAND_LOSSES = ("kl", "dino", "simclr", "dino_views", "simclr_views")
 
 EXTRACT_DESCRIPTION = f"""\
 Extract FUNGI features (the backbone's embedding and the projected per-sample
@@ -138,15 +140,16 @@ def _add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--losses",
         metavar="LIST",
-        help="comma-separated losses among kl, dino, simclr; 'auto' (default): kl,dino,simclr for images, "
-        "kl,simclr for texts; 'none': the embedding alone",
+        help=f"comma-separated blocks among {', '.join(COMMAND_LOSSES)}: the gradients of the KL, DINO and SimCLR "
+        "losses, and the no-gradient controls (the mean embedding of DINO's or SimCLR's views); 'auto' (default): "
+        "kl,dino,simclr for images, kl,simclr for texts; 'none': the embedding alone",
     )
     parser.add_argument(
         "--views",
         choices=("paper", "fast"),
         help="view settings of the losses: 'paper' (default: 1 KL + 12 DINO + 49 SimCLR views per image, at "
-        "the input size) or 'fast' (DINO's local crops at their own size and a 4 x 4 SimCLR grid): with "
-        "skfungi:mobilenet_v2 on a CPU, measured 3.8x faster per extracted image and 8x faster per bank image. "
+        "the input size) or 'fast' (DINO's local crops at their own size and a 4 x 4 SimCLR grid): several times "
+        "cheaper, see the measured cost and accuracy in the benchmarks page (docs/benchmarks.md, 'View presets'). "
         "Texts have the same views in both",
     )
     parser.add_argument("--layer", help="dotted path of the target layer (default: the backbone's own choice)")
@@ -176,6 +179,14 @@ def _add_extract_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         metavar="N",
         help="threads decoding the next batches while one is computed (default 0: none)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="torch's intra-op threads for this run (default: torch's own, one per core). On a machine busy with "
+        "other jobs, 1 can be several times faster: threads that wait for a busy core stall the others (measured "
+        "in docs/cli.md, 'Threads')",
     )
     parser.add_argument(
         "--seed",

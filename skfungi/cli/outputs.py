@@ -10,10 +10,17 @@ fixed-size-list ``float32`` column per block of features (``embedding``,
 common layout for embeddings, which pandas, pyarrow, polars and DuckDB read as
 one vector per row. ``"wide"`` holds one ``float32`` column per feature
 (``embedding0``, ``embedding1``, ...).
+
+The sample names and labels are columns of every format but ``.npy``: strings
+(a fixed-width unicode array), numbers or booleans, which ``.npz`` stores
+without pickling (``np.load(..., allow_pickle=False)`` reads it) and Parquet
+types as they are. :func:`check_storable` refuses anything else before the
+command does any work.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
@@ -22,11 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from .chunks import atomic_write
+from .errors import CommandError
 
-__all__ = ["LAYOUTS", "ROW_GROUP_BYTES", "WRITERS", "feature_blocks", "write_features"]
+__all__ = ["LAYOUTS", "ROW_GROUP_BYTES", "WRITERS", "check_storable", "feature_blocks", "write_features"]
 
 ROW_GROUP_BYTES = 64 * 2**20
 LAYOUTS = ("blocks", "wide")
+# dtype kinds of the sample names and labels that .npz (without pickle) and Parquet hold: bool, ints, floats, str
+STORABLE_KINDS = "biufU"
 
 
 def write_features(
@@ -44,6 +54,19 @@ def write_features(
     """
     write = WRITERS[Path(path).suffix.lower()]
     atomic_write(path, lambda file: write(file, chunks(), feature_names, samples, labels, layout))
+
+
+def check_storable(path: Path, samples: np.ndarray, labels: np.ndarray | None) -> None:
+    """Raise a CommandError if the format of ``path`` cannot hold ``samples`` or ``labels`` (None: no labels)."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".npy":  # the features only
+        return
+    for role, values in (("sample names", samples), ("labels", labels)):
+        if values is not None and values.dtype.kind not in STORABLE_KINDS:
+            raise CommandError(
+                f"OUTPUT {os.fspath(path)!r} cannot hold {role} of dtype {values.dtype}: {suffix} holds strings, "
+                "numbers or booleans."
+            )
 
 
 def feature_blocks(feature_names: list[str]) -> list[tuple[str, int, int]]:
@@ -96,7 +119,11 @@ def _write_parquet(file, chunks: Iterable[np.ndarray], feature_names, samples, l
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    text = [("sample", samples)] + ([] if labels is None else [("label", labels)])
+    described = [
+        (name, values, _arrow_type(values))
+        for name, values in (("sample", samples), ("label", labels))
+        if values is not None
+    ]
     if layout == "wide":
         columns = [(name, pa.float32(), start, start + 1) for start, name in enumerate(feature_names)]
     else:
@@ -104,13 +131,13 @@ def _write_parquet(file, chunks: Iterable[np.ndarray], feature_names, samples, l
             (name, pa.list_(pa.float32(), stop - start), start, stop)
             for name, start, stop in feature_blocks(feature_names)
         ]
-    schema = pa.schema([(name, pa.string()) for name, _ in text] + [(name, kind) for name, kind, _, _ in columns])
+    schema = pa.schema([(name, kind) for name, _, kind in described] + [(name, kind) for name, kind, _, _ in columns])
     rows_per_group = max(1, ROW_GROUP_BYTES // (4 * max(1, len(feature_names))))
     written = 0
     writer = pq.ParquetWriter(pa.PythonFile(file, mode="w"), schema)
     for block in _row_groups(chunks, rows_per_group):
         stop = written + len(block)
-        arrays = [pa.array(values[written:stop].tolist(), pa.string()) for _, values in text]
+        arrays = [pa.array(values[written:stop], kind) for _, values, kind in described]
         for _, _, first, last in columns:
             values = np.ascontiguousarray(block[:, first:last], dtype=np.float32)
             arrays.append(
@@ -122,6 +149,13 @@ def _write_parquet(file, chunks: Iterable[np.ndarray], feature_names, samples, l
         written = stop
     writer.close()
     _check_count(written, len(samples))
+
+
+def _arrow_type(values: np.ndarray):
+    """The Arrow type of a column of sample names or labels (see :func:`check_storable`)."""
+    import pyarrow as pa
+
+    return pa.string() if values.dtype.kind == "U" else pa.from_numpy_dtype(values.dtype)
 
 
 def _row_groups(chunks: Iterable[np.ndarray], rows: int) -> Iterator[np.ndarray]:
