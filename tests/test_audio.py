@@ -466,3 +466,26 @@ def test_names_moved_out_of_the_audio_module_still_import_with_a_warning():
     from skfungi.backbones.resemblyzer import ResemblyzerBackbone
 
     assert moved is ResemblyzerBackbone and audio.LogMelSpectrogram is LogMelSpectrogram
+
+
+# -- sample rates: whole numbers of any numeric type -----------------------------------------------
+
+
+@pytest.mark.parametrize("rate", [8000.0, np.float64(8000.0), np.float32(8000.0), np.int64(8000), np.uint16(8000)])
+def test_a_whole_sample_rate_of_any_numeric_type_is_the_int(clips, rate):
+    backbone = AudioBackbone(tiny_speaker(), features=log_power_frames, sample_rate=rate)
+    assert backbone.sample_rate == 8000 and type(backbone.sample_rate) is int
+    samples = as_waveforms([clips[0], (clips[1], rate)], rate)
+    assert [sample.sample_rate for sample in samples] == [8000, 8000]
+    assert all(type(sample.sample_rate) is int for sample in samples)
+    fungi = FungiTransformer(backbone, losses=("kl",), random_state=0).fit(clips[:2])
+    reference = FungiTransformer(tiny_backbone(), losses=("kl",), random_state=0).fit(clips[:2])
+    np.testing.assert_array_equal(fungi.transform([(clips[2], rate)]), reference.transform([clips[2]]))
+
+
+@pytest.mark.parametrize("rate", [8000.5, float("nan"), float("inf"), True, np.bool_(True), "8000", 0.0, -8000])
+def test_a_sample_rate_that_is_no_positive_whole_number_is_refused(clips, rate):
+    with pytest.raises(ValueError, match=r"the sample rate of sample 1 must be a positive whole number of Hz"):
+        as_waveforms([clips[0], (clips[1], rate)], 8000)
+    with pytest.raises(ValueError, match=r"'sample_rate' parameter of AudioBackbone must be an int or a whole float"):
+        AudioBackbone(tiny_speaker(), sample_rate=rate)

@@ -27,6 +27,7 @@ from cli_support import (
     library_features,
     write_images,
 )
+from PIL import Image
 
 from skfungi import FungiTransformer, __version__, cli
 
@@ -176,6 +177,30 @@ def test_npy_array_of_images(tmp_path):
     with np.load(tmp_path / "f.npz") as stored:
         assert stored["samples"].tolist() == ["0", "1", "2", "3", "4"] and "labels" not in stored
         np.testing.assert_allclose(stored["features"], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_sixteen_bit_images_are_scaled_by_their_depth_and_int32_ones_refused(tmp_path, capsys):
+    deep = (np.arange(20 * 24).reshape(20, 24) * 131 + 1000).astype(np.uint16)
+    colour = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    (tmp_path / "images").mkdir()
+    Image.fromarray(deep).save(tmp_path / "images" / "deep.png")
+    Image.fromarray(colour).save(tmp_path / "images" / "rgb.png")
+    expected, _ = library_features([colour], [deep.astype(np.float64) / 65535, colour])
+    assert extract(tmp_path / "images", tmp_path / "f.npz", "--losses", "kl") == 0
+    with np.load(tmp_path / "f.npz") as stored:
+        np.testing.assert_allclose(stored["features"], expected, rtol=1e-5, atol=1e-6)
+    np.save(tmp_path / "deep.npy", deep[None])
+    assert extract(tmp_path / "deep.npy", tmp_path / "g.npz", "--losses", "kl") == 0
+    with np.load(tmp_path / "g.npz") as stored:
+        np.testing.assert_allclose(stored["features"], expected[:1], rtol=1e-5, atol=1e-6)
+
+    Image.fromarray(deep.astype(np.int32)).save(tmp_path / "images" / "int32.tif")
+    assert extract(tmp_path / "images", tmp_path / "h.npz", "--losses", "kl") == 1
+    line = error_line(capsys)
+    assert "int32.tif" in line and "mode 'I' (32-bit integers)" in line and "--on-error skip" in line
+    np.save(tmp_path / "int32.npy", deep[None].astype(np.int32))
+    assert extract(tmp_path / "int32.npy", tmp_path / "h.npz", "--losses", "kl") == 1
+    assert "int32.npy' has dtype int32, whose range the dtype does not record" in error_line(capsys)
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])

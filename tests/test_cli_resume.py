@@ -171,7 +171,7 @@ def _out_of_range_npy(tmp_path):
 
 def _int16_npy(tmp_path):
     np.save(tmp_path / "int16.npy", np.zeros((2, 16, 16), dtype=np.int16))
-    return [tmp_path / "int16.npy"], "holds int16 values"
+    return [tmp_path / "int16.npy"], "has dtype int16, whose range the dtype does not record"
 
 
 def _texts_to_fit_images(tmp_path):

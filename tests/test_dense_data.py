@@ -13,7 +13,7 @@ from skfungi.dense import (
     make_segmentation_scenes,
     mean_iou,
 )
-from skfungi.dense.labels import as_label_maps, upsample_scores
+from skfungi.dense.labels import as_label_maps, patch_label_counts, upsample_scores
 
 # -- synthetic scenes -----------------------------------------------------------
 
@@ -131,12 +131,27 @@ def test_bad_label_maps_name_the_sample(tmp_path):
     Image.fromarray(np.zeros((2, 2, 3), dtype=np.uint8)).save(tmp_path / "rgb.png")
     with pytest.raises(ValueError, match="mode 'RGB'; label maps must be single-channel"):
         as_label_maps([tmp_path / "rgb.png"])[0]
-    with pytest.raises(ValueError, match="mask 1 holds negative class ids"):
+    with pytest.raises(ValueError, match="mask 1 holds the negative class id -1"):
         as_label_maps([np.zeros((2, 2), int), -np.ones((2, 2), int)])[1]
     with pytest.raises(ValueError, match="mask 0 has shape \\(2, 2, 3\\)"):
         as_label_maps([np.zeros((2, 2, 3), int)])[0]
     with pytest.raises(ValueError, match="an \\(N, H, W\\) array"):
         as_label_maps(np.zeros((2, 2), int))
+
+
+def test_label_maps_beyond_int64_are_refused_and_huge_ids_kept():
+    with pytest.raises(ValueError, match="mask 0 holds class id 9223372036854775808, beyond int64's range"):
+        as_label_maps([np.full((2, 2), 2**63, np.uint64)])[0]
+    np.testing.assert_array_equal(as_label_maps([np.full((2, 2), 2**40, np.uint64)])[0], np.full((2, 2), 2**40))
+
+
+def test_the_ignore_index_may_be_negative_and_other_negative_ids_are_refused():
+    maps = as_label_maps([np.array([[0, -1], [3, 1]])], ignore_index=-1)
+    np.testing.assert_array_equal(maps[0], [[0, -1], [3, 1]])
+    with pytest.raises(ValueError, match=r"mask 0 holds the negative class id -1; .*now 255.*pass ignore_index=-1 if"):
+        as_label_maps([np.array([[0, -1]])], ignore_index=255)[0]
+    counts = patch_label_counts(np.array([[0, -1], [3, -1]]), (1, 1), np.array([0, 3]))
+    np.testing.assert_array_equal(counts, [[1, 1]])  # -1 counts nowhere, never as the last class
 
 
 # -- mean IoU and upsampling ----------------------------------------------------
@@ -152,6 +167,15 @@ def test_mean_iou_sums_counts_over_the_data_set():
     assert mean_iou(truth, pred, ignore_index=None) == pytest.approx((1 / 3 + 3 / 4 + 1 / 3 + 0) / 4)
     with pytest.raises(ValueError, match="image 0: the truth has shape"):
         mean_iou([np.zeros((2, 2))], [np.zeros((2, 3))])
+
+
+def test_mean_iou_of_class_ids_of_any_size():
+    truth = [np.array([[0, 0, 1, 255]]), np.array([[1, 1, 2, 2]])]
+    pred = [np.array([[0, 1, 1, 2]]), np.array([[1, 1, 2, 0]])]
+    shift = 2**40
+    shifted = mean_iou([t + shift for t in truth], [p + shift for p in pred], ignore_index=255 + shift)
+    assert shifted == mean_iou(truth, pred)
+    assert mean_iou([t - 7 for t in truth], [p - 7 for p in pred], ignore_index=248) == mean_iou(truth, pred)
 
 
 def test_upsampled_scores_keep_each_pixel_a_distribution():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,16 +61,13 @@ def test_the_bank_holds_each_patch_feature_with_its_pixel_fractions(scenes):
     np.testing.assert_allclose(
         bank.index_.vectors(np.arange(bank.n_patches_)), seg.transformer_.transform(images[:4]).reshape(64, -1)
     )
-    class_index = np.arange(seg.classes_.max() + 1)
-    counts = np.concatenate([patch_label_counts(mask, (4, 4), class_index) for mask in masks[:4]])
-    np.testing.assert_allclose(bank.labels_, (counts / counts.sum(1, keepdims=True))[:, seg.classes_], rtol=1e-6)
+    counts = np.concatenate([patch_label_counts(mask, (4, 4), seg.classes_) for mask in masks[:4]])
+    np.testing.assert_allclose(bank.labels_, counts / counts.sum(1, keepdims=True), rtol=1e-6)
 
 
 def test_patch_labels_are_pixel_fractions_or_the_majority():
     mask = np.array([[0, 0, 1, 1], [0, 2, 1, 255], [3, 3, 255, 255], [3, 3, 255, 255]])
-    class_index = np.full(256, -1)
-    class_index[[0, 1, 2, 3]] = [0, 1, 2, 3]
-    counts = patch_label_counts(mask, (2, 2), class_index)
+    counts = patch_label_counts(mask, (2, 2), np.array([0, 1, 2, 3]))
     np.testing.assert_array_equal(counts, [[3, 0, 1, 0], [0, 3, 0, 0], [0, 0, 0, 4], [0, 0, 0, 0]])
     majority = patch_labels(counts[:3], "majority")
     np.testing.assert_array_equal(majority, np.eye(4)[[0, 1, 3]])
@@ -159,3 +157,59 @@ def test_fit_returns_self_leaves_parameters_alone_and_is_idempotent(scenes):
     assert seg.get_params() == before
     first = seg.predict_proba(images[6:])
     np.testing.assert_array_equal(seg.fit(images[:6], masks[:6]).predict_proba(images[6:]), first)
+
+
+@pytest.mark.parametrize("kind", [InContextSegmenter, DenseFungiTransformer])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_a_backbone_with_non_finite_weights_is_refused(scenes, kind, value):
+    images, masks = scenes
+    vit = scene_vit()
+    with torch.no_grad():
+        vit.blocks[0].attn.qkv.weight[3, 1] = value
+    with pytest.raises(ValueError, match=r"parameter 'blocks\.0\.attn\.qkv\.weight' contains NaN or infinite values"):
+        kind(vit, random_state=0).fit(images[:4], masks[:4])
+
+
+def relabelled(labels: np.ndarray, ids: np.ndarray, new_ids: np.ndarray) -> np.ndarray:
+    return new_ids[np.searchsorted(ids, labels)]
+
+
+def test_class_ids_of_any_size_are_kept_as_they_are(scenes):
+    images, masks = scenes
+    ids = np.unique(masks).astype(np.int64)
+    huge = np.where(ids == 0, 0, 2**31 + ids * 2**40)  # 0, 2**31 + 2**40, ...: the same order
+    plain = InContextSegmenter(scene_vit(), n_neighbors=5, random_state=0).fit(images[:6], masks[:6])
+    seg = InContextSegmenter(scene_vit(), n_neighbors=5, random_state=0)
+    seg.fit(images[:6], relabelled(masks[:6], ids, huge))
+    np.testing.assert_array_equal(seg.classes_, relabelled(plain.classes_, ids, huge))
+    np.testing.assert_array_equal(seg.predict(images[6:]), relabelled(plain.predict(images[6:]), ids, huge))
+    assert seg.score(images[6:], relabelled(masks[6:], ids, huge)) == plain.score(images[6:], masks[6:])
+
+
+def test_a_negative_ignore_index_marks_ignored_pixels(scenes):
+    images, masks = scenes
+    masks = masks.astype(np.int64)
+    masks[:, :16] = 255  # the top half of every image: two rows of patches left out of the bank
+    negative = np.where(masks == 255, -1, masks)
+    seg = InContextSegmenter(scene_vit(), n_neighbors=5, random_state=0).fit(images[:6], masks[:6])
+    seg_negative = InContextSegmenter(scene_vit(), n_neighbors=5, ignore_index=-1, random_state=0)
+    seg_negative.fit(images[:6], negative[:6])
+    assert seg_negative.memory_bank_.n_patches_ == 6 * 8
+    np.testing.assert_array_equal(seg_negative.classes_, seg.classes_)
+    np.testing.assert_array_equal(seg_negative.predict_proba(images[6:]), seg.predict_proba(images[6:]))
+    assert seg_negative.score(images[6:], negative[6:]) == seg.score(images[6:], masks[6:])
+    negative[1, 20, 3] = -2
+    with pytest.raises(ValueError, match=r"mask 1 holds the negative class id -2; class ids must be >= 0 \(only"):
+        seg_negative.fit(images[:6], negative[:6])
+
+
+def test_score_is_a_fraction_and_every_miou_table_says_percent_of_it(scenes):
+    images, masks = scenes
+    seg = InContextSegmenter(scene_vit(), n_neighbors=5, random_state=0).fit(images[:6], masks[:6])
+    assert 0 <= seg.score(images[6:], masks[6:]) <= 1
+    root = Path(__file__).parents[1]
+    for page in ("docs/segmentation.md", "docs/benchmarks.md", "benchmarks/segmentation.py"):
+        lines = (root / page).read_text().splitlines()
+        headers = [line for line in lines if "| mIoU" in line]
+        assert headers and all("| mIoU % (100 x `score`) |" in line for line in headers), page
+    assert "return it as a fraction in [0, 1]" in (root / "docs" / "segmentation.md").read_text()

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_cnn
 from sklearn.base import clone
+from sklearn.utils._param_validation import InvalidParameterError
 
 from skfungi import FungiTransformer, ImageBackbone
 from skfungi._core.seeding import derive_seed, generator
@@ -77,3 +78,11 @@ def test_a_view_average_alone_needs_no_gradient_and_no_bank(images):
     assert not average.needs_gradient and not hasattr(average.loss_, "negatives_")
     with torch.autograd.set_grad_enabled(False):  # no backward is needed anywhere
         assert fungi.transform(images).shape == (len(images), 2 * fungi.embedding_dim_)
+
+
+def test_a_view_average_of_a_view_average_is_refused_at_fit(images):
+    nested = ViewAverage(ViewAverage("simclr"))  # accepted here: __init__ only stores it, as scikit-learn's do
+    backbone = ImageBackbone(tiny_cnn(), layer="pointwise", input_size=12)
+    message = r"The 'loss' parameter of ViewAverage must be .*not a ViewAverage.* Got ViewAverage\(loss='simclr'\)"
+    with pytest.raises(InvalidParameterError, match=message):
+        FungiTransformer(backbone, losses=(nested,), random_state=0).fit(images)

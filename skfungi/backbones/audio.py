@@ -27,7 +27,7 @@ from sklearn.utils._param_validation import validate_parameter_constraints
 from torch.nn.utils.rnn import PackedSequence, pack_sequence, pad_packed_sequence
 
 from .._core.seeding import content_key
-from .._core.validation import int_range
+from .._core.validation import whole_range
 from ..inputs.audio import Waveform, as_waveforms
 from ..inputs.columns import unwrap_column
 from ..views.audio import noise_and_roll
@@ -83,7 +83,8 @@ class AudioBackbone(Backbone):
     sample_rate : int, default=16000
         Sample rate (Hz) of waveforms given without one; a clip given as a
         ``(waveform, sample_rate)`` pair carries its own. The adapter never
-        resamples: the features function receives each clip's rate.
+        resamples: the features function receives each clip's rate, an int
+        (a whole float such as ``8000.0`` is taken as one; ``8000.5`` is refused).
     layer : str, optional
         Dotted path of the default target layer. Default: the last
         ``nn.Linear`` registered in ``module`` (for an LSTM encoder, its final
@@ -135,7 +136,7 @@ class AudioBackbone(Backbone):
             {
                 "module": [nn.Module],
                 "features": [None, callable],
-                "sample_rate": [int_range(1)],
+                "sample_rate": [whole_range(1)],  # 8000.0 as well as 8000
                 "layer": [None, str],
                 "embed": [None, callable],
             },

@@ -29,6 +29,7 @@ __all__ = ["IMAGE_EXTENSIONS", "InputError", "InputSource", "read_input"]
 CHECK_BYTES = 64 * 2**20
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".pbm", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
 TABLE_EXTENSIONS = (".csv", ".parquet")
+_IMAGE_VALUES = "uint8 (0-255), uint16 (0-65535), bool or floats in [0, 1]"
 
 
 class InputError(CommandError):
@@ -186,14 +187,18 @@ def _image_folder(folder: Path, exclude: tuple) -> InputSource:
 def _load_images(folder: Path, names: np.ndarray, indices) -> tuple[list, list[int], list[tuple[int, str]]]:
     from PIL import Image
 
+    from ..inputs.images import decode_image, pil_array
+
     samples, kept, failed = [], [], []
     for index in indices:
         try:
             with Image.open(folder / names[index]) as image:
                 image.load()
-                samples.append(image.copy() if image.mode in ("L", "RGB") else image.convert("RGB"))
+                values = pil_array(image, "the image")  # 16-bit stays 16-bit: the library scales it by its depth
+            decode_image(values, "the image")  # the library's checks here, so that a file they refuse is named
+            samples.append(values)
             kept.append(int(index))
-        except (OSError, ValueError, Image.DecompressionBombError) as error:
+        except (OSError, TypeError, ValueError, Image.DecompressionBombError) as error:
             failed.append((int(index), f"{type(error).__name__}: {error}"))
     return samples, kept, failed
 
@@ -201,12 +206,14 @@ def _load_images(folder: Path, names: np.ndarray, indices) -> tuple[list, list[i
 def _check_images(folder: Path, names: np.ndarray, progress) -> list[tuple[int, str]]:
     from PIL import Image
 
+    from ..inputs.images import check_pil_image
+
     failed = []
     for index, name in enumerate(names):
         try:
-            with Image.open(folder / name):  # reads the header only
-                pass
-        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            with Image.open(folder / name) as image:  # reads the header only
+                check_pil_image(image, "the image")  # its mode says whether its range is known
+        except (OSError, TypeError, ValueError, Image.DecompressionBombError) as error:
             failed.append((index, f"{type(error).__name__}: {error}"))
         progress(1)
     return failed
@@ -299,12 +306,12 @@ def _array(path: Path) -> InputSource:
         raise InputError(f"cannot read {os.fspath(path)!r} as a .npy array: {error}") from error
     if array.ndim == 1 and array.dtype.kind in "US":
         modality = "text"
-    elif array.ndim in (3, 4) and array.dtype.kind in "uif":
+    elif array.ndim in (3, 4) and array.dtype.kind in "buif":
         modality = "image"
     else:
         raise InputError(
             f"{os.fspath(path)!r} holds a {array.ndim}-D {array.dtype} array; the command line takes images "
-            "((N, H, W) or (N, H, W, C), uint8 or floats in [0, 1]) or a 1-D array of texts. Tabular rows "
+            f"((N, H, W) or (N, H, W, C), {_IMAGE_VALUES}) or a 1-D array of texts. Tabular rows "
             "need a tabular backbone: use the Python API (skfungi.TabularBackbone)."
         )
     if len(array) == 0:
@@ -327,11 +334,13 @@ def _array(path: Path) -> InputSource:
 
 def _check_array(path: Path, array: np.ndarray, progress) -> list[tuple[int, str]]:
     """Refuse an image array whose dtype or values no image may have, naming the first offending sample."""
-    if array.dtype != np.uint8 and array.dtype.kind != "f":
-        raise InputError(
-            f"{os.fspath(path)!r} holds {array.dtype} values; images must be uint8 (0-255) or floats in [0, 1]."
-        )
-    if array.dtype == np.uint8:
+    from ..inputs.images import image_scale
+
+    try:
+        depth = image_scale(array.dtype, repr(os.fspath(path)))  # the library's rule: uint8, uint16, bool, floats
+    except TypeError as error:
+        raise InputError(str(error)) from error
+    if depth is not None:  # integers of a known depth: every value is an image's
         progress(len(array))
         return []
     step = max(1, CHECK_BYTES // max(1, array[0].nbytes))
@@ -345,7 +354,7 @@ def _check_array(path: Path, array: np.ndarray, progress) -> list[tuple[int, str
             if len(rows):
                 raise InputError(
                     f"{os.fspath(path)!r} holds {problem} (first at sample {start + int(rows[0])}); images must be "
-                    "uint8 (0-255) or floats in [0, 1]."
+                    f"{_IMAGE_VALUES}."
                 )
         progress(len(values))
     return []

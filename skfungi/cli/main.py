@@ -39,8 +39,8 @@ INPUT is one of:
     sub-folder, the first-level sub-folder names become the label column.
   - a .csv or .parquet table with a text column (--text-column), and
     optionally a label column (--label-column).
-  - a .npy array: images of shape (N, H, W) or (N, H, W, C), uint8 or floats
-    in [0, 1], or a 1-D array of texts.
+  - a .npy array: images of shape (N, H, W) or (N, H, W, C), uint8, uint16
+    (16-bit), bool or floats in [0, 1], or a 1-D array of texts.
 Every option and the whole input are checked before anything is written: a
 mistyped command leaves no file behind.
 

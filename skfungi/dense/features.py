@@ -18,7 +18,7 @@ from .._core.freeze import frozen_eval
 from .._core.gradients import layer_shape, resolve_layer
 from .._core.projection import PROJECTIONS, make_projection
 from .._core.seeding import base_seed
-from ..backbones import Backbone, ImageBackbone, resolve_backbone
+from ..backbones import Backbone, ImageBackbone, check_module, resolve_backbone
 from ..backbones.timm import TimmBackbone
 from .extractor import BLOCKS, DenseExtractor
 from .index import ALGORITHMS
@@ -221,6 +221,7 @@ class DenseFungiTransformer(TransformerMixin, BaseEstimator):
         backbone = copy.copy(resolve_backbone(self.backbone, "image", X))
         if not isinstance(backbone, ImageBackbone):
             raise TypeError(f"dense FUNGI needs an image backbone, got {backbone!r}.")
+        check_module(backbone.module)  # NaN weights would give NaN scores and class 0 everywhere
         samples = backbone.as_samples(X, estimator=self, reset=True)
         self.device_ = resolve_device(self.device, backbone.module)
         self.backbone_ = backbone.to(self.device_)

@@ -5,10 +5,16 @@ palette PNGs do); ``ignore_index`` marks pixels that count nowhere (VOC's
 object boundaries, 255). Accepted forms: an ``(N, H, W)`` integer array or
 tensor, or a list of ``(H, W)`` integer arrays, PIL images (palette ``"P"``,
 grey ``"L"`` or ``"I"``) or paths to such image files.
+
+Class ids are any int64 >= 0 (``2**40`` as well as 3): they are never used as
+indices, only looked up among the sorted ids of the support set. The ignore
+index may be negative (``-1``); any other negative id is refused, as is an
+unsigned id beyond int64's range.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 
@@ -21,9 +27,9 @@ from ..inputs.lazy import LazySequence
 __all__ = ["as_label_maps", "patch_label_counts", "read_label_map", "upsample_scores"]
 
 
-def as_label_maps(y, n_images: int | None = None) -> LazySequence:
+def as_label_maps(y, n_images: int | None = None, ignore_index: int | None = None) -> LazySequence:
     """Check ``y`` is a collection of label maps (``n_images`` of them, when given) and wrap it:
-    the maps are decoded on access to ``(H, W)`` int64 arrays."""
+    the maps are decoded on access to ``(H, W)`` int64 arrays (negative ids refused, but ``ignore_index``)."""
     if y is None:
         raise ValueError("masks are required: one label map (an (H, W) array of class ids) per image.")
     if isinstance(y, torch.Tensor):
@@ -39,7 +45,7 @@ def as_label_maps(y, n_images: int | None = None) -> LazySequence:
         )
     if n_images is not None and len(y) != n_images:
         raise ValueError(f"got {len(y)} masks for {n_images} images; give one label map per image.")
-    return LazySequence(y, _decode)
+    return LazySequence(y, functools.partial(_decode, ignore_index=ignore_index))
 
 
 def read_label_map(path) -> np.ndarray:
@@ -54,7 +60,7 @@ def read_label_map(path) -> np.ndarray:
         raise ValueError(f"cannot read label image {os.fspath(path)!r}: {error}") from error
 
 
-def _decode(item, index: int) -> np.ndarray:
+def _decode(item, index: int, ignore_index: int | None) -> np.ndarray:
     if isinstance(item, (str, os.PathLike)):
         array = read_label_map(item)
     elif _is_pil(item):
@@ -66,9 +72,22 @@ def _decode(item, index: int) -> np.ndarray:
         raise TypeError(f"mask {index} is a {type(item).__name__}; expected an (H, W) integer array, image or path.")
     if array.ndim != 2:
         raise ValueError(f"mask {index} has shape {array.shape}; a label map is (H, W), one class id per pixel.")
-    if array.size and array.min() < 0:
-        raise ValueError(f"mask {index} holds negative class ids (min {array.min()}); class ids must be >= 0.")
-    return array.astype(np.int64, copy=False)
+    return _checked_ids(array, f"mask {index}", ignore_index)
+
+
+def _checked_ids(array: np.ndarray, where: str, ignore_index: int | None) -> np.ndarray:
+    """``array`` as int64 class ids, after refusing ids beyond int64 and negative ids other than ``ignore_index``."""
+    if array.dtype == np.uint64 and array.size and array.max() > np.iinfo(np.int64).max:
+        raise ValueError(f"{where} holds class id {array.max()}, beyond int64's range; class ids must be below 2**63.")
+    ids = array.astype(np.int64, copy=False)
+    negative = ids[(ids < 0) & (ids != ignore_index)] if ignore_index is not None else ids[ids < 0]
+    if negative.size:
+        value = int(negative[0])
+        raise ValueError(
+            f"{where} holds the negative class id {value}; class ids must be >= 0 (only ignore_index, now "
+            f"{ignore_index}, may be negative: pass ignore_index={value} if {value} marks pixels that count nowhere)."
+        )
+    return ids
 
 
 def _check_dtype(dtype, where: str) -> None:
@@ -91,15 +110,16 @@ def _is_pil(item) -> bool:
     return isinstance(item, Image.Image)
 
 
-def patch_label_counts(mask: np.ndarray, grid_shape: tuple[int, int], class_index: np.ndarray) -> np.ndarray:
-    """Pixels of each class under each patch: ``(h * w, n_classes)`` counts, in grid order.
+def patch_label_counts(mask: np.ndarray, grid_shape: tuple[int, int], classes: np.ndarray) -> np.ndarray:
+    """Pixels of each class under each patch: ``(h * w, len(classes))`` counts, in grid order.
 
     Patch ``(i, j)`` of an ``h x w`` grid covers the mask's rows
     ``floor(i H / h)`` to ``floor((i + 1) H / h) - 1`` (and likewise for
     columns): the image is resized whole to the backbone's square, so a patch
-    covers the same fraction of the original image. ``class_index`` maps a
-    class id to its column (``-1``: the pixel counts nowhere, as
-    ``ignore_index`` and ids outside it do).
+    covers the same fraction of the original image. Column ``c`` counts the
+    id ``classes[c]`` (``classes`` sorted, as ``support_classes`` gives them);
+    a pixel whose id is not among them (``ignore_index``) counts nowhere. Ids
+    are looked up by binary search, so their size never sets a table's.
     """
     height, width = mask.shape
     rows, cols = grid_shape
@@ -107,11 +127,10 @@ def patch_label_counts(mask: np.ndarray, grid_shape: tuple[int, int], class_inde
     col_of = np.arange(width) * cols // width
     cell = (row_of[:, None] * cols + col_of[None, :]).ravel()
     ids = mask.ravel()
-    column = np.full(ids.shape, -1, dtype=np.int64)
-    known = ids < len(class_index)
-    column[known] = class_index[ids[known]]
-    valid = column >= 0
-    n_classes = int(class_index.max()) + 1 if len(class_index) and class_index.max() >= 0 else 0
+    column = np.searchsorted(classes, ids)  # where the id sits among the sorted class ids
+    valid = column < len(classes)
+    valid[valid] = classes[column[valid]] == ids[valid]
+    n_classes = len(classes)
     counts = np.bincount(cell[valid] * n_classes + column[valid], minlength=rows * cols * n_classes)
     return counts.reshape(rows * cols, n_classes)
 

@@ -21,7 +21,8 @@ def mean_iou(masks_true: Iterable, masks_pred: Iterable, *, ignore_index: int | 
     ----------
     masks_true, masks_pred : iterables of (H, W) integer arrays
         Pairs of label maps of equal shapes (any iterables, consumed once:
-        predictions can be generated on the fly).
+        predictions can be generated on the fly). Labels are any int64
+        values, however large or negative.
     ignore_index : int or None, default=255
     labels : array-like of int, optional
         The classes averaged over. Default: every class present in the truth
@@ -30,7 +31,8 @@ def mean_iou(masks_true: Iterable, masks_pred: Iterable, *, ignore_index: int | 
     Returns
     -------
     miou : float
-        ``nan`` when no class is averaged over.
+        A fraction in [0, 1] (``100 * miou`` is the mIoU in % of the docs'
+        tables); ``nan`` when no class is averaged over.
 
     Examples
     --------
@@ -47,9 +49,7 @@ def mean_iou(masks_true: Iterable, masks_pred: Iterable, *, ignore_index: int | 
         if truth.shape != pred.shape:
             raise ValueError(f"image {index}: the truth has shape {truth.shape}, the prediction {pred.shape}.")
         keep = truth != ignore_index if ignore_index is not None else np.ones(truth.shape, dtype=bool)
-        codes, counts = np.unique(_pair_codes(truth[keep], pred[keep]), return_counts=True)
-        pairs = zip((codes >> 32).tolist(), (codes & 0xFFFFFFFF).tolist(), strict=True)
-        confusion.update(dict(zip(pairs, counts.tolist(), strict=True)))
+        confusion.update(_pair_counts(truth[keep].astype(np.int64), pred[keep].astype(np.int64)))
     classes = sorted({c for pair in confusion for c in pair}) if labels is None else list(labels)
     ious = []
     for label in classes:
@@ -62,9 +62,15 @@ def mean_iou(masks_true: Iterable, masks_pred: Iterable, *, ignore_index: int | 
     return float(np.mean(ious)) if ious else float("nan")
 
 
-def _pair_codes(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """One int64 per pixel holding its (true, predicted) pair: ``true * 2**32 + predicted``."""
-    for values, name in ((truth, "true"), (pred, "predicted")):
-        if values.size and (values.min() < 0 or values.max() >= 2**31):
-            raise ValueError(f"{name} labels must lie in [0, 2**31); got {values.min()} to {values.max()}.")
-    return (truth.astype(np.int64) << 32) | pred.astype(np.int64)
+def _pair_counts(truth: np.ndarray, pred: np.ndarray) -> dict[tuple[int, int], int]:
+    """Pixels of each ``(true, predicted)`` pair of labels, for 1-D int64 labels of any values.
+
+    The labels present are numbered ``0 .. n - 1`` first (``np.unique``), so
+    that a pair fits in one int64 code, ``n * true + predicted``, whatever the
+    ids (``2**40``, or a negative one).
+    """
+    labels, numbers = np.unique(np.concatenate([truth, pred]), return_inverse=True)
+    n = len(labels)
+    codes, counts = np.unique(numbers[: len(truth)] * n + numbers[len(truth) :], return_counts=True)
+    pairs = zip(labels[codes // n].tolist(), labels[codes % n].tolist(), strict=True)
+    return dict(zip(pairs, counts.tolist(), strict=True))

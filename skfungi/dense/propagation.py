@@ -50,14 +50,12 @@ def fill_memory_bank(
 
     A patch's label comes from the mask's pixels under it (see
     :func:`~skfungi.dense.labels.patch_label_counts`); pixels whose id is not
-    in ``classes`` (``ignore_index``) count nowhere, and a patch with none left
-    is not stored.
+    in ``classes`` (sorted, from :func:`support_classes`; ``ignore_index`` is
+    not among them) count nowhere, and a patch with none left is not stored.
     """
-    class_index = np.full(int(classes.max()) + 1, -1, dtype=np.int64)
-    class_index[classes] = np.arange(len(classes))
     for index, feature_map in enumerate(feature_maps):
         grid_shape, width = feature_map.shape[:2], feature_map.shape[-1]
-        counts = patch_label_counts(masks[index], grid_shape, class_index)
+        counts = patch_label_counts(masks[index], grid_shape, classes)
         covered = counts.sum(axis=1) > 0
         rows, labels = feature_map.reshape(-1, width)[covered], patch_labels(counts[covered], mode)
         if index == 0:

@@ -69,7 +69,9 @@ class InContextSegmenter(BaseEstimator):
     ignore_index : int or None, default=255
         Pixels with this label count nowhere: not in the bank's label
         fractions (a patch of ignored pixels only is left out) and not in
-        :meth:`score`.
+        :meth:`score`. It may be negative (``-1``); the class ids are any
+        other int64 >= 0, however large (``2**40``), kept as they are in
+        ``classes_`` and in the predictions.
     algorithm : {"auto", "exact", "hnsw"}, default="auto"
         Search of the memory bank and of the negatives' index: exact up to
         10,000 patches with ``"auto"``, hnswlib (:class:`~skfungi.HNSWTransformer`) above.
@@ -198,7 +200,7 @@ loss_temperature, projection, projection_dim, batch_size, device, random_state
         transformer = DenseFungiTransformer(**{name: getattr(self, name) for name in _TRANSFORMER_PARAMS})
         transformer.fit(X)
         samples = transformer.backbone_.as_samples(X, estimator=transformer, reset=False)
-        masks = as_label_maps(y, len(samples))
+        masks = as_label_maps(y, len(samples), self.ignore_index)
         classes = support_classes(masks, self.ignore_index)
         bank = PatchMemoryBank(
             self.n_neighbors,
@@ -233,9 +235,15 @@ loss_temperature, projection, projection_dim, batch_size, device, random_state
 
         Counts are summed over all pixels of all images before the IoU of each
         class is taken (see :func:`~skfungi.dense.mean_iou`).
+
+        Returns
+        -------
+        miou : float
+            A fraction in [0, 1], as every scikit-learn ``score``; the
+            segmentation tables of the docs give ``100 * miou`` (mIoU in %).
         """
         check_is_fitted(self)
-        masks = as_label_maps(y)
+        masks = as_label_maps(y, ignore_index=self.ignore_index)
         predictions = (self.classes_[scores.argmax(axis=-1)] for scores in self._iter_scores(X))
         return mean_iou(masks, predictions, ignore_index=self.ignore_index)
 

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .._core.validation import int_range
+from .._core.validation import whole_range
 from .lazy import LazySequence
 from .meta import refuse_meta
 
@@ -38,9 +38,12 @@ class Waveform(NamedTuple):
 
 
 def check_sample_rate(value, where: str = "sample_rate") -> int:
-    """``value`` as a positive int, or a clear error naming ``where``."""
-    if not int_range(1).is_satisfied_by(value):
-        raise ValueError(f"{where} must be a positive int (Hz), got {value!r}.")
+    """``value`` as a positive int: given as an int, a numpy integer or a whole float (``8000.0``, as some
+    audio readers give it). Anything else (``8000.5``, NaN, a bool, a string) is an error naming ``where``."""
+    if not whole_range(1).is_satisfied_by(value):
+        raise ValueError(
+            f"{where} must be a positive whole number of Hz (an int, or a float such as 8000.0), got {value!r}."
+        )
     return int(value)
 
 

@@ -22,6 +22,20 @@ __all__ = ["ViewAverage"]
 SUFFIX = "_views"
 
 
+class _LossWithViews(HasMethods):
+    """A loss that builds views of its own: an object with ``views``, ``view_count`` and ``prepare_views``,
+    but a ViewAverage, which has them only by inheritance (it averages another loss's views)."""
+
+    def __init__(self):
+        super().__init__(["views", "view_count", "prepare_views"])
+
+    def is_satisfied_by(self, val) -> bool:
+        return super().is_satisfied_by(val) and not isinstance(val, ViewAverage)
+
+    def __str__(self) -> str:
+        return f"{super().__str__()}, not a ViewAverage (it averages another loss's views and builds none)"
+
+
 class ViewAverage(FungiLoss):
     """A feature block: the mean embedding of ``loss``'s views, L2-normalised (no gradient).
 
@@ -52,7 +66,7 @@ class ViewAverage(FungiLoss):
 
     needs_gradient = False
     _parameter_constraints: ClassVar[dict] = {
-        "loss": [StrOptions({"kl", "dino", "simclr"}), HasMethods(["views", "view_count", "prepare_views"])],
+        "loss": [StrOptions({"kl", "dino", "simclr"}), _LossWithViews()],
     }
 
     def __init__(self, loss="dino"):

@@ -11,8 +11,9 @@ would give the model. Those transforms resample a PIL image in 8-bit PIL
 arithmetic (rounded and clipped to 0-255 after each pass) and a tensor in
 floating point; :func:`exact_8bit` lets the inference view do the same with
 an image decoded from 8-bit data (every value a multiple of 1/255), so that
-its embedding equals the library's evaluation to float precision. The views
-of the losses are always resampled in floating point.
+its embedding equals the library's evaluation to float precision. Deeper
+data (16-bit, float) is resampled in floating point, never rounded to 8 bits.
+The views of the losses are always resampled in floating point.
 """
 
 from __future__ import annotations
@@ -75,6 +76,11 @@ def exact_8bit(image: torch.Tensor):
 
     A uint8 image decoded by skfungi (``k / 255`` in float32) is such an
     image; its PIL form is the one timm and open_clip are usually given.
+    The test is on the values, not on the type they were decoded from: a
+    16-bit image takes this path only when every value is a multiple of 257
+    (a 16-bit file saved from an 8-bit picture, which then gives that
+    picture's features exactly); any other deeper image is returned
+    unchanged, so nothing finer than 1/255 is rounded away.
     """
     from PIL import Image
 
