@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # static imports for type checkers, IDEs and documentation to
     from ._transformer import FungiTransformer
     from .backbones import (
         AudioBackbone,
+        CheckpointError,
         HuggingFaceTextBackbone,
         ImageBackbone,
         OpenCLIPImageBackbone,
@@ -43,6 +44,7 @@ _EXPORTS = {
     "SRHTProjection": "._core.projection",
     "FungiTransformer": "._transformer",
     "AudioBackbone": ".backbones",
+    "CheckpointError": ".backbones",
     "HuggingFaceTextBackbone": ".backbones",
     "ImageBackbone": ".backbones",
     "OpenCLIPImageBackbone": ".backbones",
@@ -65,6 +67,7 @@ _EXPORTS = {
 
 __all__ = [
     "AudioBackbone",
+    "CheckpointError",
     "DINOLoss",
     "DenseFungiTransformer",
     "FungiBlockSelector",

@@ -121,7 +121,10 @@ default="srht"
     verbose : int, default=0
         When positive, show tqdm progress bars (on stderr) while ``fit``
         encodes SimCLR's negative bank and while transforming. Messages go
-        to the ``skfungi`` logger; nothing is printed.
+        to the ``skfungi`` logger; nothing is printed. The model libraries'
+        own logs and progress bars while a spec string loads (transformers'
+        "Loading weights", open_clip's root-logger errors, timm's INFO) are
+        muted at 0 and shown when positive.
     on_non_finite : {"raise", "nan"}, default="raise"
         What to do with a sample whose features are NaN or infinite (its
         embedding, loss or gradient overflowed or is NaN; other samples are
@@ -285,7 +288,9 @@ default="srht"
         """
         self._blocks()  # the block specifications are checked before anything is built
         seed = base_seed(self.random_state)
-        resolved = resolve_backbone(self.backbone, self.modality, X, seed=derive_seed(seed, "backbone"))
+        resolved = resolve_backbone(
+            self.backbone, self.modality, X, seed=derive_seed(seed, "backbone"), verbose=int(self.verbose)
+        )
         losses = self._blocks(resolved.modality)
         layer = self._layer_path(resolved, losses)
         samples = resolved.as_samples(X, estimator=self, reset=True)

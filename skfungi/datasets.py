@@ -257,10 +257,9 @@ def load_mobilenet_v2():
     ImportError
         If the weights package is missing, with the command that installs it.
     """
-    import torch
     from torchvision.models import mobilenet_v2
 
-    state = torch.load(mobilenet_v2_weights_path(), map_location="cpu", weights_only=True)
-    model = mobilenet_v2()
-    model.load_state_dict(state)
-    return model.eval()
+    from .backbones._checkpoints import load_strictly, read_state_dict
+
+    path = mobilenet_v2_weights_path()
+    return load_strictly(mobilenet_v2(), read_state_dict(path), path).eval()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .._core.freeze import frozen_eval
 from ._base import Backbone, check_module
+from ._checkpoints import CheckpointError
 from ._hub import WeightsNotFoundError
 from ._registry import FAMILIES, MODALITIES, Family, declared_modality, infer_modality, module_family, resolve_backbone
 from .audio import AudioBackbone
@@ -28,6 +29,7 @@ __all__ = [
     "MODALITIES",
     "AudioBackbone",
     "Backbone",
+    "CheckpointError",
     "Family",
     "HuggingFaceTextBackbone",
     "ImageBackbone",

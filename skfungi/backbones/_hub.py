@@ -22,6 +22,8 @@ import urllib.request
 from collections.abc import Callable
 from contextlib import contextmanager
 
+from ._checkpoints import CheckpointError
+
 __all__ = ["WeightsNotFoundError", "folder_or_hub", "hub_access", "hub_cache_dir", "reachable", "weights_error"]
 
 # seconds one probe may take before the network counts as unreachable
@@ -108,5 +110,7 @@ def folder_or_hub(name: str, load: Callable[[], object], model: str, family: str
     with hub_access() as offline:
         try:
             return load()
+        except CheckpointError:  # found, but unusable: not a matter of the network
+            raise
         except (OSError, ValueError, RuntimeError) as error:
             raise weights_error(f"{model} {name!r}", looked_in, local_hint, offline, error) from error

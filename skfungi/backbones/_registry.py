@@ -27,6 +27,7 @@ import torch.nn as nn
 
 from ..inputs.columns import column_values, is_missing
 from ._base import Backbone
+from ._quiet import muted
 
 __all__ = [
     "FAMILIES",
@@ -56,22 +57,48 @@ class Family:
         Top-level package defining its model classes (None: specs only).
     random_weights : bool
         Whether its specs take ``"?pretrained=false"`` / ``"?pretrained=<file>"``.
+    libraries : tuple of str
+        Libraries whose logs and progress bars are muted while a spec loads
+        (see ``._quiet``), unless ``verbose > 0``.
     """
 
     builder: str
     modalities: tuple[str, ...]
     package: str | None = None
     random_weights: bool = False
+    libraries: tuple[str, ...] = ()
 
 
+_HUB = ("huggingface_hub", "transformers")  # what a transformers load prints through
 # Every family, once. Module detection walks a module's class hierarchy (most derived first), so a
 # sentence-transformers model (which wraps a transformers one) is recognised as sentence_transformers.
 FAMILIES = {
-    "timm": Family("skfungi.backbones.timm:timm_backbone", ("image",), "timm", random_weights=True),
-    "open_clip": Family("skfungi.backbones.open_clip:open_clip_backbone", ("image", "text"), "open_clip", True),
-    "hf": Family("skfungi.backbones.huggingface:huggingface_backbone", ("text",), "transformers", True),
+    "timm": Family(
+        "skfungi.backbones.timm:timm_backbone",
+        ("image",),
+        "timm",
+        random_weights=True,
+        libraries=("huggingface_hub", "timm"),
+    ),
+    "open_clip": Family(
+        "skfungi.backbones.open_clip:open_clip_backbone",
+        ("image", "text"),
+        "open_clip",
+        random_weights=True,
+        libraries=("huggingface_hub", "timm", "open_clip"),
+    ),
+    "hf": Family(
+        "skfungi.backbones.huggingface:huggingface_backbone",
+        ("text",),
+        "transformers",
+        random_weights=True,
+        libraries=_HUB,
+    ),
     "sentence_transformers": Family(
-        "skfungi.backbones.sentence_transformers:sentence_transformers_backbone", ("text",), "sentence_transformers"
+        "skfungi.backbones.sentence_transformers:sentence_transformers_backbone",
+        ("text",),
+        "sentence_transformers",
+        libraries=(*_HUB, "sentence_transformers"),
     ),
     "resemblyzer": Family("skfungi.backbones.resemblyzer:resemblyzer_backbone", ("audio",), "resemblyzer"),
     "skfungi": Family("skfungi.backbones.mobilenet:skfungi_backbone", ("image",)),
@@ -164,11 +191,14 @@ def infer_modality(X) -> str:
     return "image"
 
 
-def resolve_backbone(backbone, modality: str = "auto", X=None, seed: int | None = None) -> Backbone:
+def resolve_backbone(backbone, modality: str = "auto", X=None, seed: int | None = None, verbose: int = 0) -> Backbone:
     """Return the adapter for ``backbone`` in ``modality`` (``"auto"``: the adapter's own, or inferred from ``X``).
 
     ``seed`` seeds whatever a spec string builds at random (``"?pretrained=false"``,
-    parts a checkpoint does not hold); without it, torch's global generator is used.
+    a transformers pooler that a checkpoint lacks); without it, torch's global
+    generator is used. With ``verbose=0`` the model
+    libraries print nothing while a spec loads (their logs and progress bars
+    are muted for the load, then restored); ``verbose > 0`` lets them print.
     """
     if modality != "auto" and modality not in MODALITIES:
         raise ValueError(f"modality must be 'auto' or one of {MODALITIES}, got {modality!r}.")
@@ -182,7 +212,7 @@ def resolve_backbone(backbone, modality: str = "auto", X=None, seed: int | None 
                 f"in {sorted(FAMILIES)}, e.g. 'timm:vit_base_patch16_224.dino'."
             )
         name, options = _split_options(backbone, family, name)
-        with _seeded(seed):
+        with _seeded(seed), muted(() if verbose > 0 else FAMILIES[family].libraries):
             adapter = _load(FAMILIES[family].builder)(name, _family_modality(family, modality), **options)
     elif isinstance(backbone, nn.Module):
         family = module_family(backbone)

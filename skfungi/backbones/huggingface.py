@@ -3,12 +3,17 @@
 A name is loaded the way transformers loads it,
 ``AutoModel.from_pretrained`` / ``AutoTokenizer.from_pretrained``: a local
 directory as is, a hub id from the Hugging Face Hub cache (downloaded into it
-where a network is reachable; ``HF_HUB_OFFLINE=1`` is respected).
-``transformers`` is imported only when such a backbone is built.
+where a network is reachable; ``HF_HUB_OFFLINE=1`` is respected). The load
+is checked with transformers' own report (:func:`checked_transformers_loads`):
+weights that do not fit are refused, and so is a tokenizer that knows only
+its special tokens (:func:`check_vocabulary`). ``transformers`` is imported
+only when such a backbone is built.
 """
 
 from __future__ import annotations
 
+import glob
+import inspect
 import json
 import os
 import re
@@ -16,6 +21,7 @@ import re
 import torch
 import torch.nn as nn
 
+from ._checkpoints import CheckpointError, KeyReport, check, read_state_dict, replaced
 from ._hub import folder_or_hub, hub_access
 from ._registry import module_family
 from .text import POOLINGS, TextBackbone
@@ -23,7 +29,10 @@ from .text import POOLINGS, TextBackbone
 __all__ = [
     "HuggingFaceTextBackbone",
     "attention_output_layer",
+    "check_vocabulary",
+    "checked_transformers_loads",
     "huggingface_backbone",
+    "model_folder",
     "sentence_transformers_settings",
 ]
 
@@ -123,6 +132,12 @@ class HuggingFaceTextBackbone(TextBackbone):
     ------
     WeightsNotFoundError
         Within seconds, when a hub model is neither cached nor downloadable.
+    CheckpointError
+        When the weights cannot be read or do not fit the model (a missing
+        ``pooler`` excepted: its output is never used).
+    ValueError
+        When the folder has no tokenizer files (the tokenizer transformers
+        builds then knows only its special tokens).
 
     Notes
     -----
@@ -175,7 +190,7 @@ class HuggingFaceTextBackbone(TextBackbone):
             raise TypeError(
                 f"model must be a local directory, a hub id or a transformers model, got {type(model).__name__}."
             )
-        settings = sentence_transformers_settings(_model_folder(source))
+        settings = sentence_transformers_settings(model_folder(source))
         if tokenizer is None:
             tokenizer = _load_tokenizer(source, type(model).__name__)
         if pooling == "auto":
@@ -207,13 +222,75 @@ def _load_model(source: str, pretrained: bool) -> nn.Module:
 
     def load():
         if pretrained:
-            return AutoModel.from_pretrained(source)
+            with checked_transformers_loads():
+                return AutoModel.from_pretrained(source)
         return AutoModel.from_config(AutoConfig.from_pretrained(source))
 
     return folder_or_hub(source, load, "Hugging Face model", "hf")
 
 
-def _model_folder(source: str | None) -> str | None:
+def checked_transformers_loads():
+    """Inside the block, each ``from_pretrained`` of a transformers model is checked (see ``._checkpoints``).
+
+    The check reads transformers' own report (``output_loading_info=True``,
+    with mismatched shapes reported rather than raised). The model is built
+    without the checkpoint's task head, and its ``pooler`` may be missing:
+    skfungi pools the token states and never reads the pooler's output.
+    A failed load whose weight files cannot be read names the damaged file.
+    """
+    from transformers import PreTrainedModel
+
+    return replaced(PreTrainedModel, "from_pretrained", _checking)
+
+
+def _checking(from_pretrained):
+    signature = inspect.signature(from_pretrained)
+
+    def checked_from_pretrained(cls, *args, output_loading_info: bool = False, **kwargs):
+        name = os.fspath(signature.bind_partial(cls, *args, **kwargs).arguments["pretrained_model_name_or_path"])
+        kwargs["ignore_mismatched_sizes"] = True
+        try:
+            model, info = from_pretrained(cls, *args, output_loading_info=True, **kwargs)
+        except CheckpointError:
+            raise
+        except Exception:
+            for path in _weight_files(model_folder(name)):
+                read_state_dict(path)  # names the damaged file, if one is
+            raise
+        order = {key: index for index, key in enumerate(model.state_dict())}
+        report = KeyReport(
+            missing=tuple(sorted(info["missing_keys"], key=lambda key: order.get(key, -1))),
+            unexpected=tuple(sorted(info["unexpected_keys"])),
+            mismatched=tuple(
+                (key, tuple(file), tuple(own))
+                for key, file, own in sorted(info["mismatched_keys"], key=lambda entry: order.get(entry[0], -1))
+            ),
+        )
+        check(report, model, _weights_label(name), head_removed=True, unused=("pooler",))
+        return (model, info) if output_loading_info else model
+
+    return checked_from_pretrained
+
+
+def _weight_files(folder: str | None) -> list[str]:
+    """The weight files transformers reads in ``folder``: its ``.safetensors`` files, else its ``.bin`` ones."""
+    if folder is None:
+        return []
+    for pattern in ("*.safetensors", "*.bin"):
+        files = sorted(glob.glob(os.path.join(glob.escape(folder), pattern)))
+        if files:
+            return files
+    return []
+
+
+def _weights_label(name: str) -> str:
+    files = _weight_files(model_folder(name))
+    if files:
+        return ", ".join(files)
+    return name if os.path.isdir(name) else f"the Hugging Face Hub repository {name}"
+
+
+def model_folder(source: str | None) -> str | None:
     """The folder holding a model's files: ``source`` itself, or its hub cache snapshot (None if not cached)."""
     if source is None or os.path.isdir(source):
         return source
@@ -236,12 +313,31 @@ def _load_tokenizer(source: str | None, model_name: str):
 
     with hub_access():
         try:
-            return AutoTokenizer.from_pretrained(source)
+            tokenizer = AutoTokenizer.from_pretrained(source)
         except (OSError, ValueError) as error:
             raise ValueError(
                 f"cannot load a tokenizer from {source!r} ({error}); "
                 "pass HuggingFaceTextBackbone(model, tokenizer=...)."
             ) from error
+    check_vocabulary(tokenizer, model_folder(source) or source)
+    return tokenizer
+
+
+def check_vocabulary(tokenizer, source: str) -> None:
+    """Refuse a tokenizer that knows only its special tokens.
+
+    transformers builds one from a folder without tokenizer files (only
+    ``config.json`` and the weights): it maps every text to ``[UNK]``, so
+    different texts would get identical features.
+    """
+    vocabulary = set(tokenizer.get_vocab())
+    if vocabulary <= set(getattr(tokenizer, "all_special_tokens", ())):
+        raise ValueError(
+            f"the tokenizer loaded from {source} knows only its {len(vocabulary)} special tokens "
+            f"({', '.join(sorted(vocabulary))}): {source} has no tokenizer files (tokenizer.json, vocab.txt, "
+            "tokenizer_config.json...), and every text would become the same tokens. Copy the tokenizer files "
+            "of the model's repository there, or pass the tokenizer yourself."
+        )
 
 
 def attention_output_layer(model: nn.Module) -> str | None:

@@ -4,8 +4,10 @@ A spec name is created the way open_clip creates it,
 ``open_clip.create_model(arch, pretrained=tag)`` for ``"<arch>/<tag>"`` (see
 ``open_clip.list_pretrained()``) or ``open_clip.create_model("hf-hub:<repo>")``
 / ``"local-dir:<folder>"``: weights from the Hugging Face Hub cache (downloaded
-there where a network is reachable) or a local folder or file. Random weights
-only when asked for (``pretrained=False``).
+there where a network is reachable) or a local folder or file; open_clip's
+``load_checkpoint`` is checked so that a file that does not fit, or cannot be
+read, is refused with its name (``._checkpoints``). Random weights only when
+asked for (``pretrained=False``).
 
 Both adapters keep the WHOLE CLIP model as their module (so the user's model
 stays intact and pickles whole) and embed through ``encode_image`` /
@@ -26,6 +28,7 @@ import re
 import torch
 import torch.nn as nn
 
+from ._checkpoints import CheckpointError, checked_loads
 from ._hub import hub_access, hub_cache_dir, weights_error
 from ._registry import module_family
 from .image import ImageBackbone
@@ -103,14 +106,24 @@ def _create(name: str, pretrained: bool | str | os.PathLike) -> nn.Module:
             if schema:
                 return open_clip.create_model(name, require_pretrained=True, **options)
             return open_clip.create_model(arch, pretrained=tag, require_pretrained=True, **options)
+        except CheckpointError:
+            raise
         except (OSError, RuntimeError, ValueError) as error:
             raise weights_error(f"open_clip model {name!r}", looked_in, local_hint, offline, error) from error
+
+
+def _checked_loads():
+    """open_clip's ``load_checkpoint`` checked (see ``._checkpoints``), after its format conversions."""
+    from open_clip import factory
+
+    return checked_loads(factory, "load_checkpoint", lambda arguments: str(arguments["checkpoint_path"]))
 
 
 def _model_and_name(model, pretrained) -> tuple[nn.Module, str | None]:
     if isinstance(model, str):
         tokenizer_name = model if model.startswith(_SCHEMAS) else model.partition("/")[0]
-        return _create(model, pretrained), tokenizer_name
+        with _checked_loads():
+            return _create(model, pretrained), tokenizer_name
     if pretrained is not True:
         raise ValueError("pretrained applies to a model name; load weights into your instance yourself.")
     if not isinstance(model, nn.Module) or module_family(model) != "open_clip" or not hasattr(model, "encode_text"):
@@ -170,6 +183,8 @@ class OpenCLIPImageBackbone(ImageBackbone):
     ------
     WeightsNotFoundError
         Within seconds, when the weights are neither cached nor downloadable.
+    CheckpointError
+        When the weights file cannot be read or does not fit the model.
 
     Notes
     -----

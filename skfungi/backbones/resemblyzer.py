@@ -1,9 +1,13 @@
 """The Resemblyzer speaker encoder (a 3-layer LSTM) as an audio backbone, with its own features.
 
 Needs the optional ``resemblyzer`` package (``pip install "setuptools<81" resemblyzer``).
+A weights file (``"resemblyzer:<path>"``) is loaded strictly, not with the
+library's ``strict=False``.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -11,6 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.rnn import PackedSequence
 
+from ._checkpoints import CheckpointError, load_strictly, read_state_dict
 from .audio import AudioBackbone, batch_frames
 
 __all__ = ["PartialUtteranceEmbedding", "ResemblyzerBackbone", "ResemblyzerFeatures", "resemblyzer_backbone"]
@@ -240,5 +245,16 @@ def resemblyzer_backbone(model, modality: str = "auto") -> ResemblyzerBackbone:
         return ResemblyzerBackbone(model)
     if model == "pretrained":
         return ResemblyzerBackbone()
-    encoder = _import_resemblyzer().VoiceEncoder(device="cpu", verbose=False, weights_fpath=model)
-    return ResemblyzerBackbone(encoder)
+    return ResemblyzerBackbone(_encoder_from_file(model))
+
+
+def _encoder_from_file(path: str) -> nn.Module:
+    """A ``VoiceEncoder`` with the weights of a file saved as the library saves them (``{"model_state": ...}``),
+    loaded strictly (``VoiceEncoder(weights_fpath=...)`` would load them with ``strict=False``)."""
+    checkpoint = read_state_dict(path)
+    state = checkpoint.get("model_state") if isinstance(checkpoint, Mapping) else None
+    if state is None:
+        raise CheckpointError(
+            f"{path} is not a Resemblyzer checkpoint: VoiceEncoder reads its weights from checkpoint['model_state']."
+        )
+    return load_strictly(_import_resemblyzer().VoiceEncoder(device="cpu", verbose=False), state, path)

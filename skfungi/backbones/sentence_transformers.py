@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from ._hub import folder_or_hub
 from ._registry import module_family
-from .huggingface import attention_output_layer
+from .huggingface import attention_output_layer, check_vocabulary, checked_transformers_loads, model_folder
 from .text import TextBackbone
 
 __all__ = ["SentenceTransformerBackbone", "sentence_embedding", "sentence_transformers_backbone"]
@@ -63,6 +63,9 @@ class SentenceTransformerBackbone(TextBackbone):
     ------
     WeightsNotFoundError
         Within seconds, when a hub model is neither cached nor downloadable.
+    CheckpointError
+        For a name, when its transformer's weights cannot be read or do not
+        fit (checked as for :class:`~skfungi.backbones.HuggingFaceTextBackbone`).
 
     Examples
     --------
@@ -105,11 +108,18 @@ class SentenceTransformerBackbone(TextBackbone):
 
 
 def _load(name: str) -> nn.Module:
+    """``SentenceTransformer(name)``, its transformers models loaded strictly and its tokenizer checked."""
     from sentence_transformers import SentenceTransformer
 
-    return folder_or_hub(
-        name, lambda: SentenceTransformer(name, device="cpu"), "sentence-transformers model", "sentence_transformers"
-    )
+    def load() -> nn.Module:
+        with checked_transformers_loads():
+            return SentenceTransformer(name, device="cpu")
+
+    model = folder_or_hub(name, load, "sentence-transformers model", "sentence_transformers")
+    tokenizer = getattr(model, "tokenizer", None)
+    if hasattr(tokenizer, "get_vocab"):
+        check_vocabulary(tokenizer, model_folder(name) or name)
+    return model
 
 
 def sentence_transformers_backbone(model, modality: str = "text") -> SentenceTransformerBackbone:

@@ -3,8 +3,11 @@
 A name is created the way timm creates it, ``timm.create_model(name,
 pretrained=True, num_classes=0)``: weights come from timm's source for the
 model (the Hugging Face Hub cache, downloaded there where a network is
-reachable) or from a local file (timm's ``pretrained_cfg_overlay``). Random
-weights only when asked for (``pretrained=False``). The inference view is
+reachable) or from a local file (timm's ``pretrained_cfg_overlay``), after
+the model's checkpoint filter, and checked strictly: every weight of the
+model must come from the checkpoint, only the removed classifier may be left
+over (see ``._checkpoints``). Random weights only when asked for
+(``pretrained=False``). The inference view is
 timm's evaluation transform for the model (``timm.data.resolve_data_config``:
 its input size, interpolation, ``crop_pct``, mean and std).
 """
@@ -12,6 +15,7 @@ its input size, interpolation, ``crop_pct``, mean and std).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
@@ -19,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from .._core.gradients import supported_layers
+from ._checkpoints import CheckpointError, checked_loads
 from ._hub import hub_access, hub_cache_dir, reachable, weights_error
 from ._registry import module_family
 from .image import ImageBackbone
@@ -86,6 +91,9 @@ class TimmBackbone(ImageBackbone):
         Within seconds, when the weights are neither cached nor downloadable
         (offline, or the network unreachable): the message names the cache
         and the local-file alternative.
+    CheckpointError
+        When the weights cannot be read, or do not fit the model (missing,
+        unexpected or reshaped keys): the message names the file.
 
     Notes
     -----
@@ -183,7 +191,8 @@ def _create(name: str, pretrained: bool | str | os.PathLike) -> nn.Module:
         path = os.fspath(pretrained)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"timm weights file not found: {path!r}")
-        return timm.create_model(name, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": path})
+        with _checked_loads():
+            return timm.create_model(name, pretrained=True, num_classes=0, pretrained_cfg_overlay={"file": path})
     try:
         config = get_pretrained_cfg(name)
     except RuntimeError as error:  # an unknown tag
@@ -197,9 +206,11 @@ def _create(name: str, pretrained: bool | str | os.PathLike) -> nn.Module:
     local_hint = f"'timm:{name}?pretrained=/path/to/model.safetensors' or TimmBackbone({name!r}, pretrained=<path>)"
     if config.hf_hub_id:
         looked_in = f"the Hugging Face Hub cache {hub_cache_dir()} (repository {config.hf_hub_id})"
-        with hub_access() as offline:
+        with hub_access() as offline, _checked_loads():
             try:
                 return timm.create_model(name, pretrained=True, num_classes=0)
+            except CheckpointError:
+                raise
             except (OSError, RuntimeError, ValueError) as error:
                 raise weights_error(f"timm model {name!r}", looked_in, local_hint, offline, error) from error
     # weights only at a URL: timm keeps them in torch hub's checkpoint folder
@@ -208,9 +219,30 @@ def _create(name: str, pretrained: bool | str | os.PathLike) -> nn.Module:
     try:
         if offline:
             raise FileNotFoundError(f"{cached} does not exist")
-        return timm.create_model(name, pretrained=True, num_classes=0)
+        with _checked_loads():
+            return timm.create_model(name, pretrained=True, num_classes=0)
+    except CheckpointError:
+        raise
     except (OSError, RuntimeError, ValueError) as error:
         raise weights_error(f"timm model {name!r}", cached, local_hint, offline, error) from error
+
+
+def _checked_loads():
+    """timm's ``load_pretrained`` checked (see ``._checkpoints``): after the model's checkpoint filter and
+    timm's removal of the classifier, every weight of the model must come from the checkpoint."""
+    from timm.models import _builder
+
+    return checked_loads(_builder, "load_pretrained", _weights_source, head_removed=True)
+
+
+def _weights_source(arguments: Mapping[str, object]) -> str:
+    """Where ``load_pretrained(model, pretrained_cfg, ...)`` reads: a local file, a Hub repository or a URL."""
+    config = arguments.get("pretrained_cfg") or getattr(arguments["model"], "pretrained_cfg", {})
+    if config.get("file"):
+        return str(config["file"])
+    if config.get("hf_hub_id"):
+        return f"the Hugging Face Hub repository {config['hf_hub_id']} (cache {hub_cache_dir()})"
+    return str(config.get("url") or "timm's pretrained weights")
 
 
 def _patch_embedding_shape(model: nn.Module) -> tuple[int, int, int]:
