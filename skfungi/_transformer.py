@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import warnings
 from typing import ClassVar
 
@@ -12,6 +13,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
+from ._core.bank_cache import bank_folder
 from ._core.device import PRECISIONS, module_on, resolve_device
 from ._core.extractor import FeatureExtractor, RunOptions
 from ._core.gradients import supported_layers
@@ -130,6 +132,12 @@ default="srht"
         embedding, loss or gradient overflowed or is NaN; other samples are
         never affected): ``"raise"`` a ``ValueError`` naming the samples,
         or give them rows of ``"nan"`` with a ``RuntimeWarning`` naming them.
+    memory : str, path, joblib.Memory or None, default=None
+        A folder (or a ``joblib.Memory``: its ``location``) where ``fit``
+        stores SimCLR's encoded negative bank and reads it back in a later
+        fit with the same inputs, as ``Pipeline(memory=...)``; None stores
+        nothing. A stored bank is used only if it equals a fresh encoding bit
+        for bit: see the guarantees, "The negative-bank cache".
 
     Attributes
     ----------
@@ -206,6 +214,7 @@ default="srht"
         modality="auto",
         verbose=0,
         on_non_finite="raise",
+        memory=None,
     ):
         self.backbone = backbone
         self.losses = losses
@@ -223,6 +232,7 @@ default="srht"
         self.modality = modality
         self.verbose = verbose
         self.on_non_finite = on_non_finite
+        self.memory = memory
 
     _parameter_constraints: ClassVar[dict] = {
         "backbone": [torch.nn.Module, Backbone, str],
@@ -241,6 +251,7 @@ default="srht"
         "modality": [StrOptions({"auto", *MODALITIES})],
         "verbose": ["verbose"],
         "on_non_finite": [StrOptions({"raise", "nan"})],
+        "memory": [None, str, os.PathLike, HasMethods(["cache"])],
     }
 
     def __sklearn_clone__(self):
@@ -397,6 +408,7 @@ default="srht"
             precision=self.precision,
             verbose=int(self.verbose),
             on_non_finite=self.on_non_finite,
+            bank_cache=bank_folder(self.memory),
         )
 
     def _blocks(self, modality: str | None = None) -> list:

@@ -20,9 +20,8 @@ from skfungi.backbones import frozen_eval
 if os.environ.get("SKFUNGI_TEST_TORCH_THREADS"):  # `make test-one-thread`: the whole suite at that count
     torch.set_num_threads(int(os.environ["SKFUNGI_TEST_TORCH_THREADS"]))
 
-# Every test encodes its negative banks: one read from a disk cache could hide a change. Set for the
-# whole session, so that module-scoped fixtures (set up before any function-scoped fixture) see it too;
-# tests/test_bank_cache.py points the cache at a temporary folder.
+# The library stores negative banks only when asked (FungiTransformer(memory=...)); the demo asks for the
+# user's cache folder unless SKFUNGI_CACHE_DIR=off, so that its tests write nothing outside their folders.
 os.environ["SKFUNGI_CACHE_DIR"] = "off"
 
 

@@ -70,7 +70,7 @@ def test_simclr_matches_the_written_out_infonce(scope):
     negatives_source = torch.randn(3, 4, 8, dtype=torch.float64)  # 3 images x 4 views
     fake_images = [torch.rand(3, 16, 16) for _ in range(5)]
     loss = SimCLRLoss(grid_size=2, latent_dim=6, n_negatives=3, temperature_scope=scope, temperature=0.07)
-    loss.fit(context(encode=lambda _loss, batch, n_views: negatives_source[: len(batch)], images=fake_images))
+    loss.fit(context(encode=lambda _loss, batch, n_views, stage: negatives_source[: len(batch)], images=fake_images))
     assert len(loss.negative_indices_) == 3 and loss.negatives_.shape == (12, 6)
     embeddings = torch.randn(2, 4, 8, dtype=torch.float64)
     got = loss.sample_losses(embeddings)
@@ -92,7 +92,7 @@ def test_simclr_negatives_are_a_seeded_choice_of_training_samples():
     images = [torch.full((3, 16, 16), i / 10) for i in range(10)]
     seen = {}
 
-    def encode(_loss, batch, n_views):
+    def encode(_loss, batch, n_views, stage):
         seen["batch"] = batch
         return torch.zeros(len(batch), 4, 8, dtype=torch.float64)
 

@@ -149,6 +149,7 @@ def extract_blocks(
     batch_size: int = 256,
     random_state: int = 0,
     on_progress: Callable[[str, str, int], None] | None = None,
+    memory=None,
 ) -> dict[str, Block]:
     """Compute each block once on ``samples``, each with its own transformer fitted on ``fit_samples``.
 
@@ -168,7 +169,7 @@ def extract_blocks(
     fit_samples, samples : sequence
         Samples the transformers are fitted on (SimCLR's negative bank), and
         the samples whose features are computed.
-    layer, projection, batch_size, random_state
+    layer, projection, batch_size, random_state, memory
         As in ``FungiTransformer``.
     on_progress : callable or None
         ``on_progress(block, stage, n_samples)`` as samples are finished
@@ -192,6 +193,7 @@ def extract_blocks(
             projection=projection,
             batch_size=batch_size,
             random_state=random_state,
+            memory=memory,
         )
         listening = nullcontext()
         if on_progress is not None:
@@ -366,8 +368,11 @@ def run_demo(
     batch_size: int = 256,
     random_state: int = 0,
     progress: bool = False,
+    memory=None,
 ) -> tuple[list[dict], dict[str, Block]]:
     """Extract every block once, then score each feature set and its control on ``n_splits`` splits.
+
+    ``memory`` is ``FungiTransformer``'s: where SimCLR's negative bank is stored for the next run.
 
     Returns
     -------
@@ -404,6 +409,7 @@ def run_demo(
             batch_size=batch_size,
             random_state=random_state,
             on_progress=extracting,
+            memory=memory,
         )
         bar.set_description_str(f"kNN on {n_splits} splits")
         scores = score_splits(
@@ -456,6 +462,8 @@ def main_with_args(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     import torch
 
+    from .._core.bank_cache import user_cache_folder
+
     say(f"skfungi demo: FUNGI features from an ImageNet MobileNetV2 (CPU, {torch.get_num_threads()} threads)")
     data = load_demo_data(args.n_train, args.n_test, args.n_fit)
     say(
@@ -484,6 +492,7 @@ def main_with_args(args: argparse.Namespace) -> int:
             n_splits=args.splits,
             batch_size=args.batch_size,
             progress=True,
+            memory=user_cache_folder(),  # a rerun reads SimCLR's bank ($SKFUNGI_CACHE_DIR=off: never stored)
         )
     total = time.perf_counter() - start
     print()

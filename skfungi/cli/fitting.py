@@ -88,13 +88,15 @@ def fit_transformer(args: argparse.Namespace, names: tuple[str, ...], fit_source
         device=args.device,
         precision=args.precision or DEFAULT_PRECISION,
         num_workers=args.num_workers,
+        memory=args.bank_cache,
     )
     bank = len(kept) if any("n_negatives" in loss.get_params() for loss in losses) else 0
+    stored = f", read from {args.bank_cache} if a verified copy is stored there" if args.bank_cache else ""
     logger.info(
         "fitting on %d sample(s) of %s%s",
         len(kept),
         args.fit_input or args.input,
-        f" (SimCLR's negative bank: {bank} {bars.unit}s, encoded once)" if bank else "",
+        f" (SimCLR's negative bank: {bank} {bars.unit}s{stored})" if bank else "",
     )
     if bank:
         bars.expect("fit", "fit (negative bank)", total=bank)

@@ -209,6 +209,13 @@ def _add_extract_arguments(parser: argparse.ArgumentParser) -> None:
         "of one image's extraction)",
     )
     parser.add_argument(
+        "--bank-cache",
+        metavar="DIR",
+        help="folder where fit stores SimCLR's encoded negative bank and reads it back in a later run with the "
+        "same backbone, settings, machine and fit samples (FungiTransformer's memory); a stored bank is used "
+        "only if it equals a fresh encoding (default: none, the bank is encoded at every fit)",
+    )
+    parser.add_argument(
         "--save-transformer",
         metavar="FILE",
         help="also save the fitted transformer to FILE (a pickle; joblib.load or pickle.load gives the "

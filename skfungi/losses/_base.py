@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -34,9 +35,18 @@ class LossContext:
         Training samples (decoded on access), for banks of negatives: opaque
         items to hand to ``encode``.
     encode : callable
-        ``encode(loss, samples, n_views=None) -> (N, V, E)``: embeddings,
-        without gradient, of each sample's views as ``loss`` builds them
-        (seeded per sample), for items of ``training_images``.
+        ``encode(loss, samples, n_views=None, stage="fit") -> (N, V, E)``:
+        embeddings, without gradient, of each sample's views as ``loss``
+        builds them (seeded per sample), for items of ``training_images``.
+        With ``stage="fit"`` each sample is reported to the progress bars and
+        a sample whose embeddings are not finite is an error; ``stage=None``
+        does neither (to encode a sample again).
+    precision, batch_size
+        How ``encode`` runs: the autocast dtype of the backbone's forwards and
+        the most views in one forward (both part of a stored bank's key).
+    bank_cache : Path or None
+        The folder of stored negative banks (the estimator's ``memory``), or
+        None for no disk cache.
     """
 
     embedding_dim: int
@@ -46,6 +56,9 @@ class LossContext:
     device: torch.device
     training_images: object
     encode: object
+    precision: str = "float32"
+    batch_size: int = 32
+    bank_cache: Path | None = None
 
 
 def random_head(

@@ -159,10 +159,11 @@ class SimCLRLoss(FungiLoss):
         if len(chosen):
             bank = [samples[int(index)] for index in chosen]
 
-            def encode(items):
-                return self._latents(context.encode(self, items, n_views=self.negative_views_)).flatten(0, 1)
+            def encode(items, stage="fit"):
+                embeddings = context.encode(self, items, n_views=self.negative_views_, stage=stage)
+                return self._latents(embeddings).flatten(0, 1)
 
-            self.negatives_ = cached_bank(self, context, bank, encode)  # (N V, latent), stored on disk once
+            self.negatives_ = cached_bank(self, context, bank, encode)  # (N V, latent); on disk with memory=
         else:
             self.negatives_ = self.head_[0].new_zeros(0, self.latent_dim_)
         return self
