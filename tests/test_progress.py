@@ -81,3 +81,14 @@ def test_transform_progress_moves_about_once_per_sample_within_a_batch(vit_backb
     counts = [n for stage, n in reports if stage == "transform"]
     assert sum(counts) == len(images)  # one batch of six
     assert len(counts) >= len(images) - 1 and max(counts) <= 2  # not one report of six at the batch's end
+
+
+def test_a_progress_listener_replaces_the_library_bars(fungi_factory, images, capsys):
+    """The command line shows its own bars (a listener) and passes --verbose on for the model libraries'
+    messages: the library then draws no bar of its own."""
+    reports = []
+    with progress_listener(lambda stage, n: reports.append(stage)):
+        fungi_factory(1).fit(images).transform(images)
+    assert "fit" in reports and "transform" in reports
+    err = capsys.readouterr().err
+    assert "FUNGI features" not in err and "encoding simclr views" not in err

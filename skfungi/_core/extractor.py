@@ -47,7 +47,7 @@ from .device import autocast
 from .freeze import frozen_eval
 from .gradients import GradientCapture, layer_shape, resolve_layer
 from .numerics import l2_normalize
-from .progress import SampleCounter, report_progress
+from .progress import SampleCounter, listening, report_progress
 from .seeding import derive_seed, generator
 
 __all__ = ["LABELS", "FeatureExtractor", "KeyedSample", "NonFiniteFeaturesError", "RunOptions", "loss_dtype"]
@@ -403,16 +403,17 @@ class _Pass:
         return embedding.float() if embedding.dtype in (torch.float16, torch.bfloat16) else embedding
 
     def _progress(self, iterable, description: str, stage):
-        """``iterable`` behind a tqdm progress bar (on stderr) when ``verbose`` and ``stage``, else as is."""
-        if not self.options.verbose or stage is None:
+        """``iterable`` behind a tqdm progress bar (on stderr) when ``verbose`` and ``stage``, else as is
+        (also when a progress listener, such as the command line's bars, shows the progress)."""
+        if not self.options.verbose or stage is None or listening():
             return iterable
         from tqdm.auto import tqdm
 
         return tqdm(iterable, desc=description, unit="sample")
 
     def _bar(self, total: int, description: str):
-        """A tqdm bar counting samples (on stderr) when ``verbose``, else None."""
-        if not self.options.verbose:
+        """A tqdm bar counting samples (on stderr) when ``verbose`` and no progress listener shows them, else None."""
+        if not self.options.verbose or listening():
             return None
         from tqdm.auto import tqdm
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-__all__ = ["SampleCounter", "progress_listener", "report_progress"]
+__all__ = ["SampleCounter", "listening", "progress_listener", "report_progress"]
 
 _listener: ContextVar[Callable[[str, int], None] | None] = ContextVar("skfungi_progress", default=None)
 
@@ -28,6 +28,11 @@ def progress_listener(callback: Callable[[str, int], None]) -> Iterator[None]:
         yield
     finally:
         _listener.reset(token)
+
+
+def listening() -> bool:
+    """Whether a listener shows the progress (then the library draws no bars of its own)."""
+    return _listener.get() is not None
 
 
 def report_progress(stage: str, n_samples: int) -> None:

@@ -83,7 +83,7 @@ def extract_command(args: argparse.Namespace) -> int:
             else:
                 fungi = fit_transformer(args, names, fit_source, bars)
                 files = {TRANSFORMER_FILE: transformer_writer(fungi)}
-            fungi.set_params(batch_size=args.batch_size, num_workers=args.num_workers, verbose=0)
+            fungi.set_params(batch_size=args.batch_size, num_workers=args.num_workers, verbose=int(bool(args.verbose)))
             feature_names = fungi.get_feature_names_out().tolist()
             if store.manifest.setdefault("feature_names", feature_names) != feature_names:
                 raise CommandError(f"the features of {parts} were named differently; pass --restart to start anew.")

@@ -89,6 +89,7 @@ def fit_transformer(args: argparse.Namespace, names: tuple[str, ...], fit_source
         precision=args.precision or DEFAULT_PRECISION,
         num_workers=args.num_workers,
         memory=args.bank_cache,
+        verbose=int(bool(args.verbose)),  # the model libraries' own messages; the bars are the command's
     )
     bank = len(kept) if any("n_negatives" in loss.get_params() for loss in losses) else 0
     stored = f", read from {args.bank_cache} if a verified copy is stored there" if args.bank_cache else ""
