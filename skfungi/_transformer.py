@@ -13,6 +13,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
+from . import _defaults as defaults
 from ._core.bank_cache import bank_folder
 from ._core.device import PRECISIONS, module_on, resolve_device
 from ._core.extractor import FeatureExtractor, RunOptions
@@ -199,15 +200,15 @@ default="srht"
         self,
         backbone,
         *,
-        losses="auto",
-        views="paper",
-        layer="auto",
+        losses=defaults.LOSSES,
+        views=defaults.VIEWS,
+        layer=defaults.LAYER,
         include_embedding=True,
-        projection="srht",
+        projection=defaults.PROJECTION,
         projection_dim="auto",
         batch_size=32,
         device="auto",
-        precision="float32",
+        precision=defaults.PRECISION,
         num_workers=0,
         compile=False,
         random_state=None,
@@ -414,7 +415,7 @@ default="srht"
     def _blocks(self, modality: str | None = None) -> list:
         """Fresh copies of the blocks ``losses`` asks for (``"auto"``: the paper's set for ``modality``)."""
         if isinstance(self.losses, str):  # "auto" (the constraints allow no other string)
-            specs = ("kl", "dino", "simclr") if modality == "image" else ("kl", "simclr")
+            specs = defaults.paper_losses(modality)
         else:
             specs = self.losses
         losses = [clone(make_loss(spec, self.views)) for spec in specs]

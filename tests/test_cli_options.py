@@ -11,7 +11,8 @@ import torch
 from cli_support import BACKBONE, error_line, extract, files_under, write_images
 
 from skfungi import FungiTransformer, cli
-from skfungi.cli.main import COMMAND_LOSSES, build_parser
+from skfungi.cli.main import build_parser
+from skfungi.cli.options import COMMAND_LOSSES
 from skfungi.losses import LOSSES, SUFFIX
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

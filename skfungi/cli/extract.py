@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import options
 from .chunks import ChunkStore, atomic_write
 from .errors import CommandError
 from .fitting import (
@@ -40,7 +41,6 @@ from .fitting import (
     transformer_writer,
 )
 from .inputs import read_input
-from .main import DEFAULT_FIT_SAMPLES, DEFAULT_LAYER, DEFAULT_LOSSES, DEFAULT_PRECISION, DEFAULT_SEED, DEFAULT_VIEWS
 from .outputs import check_storable, write_features
 from .progress import ProgressBars
 
@@ -70,7 +70,7 @@ def extract_command(args: argparse.Namespace) -> int:
             raise CommandError(
                 f"--fit-input holds {fit_source.modality} samples but INPUT holds {source.modality} samples."
             )
-        names = loss_names(args.losses or DEFAULT_LOSSES, source.modality)
+        names = loss_names(args.losses or options.LOSSES, source.modality)
     store = ChunkStore.open(
         parts, _settings(args, source, fit_source), len(source), args.chunk_size, restart=args.restart
     )
@@ -174,13 +174,13 @@ def _settings(args: argparse.Namespace, source, fit_source) -> dict:
     return {
         **settings,
         "backbone": args.backbone,
-        "losses": ",".join(loss_names(args.losses or DEFAULT_LOSSES, source.modality)),
-        "views": args.views or DEFAULT_VIEWS,
-        "layer": args.layer or DEFAULT_LAYER,
-        "seed": DEFAULT_SEED if args.seed is None else args.seed,
-        "precision": args.precision or DEFAULT_PRECISION,
+        "losses": ",".join(loss_names(args.losses or options.LOSSES, source.modality)),
+        "views": args.views or options.VIEWS,
+        "layer": args.layer or options.LAYER,
+        "seed": options.SEED if args.seed is None else args.seed,
+        "precision": args.precision or options.PRECISION,
         "fit_input": f"{Path(args.fit_input or args.input).resolve()} [{fit_source.digest()}]",
-        "fit_samples": args.fit_samples or DEFAULT_FIT_SAMPLES,
+        "fit_samples": args.fit_samples or options.FIT_SAMPLES,
     }
 
 

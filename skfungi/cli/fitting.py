@@ -19,32 +19,30 @@ from pathlib import Path
 
 import numpy as np
 
+from . import options
 from .errors import CommandError
-from .main import COMMAND_LOSSES, DEFAULT_FIT_SAMPLES, DEFAULT_LAYER, DEFAULT_PRECISION, DEFAULT_SEED, DEFAULT_VIEWS
 
 __all__ = ["TRANSFORMER_FILE", "fit_transformer", "load_transformer", "loss_names", "transformer_writer"]
 
 logger = logging.getLogger(__name__)
 
 TRANSFORMER_FILE = "transformer.pkl"
-# --losses auto: the paper's losses for each modality the command reads
-AUTO_LOSSES = {"image": ("kl", "dino", "simclr"), "text": ("kl", "simclr")}
 
 
 def loss_names(text: str, modality: str) -> tuple[str, ...]:
     """The loss names of ``--losses`` (``auto``, ``none`` or a comma-separated list) for ``modality``."""
     if text == "auto":
-        return AUTO_LOSSES[modality]
+        return options.paper_losses(modality)
     if text == "none":
         return ()
     names = tuple(name.strip().lower() for name in text.split(","))
     if not all(names):
         raise CommandError(f"--losses {text!r} has an empty name; give e.g. 'kl,dino,simclr', 'auto' or 'none'.")
-    unknown = [name for name in names if name not in COMMAND_LOSSES]
+    unknown = [name for name in names if name not in options.COMMAND_LOSSES]
     if unknown:
         raise CommandError(
-            f"--losses: unknown loss {unknown[0]!r}; use a comma-separated list of {', '.join(COMMAND_LOSSES)}, "
-            "or 'auto' or 'none'."
+            f"--losses: unknown loss {unknown[0]!r}; use a comma-separated list of "
+            f"{', '.join(options.COMMAND_LOSSES)}, or 'auto' or 'none'."
         )
     return names
 
@@ -60,8 +58,8 @@ def fit_transformer(args: argparse.Namespace, names: tuple[str, ...], fit_source
     from .._transformer import FungiTransformer
     from ..losses import make_loss
 
-    seed = DEFAULT_SEED if args.seed is None else args.seed
-    fit_samples = args.fit_samples or DEFAULT_FIT_SAMPLES
+    seed = options.SEED if args.seed is None else args.seed
+    fit_samples = args.fit_samples or options.FIT_SAMPLES
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(fit_source), size=min(fit_samples, len(fit_source)), replace=False))
     samples, kept, failed = fit_source.load(chosen)
@@ -72,7 +70,7 @@ def fit_transformer(args: argparse.Namespace, names: tuple[str, ...], fit_source
         logger.warning("fit: skipped %d unreadable sample(s): %s", len(failed), listed)
     if not kept:
         raise CommandError("no fit sample could be read.")
-    views = args.views or DEFAULT_VIEWS
+    views = args.views or options.VIEWS
     losses = [make_loss(name, views) for name in names]
     for loss in losses:
         if "n_negatives" in loss.get_params():
@@ -81,12 +79,12 @@ def fit_transformer(args: argparse.Namespace, names: tuple[str, ...], fit_source
         args.backbone,
         losses=losses,
         views=views,
-        layer=args.layer or DEFAULT_LAYER,
+        layer=args.layer or options.LAYER,
         batch_size=args.batch_size,
         random_state=seed,
         modality=fit_source.modality,
         device=args.device,
-        precision=args.precision or DEFAULT_PRECISION,
+        precision=args.precision or options.PRECISION,
         num_workers=args.num_workers,
         memory=args.bank_cache,
         verbose=int(bool(args.verbose)),  # the model libraries' own messages; the bars are the command's

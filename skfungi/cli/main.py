@@ -11,23 +11,15 @@ import errno
 import sys
 from collections.abc import Sequence
 
-__all__ = ["COMMAND_LOSSES", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "build_parser", "main"]
+from . import options
+from .options import COMMAND_LOSSES
+
+__all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "build_parser", "main"]
 
 EXIT_ERROR = 1
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
-# defaults of the options that fix the fit (None in the parser, so that --transformer can refuse them)
-DEFAULT_LOSSES = "auto"
-DEFAULT_VIEWS = "paper"
-DEFAULT_LAYER = "auto"
-DEFAULT_SEED = 0
-DEFAULT_PRECISION = "float32"
-DEFAULT_FIT_SAMPLES = 64
-DEFAULT_BATCH_SIZE = 8
-DEFAULT_CHUNK_SIZE = 64
-# the blocks --losses takes: the gradient blocks, and the no-gradient controls of the losses with several views
-COMMAND_LOSSES = ("kl", "dino", "simclr", "dino_views", "simclr_views")
 
 EXTRACT_DESCRIPTION = f"""\
 Extract FUNGI features (the backbone's embedding and the projected per-sample
@@ -54,7 +46,7 @@ OUTPUT is written when every sample is done:
     order (sorted relative paths for a folder).
 
 Fitting draws the random heads and projection from --seed and encodes
-SimCLR's negative bank: --fit-samples samples (default {DEFAULT_FIT_SAMPLES}, the
+SimCLR's negative bank: --fit-samples samples (default {options.FIT_SAMPLES}, the
 reference implementation's bank size) of --fit-input, drawn with --seed. With
 skfungi:mobilenet_v2 and the paper's views, a bank image costs about 0.7 of the
 extraction of one image (measured on a CPU): the default fit costs as much as
@@ -156,9 +148,9 @@ def _add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--batch-size",
         type=_positive_int,
-        default=DEFAULT_BATCH_SIZE,
+        default=options.BATCH_SIZE,
         metavar="N",
-        help=f"samples per batch (default {DEFAULT_BATCH_SIZE}); the progress bar moves once per batch",
+        help=f"samples per batch (default {options.BATCH_SIZE}); the progress bar moves once per batch",
     )
     parser.add_argument(
         "--device",
@@ -205,7 +197,7 @@ def _add_extract_arguments(parser: argparse.ArgumentParser) -> None:
         type=_positive_int,
         metavar="N",
         help=f"size of SimCLR's negative bank: samples of the fit input encoded by fit, drawn with --seed "
-        f"(default {DEFAULT_FIT_SAMPLES}; with skfungi:mobilenet_v2 and the paper's views each costs about 0.7 "
+        f"(default {options.FIT_SAMPLES}; with skfungi:mobilenet_v2 and the paper's views each costs about 0.7 "
         "of one image's extraction)",
     )
     parser.add_argument(
@@ -231,9 +223,9 @@ def _add_extract_arguments(parser: argparse.ArgumentParser) -> None:
         "--chunk-size",
         type=_positive_int,
         metavar="N",
-        default=DEFAULT_CHUNK_SIZE,
+        default=options.CHUNK_SIZE,
         help=f"samples per saved chunk, the unit of resumption: an interruption loses at most one chunk's work "
-        f"(default {DEFAULT_CHUNK_SIZE})",
+        f"(default {options.CHUNK_SIZE})",
     )
     parser.add_argument(
         "--layout",

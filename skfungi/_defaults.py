@@ -1,0 +1,26 @@
+"""The library's defaults, in one place that imports nothing heavy.
+
+:class:`~skfungi.FungiTransformer` takes its constructor's defaults from
+here, and the command line (which must answer ``--help`` without importing
+torch) reads the same values, so that a default is written once.
+"""
+
+from __future__ import annotations
+
+__all__ = ["LAYER", "LOSSES", "PRECISION", "PROJECTION", "VIEWS", "paper_losses"]
+
+# FungiTransformer's constructor defaults
+LOSSES = "auto"
+VIEWS = "paper"
+LAYER = "auto"
+PROJECTION = "srht"
+PRECISION = "float32"
+
+# the paper's losses per modality: DINO needs image crops, so text, audio and tabular rows take KL and SimCLR
+_PAPER_LOSSES = {"image": ("kl", "dino", "simclr")}
+_WITHOUT_CROPS = ("kl", "simclr")
+
+
+def paper_losses(modality: str) -> tuple[str, ...]:
+    """The loss names ``losses="auto"`` stands for with a backbone of ``modality``."""
+    return _PAPER_LOSSES.get(modality, _WITHOUT_CROPS)
