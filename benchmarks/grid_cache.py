@@ -47,7 +47,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline, make_pipeline
 from timm.models.vision_transformer import VisionTransformer
 
-import skfungi._core.extractor
+import skfungi._engine.extractor
 from skfungi import DINOLoss, FungiTransformer, SimCLRLoss
 from skfungi.datasets import load_digits_images
 from skfungi.protocols import FungiBlockSelector, make_knn_classifier
@@ -67,7 +67,7 @@ class RowCounter:
 
     def __init__(self):
         self.rows = 0
-        self._original = skfungi._core.extractor.FeatureExtractor.transform
+        self._original = skfungi._engine.extractor.FeatureExtractor.transform
 
     def __enter__(self):
         original, counter = self._original, self
@@ -76,11 +76,11 @@ class RowCounter:
             counter.rows += len(images)
             return original(extractor, images, options)
 
-        skfungi._core.extractor.FeatureExtractor.transform = counting
+        skfungi._engine.extractor.FeatureExtractor.transform = counting
         return self
 
     def __exit__(self, *exc):
-        skfungi._core.extractor.FeatureExtractor.transform = self._original
+        skfungi._engine.extractor.FeatureExtractor.transform = self._original
 
 
 def one_extraction(model, X):

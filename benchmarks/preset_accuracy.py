@@ -45,10 +45,10 @@ import torch
 from sklearn.model_selection import StratifiedShuffleSplit
 
 from skfungi import FungiTransformer
-from skfungi._core import extractor as _engine
-from skfungi._core.projection import KroneckerProjection, _FlatGradientProjection, make_projection
+from skfungi._engine import extractor as _engine
 from skfungi.backbones.mobilenet import mobilenet_v2_backbone
 from skfungi.datasets import FASHION_MNIST_DIR, read_idx
+from skfungi.projection import KroneckerProjection, _FlatGradientProjection, make_projection
 from skfungi.protocols import evaluate_knn, feature_blocks
 
 BLOCKS = ("embedding", "kl", "dino", "simclr")

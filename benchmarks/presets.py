@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from skfungi import FungiTransformer
-from skfungi._core.device import autocast
+from skfungi._utils.device import autocast
 from skfungi.losses import VIEW_PRESETS, make_loss
 
 LOSS_SETS = {

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from skfungi._core.projection import make_projection
+from skfungi.projection import make_projection
 
 PROJECTIONS = ("rademacher", "kronecker", "srht")
 

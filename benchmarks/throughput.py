@@ -472,7 +472,7 @@ def kl_sweep(args, model, backbone, log) -> list[dict]:
 
 
 def stage_times(prof, expected: list[str]) -> dict[str, float]:
-    """Seconds spent in each labelled stage of the engine (``skfungi._core.extractor.LABELS``), summed
+    """Seconds spent in each labelled stage of the engine (``skfungi._engine.extractor.LABELS``), summed
     over the trace's ranges (their durations on the wall clock); a stage the configuration must run
     but the trace lacks is an error."""
     totals = {event.key: event.cpu_time_total / 1e6 for event in prof.key_averages() if event.key in expected}
@@ -480,7 +480,7 @@ def stage_times(prof, expected: list[str]) -> dict[str, float]:
     if missing:
         raise RuntimeError(
             f"the engine reported no {missing} stage(s): its torch.profiler labels changed "
-            "(skfungi._core.extractor.LABELS); update this benchmark."
+            "(skfungi._engine.extractor.LABELS); update this benchmark."
         )
     return totals
 
@@ -497,7 +497,7 @@ def profile(args) -> dict:
     from torch.profiler import profile as torch_profile
 
     from skfungi import FungiTransformer, TimmBackbone
-    from skfungi._core.extractor import LABELS
+    from skfungi._engine.extractor import LABELS
 
     rng = np.random.default_rng(0)
     train = rng.integers(0, 256, (max(args.n_images, args.n_negatives), 224, 224, 3), dtype=np.uint8)

@@ -11,7 +11,6 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # static imports for type checkers, IDEs and documentation tools
-    from ._core.projection import GaussianProjection, KroneckerProjection, RademacherProjection, SRHTProjection
     from ._transformer import FungiTransformer
     from .backbones import (
         AudioBackbone,
@@ -31,17 +30,18 @@ if TYPE_CHECKING:  # static imports for type checkers, IDEs and documentation to
     from .dense import DenseFungiTransformer, InContextSegmenter
     from .losses import DINOLoss, KLLoss, SimCLRLoss, ViewAverage
     from .neighbors import HNSWTransformer
+    from .projection import GaussianProjection, KroneckerProjection, RademacherProjection, SRHTProjection
     from .protocols.blocks import FungiBlockSelector
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # public name -> submodule that defines it
 _EXPORTS = {
     "FungiBlockSelector": ".protocols.blocks",
-    "GaussianProjection": "._core.projection",
-    "KroneckerProjection": "._core.projection",
-    "RademacherProjection": "._core.projection",
-    "SRHTProjection": "._core.projection",
+    "GaussianProjection": ".projection",
+    "KroneckerProjection": ".projection",
+    "RademacherProjection": ".projection",
+    "SRHTProjection": ".projection",
     "FungiTransformer": "._transformer",
     "AudioBackbone": ".backbones",
     "CheckpointError": ".backbones",

@@ -14,16 +14,16 @@ from sklearn.utils._param_validation import HasMethods, StrOptions
 from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from . import _defaults as defaults
-from ._core.bank_cache import bank_folder
-from ._core.device import PRECISIONS, module_on, resolve_device
-from ._core.extractor import FeatureExtractor, RunOptions
-from ._core.gradients import supported_layers
-from ._core.projection import PROJECTIONS, make_projection
-from ._core.seeding import base_seed, derive_seed
-from ._core.validation import int_range
+from ._engine.bank_cache import bank_folder
+from ._engine.extractor import FeatureExtractor, RunOptions
+from ._utils.device import PRECISIONS, module_on, resolve_device
+from ._utils.seeding import base_seed, derive_seed
+from ._utils.validation import int_range
 from .backbones import MODALITIES, Backbone, declared_modality, resolve_backbone
 from .backbones._base import check_module
+from .backbones.layers import target_layer
 from .losses import VIEW_PRESETS, make_loss
+from .projection import PROJECTIONS, make_projection
 
 __all__ = ["FungiTransformer"]
 
@@ -304,7 +304,8 @@ default="srht"
             self.backbone, self.modality, X, seed=derive_seed(seed, "backbone"), verbose=int(self.verbose)
         )
         losses = self._blocks(resolved.modality)
-        layer = self._layer_path(resolved, losses)
+        # only gradient blocks need a target layer: the embedding and view blocks serve any backbone
+        layer = target_layer(resolved, self.layer) if any(loss.needs_gradient for loss in losses) else None
         samples = resolved.as_samples(X, estimator=self, reset=True)
         backbone = resolved.fit(samples)  # a fitted copy when the adapter measures something (tabular)
         check_module(backbone.module)
@@ -429,21 +430,6 @@ default="srht"
 
     def _compile_options(self) -> dict:
         return dict(self.compile) if isinstance(self.compile, dict) else {}
-
-    def _layer_path(self, backbone, losses) -> str | None:
-        """The target layer's path; None when no block takes a gradient (the embedding and view blocks
-        need no layer, so any backbone serves them)."""
-        if not any(loss.needs_gradient for loss in losses):
-            return None
-        if self.layer != "auto":
-            return self.layer
-        if backbone.default_layer is None:
-            candidates = supported_layers(backbone.module)[-8:]
-            raise ValueError(
-                f"{backbone!r} has no default target layer; pass layer=... with the dotted path of an "
-                f"nn.Linear, nn.Conv1d or nn.Conv2d (deepest candidates: {', '.join(candidates) or 'none'})."
-            )
-        return backbone.default_layer
 
 
 def _backbone_on(backbone, device: torch.device, memo: dict):

@@ -33,8 +33,8 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils._param_validation import StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._core.seeding import base_seed, derive_seed
-from ._core.validation import int_range
+from ._utils.seeding import base_seed, derive_seed
+from ._utils.validation import int_range
 
 __all__ = ["HNSWTransformer"]
 

@@ -11,10 +11,10 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import VisionTransformer
 
-import skfungi._core.extractor
+import skfungi._engine.extractor
 from skfungi import FungiTransformer, ImageBackbone, TimmBackbone
-from skfungi._core.extractor import KeyedSample, _Pass
-from skfungi._core.seeding import derive_seed, generator
+from skfungi._engine.extractor import KeyedSample, _Pass
+from skfungi._utils.seeding import derive_seed, generator
 from skfungi.backbones import frozen_eval
 
 if os.environ.get("SKFUNGI_TEST_TORCH_THREADS"):  # `make test-one-thread`: the whole suite at that count
@@ -74,14 +74,14 @@ def one_torch_thread():
 def extracted_rows():
     """Counts the samples FungiTransformer extracts features (embedding + every loss's gradients) for."""
     counter = {"rows": 0}
-    original = skfungi._core.extractor.FeatureExtractor.transform
+    original = skfungi._engine.extractor.FeatureExtractor.transform
 
     def counting(self, samples, options):
         counter["rows"] += len(samples)
         return original(self, samples, options)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(skfungi._core.extractor.FeatureExtractor, "transform", counting)
+        patch.setattr(skfungi._engine.extractor.FeatureExtractor, "transform", counting)
         yield counter
 
 

@@ -19,8 +19,8 @@ from sklearn.pipeline import Pipeline
 
 from skfungi import FungiTransformer
 from skfungi.backbones import resolve_backbone
-from skfungi.backbones._base import last_linear
 from skfungi.backbones.audio import AudioBackbone
+from skfungi.backbones.layers import last_linear
 from skfungi.backbones.mel import LogMelSpectrogram, mel_filterbank
 from skfungi.backbones.resemblyzer import PartialUtteranceEmbedding
 from skfungi.inputs.audio import as_waveforms

@@ -22,10 +22,10 @@ import transformers
 from cli_support import extract, write_images
 from conftest import tiny_bert, tiny_cnn
 
-import skfungi._core.extractor
+import skfungi._engine.extractor
 from skfungi import FungiTransformer, ImageBackbone
-from skfungi._core import bank_cache
-from skfungi._core.progress import progress_listener
+from skfungi._engine import bank_cache
+from skfungi._utils.progress import progress_listener
 from skfungi.backbones.huggingface import HuggingFaceTextBackbone
 from skfungi.losses import KLLoss, SimCLRLoss
 
@@ -45,13 +45,13 @@ def folder(tmp_path) -> Path:
 def encoded_samples(monkeypatch) -> list[int]:
     """Number of samples handed to the bank encoder, per call."""
     calls = []
-    original = skfungi._core.extractor.FeatureExtractor.encode
+    original = skfungi._engine.extractor.FeatureExtractor.encode
 
     def counting(self, loss, samples, *args, **kwargs):
         calls.append(len(samples))
         return original(self, loss, samples, *args, **kwargs)
 
-    monkeypatch.setattr(skfungi._core.extractor.FeatureExtractor, "encode", counting)
+    monkeypatch.setattr(skfungi._engine.extractor.FeatureExtractor, "encode", counting)
     return calls
 
 
@@ -248,7 +248,7 @@ import logging, sys
 sys.path.insert(0, {str(Path(__file__).parent)!r})
 import numpy as np, torch
 torch.set_num_threads(1)
-from skfungi._core import bank_cache
+from skfungi._engine import bank_cache
 bank_cache._skfungi_code = lambda: {bank_cache._skfungi_code()!r}
 from test_bank_cache import transformer
 logging.basicConfig(level=logging.INFO, format="%(message)s")

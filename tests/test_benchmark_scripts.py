@@ -118,7 +118,7 @@ def test_preset_accuracy_projects_one_gradient_with_each_projection_side_by_side
     ``projection_blocks`` hands each part back, normalised, beside the shared embedding."""
     import torch
 
-    from skfungi._core.projection import make_projection
+    from skfungi.projection import make_projection
 
     preset_accuracy = scripts("preset_accuracy")
     names = ("rademacher", "kronecker", "srht")

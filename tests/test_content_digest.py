@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from conftest import tiny_cnn
 
-from skfungi._core.content_digest import UnhashableError, content_digest, package_version
+from skfungi._utils.content_digest import UnhashableError, content_digest, package_version
 
 SCALE = 2.0
 

@@ -12,8 +12,8 @@ from conftest import tiny_vit
 from PIL import Image
 
 from skfungi import FungiTransformer, TimmBackbone
-from skfungi._core.device import autocast, module_on, resolve_device
-from skfungi._core.gradients import GradientCapture
+from skfungi._engine.gradients import GradientCapture
+from skfungi._utils.device import autocast, module_on, resolve_device
 
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks behaviour on a machine without CUDA")
 

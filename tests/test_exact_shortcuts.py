@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from conftest import engine_gradients, tiny_cnn, tiny_vit
 
 from skfungi import FungiTransformer, ImageBackbone, TimmBackbone
-from skfungi._core.seeding import derive_seed, generator
+from skfungi._utils.seeding import derive_seed, generator
 from skfungi.backbones import frozen_eval
 from skfungi.losses import VIEW_PRESETS, make_loss
 

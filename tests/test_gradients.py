@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from conftest import engine_gradients, reference_gradient, tiny_cnn, tiny_vit
 
 from skfungi import FungiTransformer, ImageBackbone, TimmBackbone
-from skfungi._core.gradients import GradientCapture, resolve_layer, supported_layers
+from skfungi._engine.gradients import GradientCapture
 from skfungi.backbones import frozen_eval
+from skfungi.backbones.layers import resolve_layer, supported_layers
 from skfungi.losses import DINOLoss, KLLoss, SimCLRLoss
 
 LOSSES = [KLLoss(), DINOLoss(latent_dim=32), SimCLRLoss(latent_dim=16, grid_size=3)]

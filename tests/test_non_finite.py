@@ -11,7 +11,7 @@ import torch.nn as nn
 from conftest import tiny_vit
 
 from skfungi import AudioBackbone, FungiTransformer, ImageBackbone, TabularBackbone, TabularMLP, TimmBackbone
-from skfungi._core.numerics import l2_normalize
+from skfungi._utils.numerics import l2_normalize
 from skfungi.losses import DINOLoss, KLLoss, SimCLRLoss
 
 # -- l2_normalize -------------------------------------------------------------------------------

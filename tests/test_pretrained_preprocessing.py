@@ -16,7 +16,7 @@ from timm.data import create_transform, resolve_data_config
 from torchvision.transforms import InterpolationMode
 
 from skfungi import FungiTransformer
-from skfungi._core.seeding import generator
+from skfungi._utils.seeding import generator
 from skfungi.backbones import ImageBackbone, TimmBackbone
 from skfungi.backbones.open_clip import OpenCLIPImageBackbone
 from skfungi.views.image import _crop_box, exact_8bit, patchify, random_resized_crop

@@ -10,7 +10,7 @@ import pytest
 
 import skfungi
 from skfungi import DINOLoss, FungiTransformer, SimCLRLoss
-from skfungi._core.progress import progress_listener
+from skfungi._utils.progress import progress_listener
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

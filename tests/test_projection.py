@@ -11,8 +11,8 @@ import torch
 from sklearn.exceptions import NotFittedError
 
 from skfungi import GaussianProjection, KroneckerProjection, RademacherProjection
-from skfungi._core import projection as projection_module
-from skfungi._core.projection import SRHTProjection, make_projection
+from skfungi import projection as projection_module
+from skfungi.projection import SRHTProjection, make_projection
 
 
 @pytest.mark.parametrize("cls", [RademacherProjection, GaussianProjection])

@@ -23,7 +23,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 
 from skfungi import FungiTransformer, RademacherProjection
-from skfungi._core.seeding import generator
+from skfungi._utils.seeding import generator
 from skfungi.backbones import TimmBackbone
 from skfungi.losses import DINOLoss, KLLoss, SimCLRLoss
 

@@ -207,7 +207,7 @@ def test_auto_losses_are_the_papers_set_for_the_modality(images):
 
 
 def test_projection_buffer_size_does_not_change_features(vit_backbone, images, monkeypatch):
-    from skfungi._core import extractor as _engine
+    from skfungi._engine import extractor as _engine
 
     fungi = make_fungi(vit_backbone, batch_size=2).fit(images)
     buffered = fungi.transform(images)  # one projection for all batches

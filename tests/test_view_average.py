@@ -10,7 +10,7 @@ from sklearn.base import clone
 from sklearn.utils._param_validation import InvalidParameterError
 
 from skfungi import FungiTransformer, ImageBackbone
-from skfungi._core.seeding import derive_seed, generator
+from skfungi._utils.seeding import derive_seed, generator
 from skfungi.backbones import frozen_eval
 from skfungi.losses import DINOLoss, SimCLRLoss, ViewAverage, make_loss
 

@@ -10,7 +10,7 @@ from timm.models.mlp_mixer import MlpMixer
 from timm.models.vision_transformer import VisionTransformer
 
 from skfungi import FungiTransformer, ImageBackbone, TimmBackbone
-from skfungi._core.seeding import generator
+from skfungi._utils.seeding import generator
 from skfungi.backbones.open_clip import OpenCLIPImageBackbone
 from skfungi.losses import VIEW_PRESETS, DINOLoss, SimCLRLoss, make_loss
 

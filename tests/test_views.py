@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from skfungi._core.seeding import generator
+from skfungi._utils.seeding import generator
 from skfungi.views.image import center_view, dino_crops, patchify, random_resized_crop
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from skfungi._core.projection import PROJECTIONS
 from skfungi.losses import VIEW_PRESETS
+from skfungi.projection import PROJECTIONS
 
 from .data import PAIR_BUILDERS, QUICK_SIZES, MissingAssetError, Pair
 from .harness import run_pair

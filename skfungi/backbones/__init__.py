@@ -6,7 +6,7 @@ an embedding out of it, and which layer to take gradients from by default.
 
 from __future__ import annotations
 
-from .._core.freeze import frozen_eval
+from .._utils.freeze import frozen_eval
 from ._base import Backbone, check_module
 from ._checkpoints import CheckpointError
 from ._hub import WeightsNotFoundError

@@ -8,17 +8,10 @@ from collections.abc import Sequence
 import torch
 import torch.nn as nn
 
-from .._core.device import module_on
-from .._core.seeding import content_key
+from .._utils.device import module_on
+from .._utils.seeding import content_key
 
-__all__ = ["Backbone", "check_module", "last_linear"]
-
-
-def last_linear(module: nn.Module) -> str | None:
-    """Dotted path of the last ``nn.Linear`` registered in ``module`` (``""`` if the module itself is
-    one; None if it has none): the default target layer of the generic adapters."""
-    paths = [path for path, layer in module.named_modules() if isinstance(layer, nn.Linear)]
-    return paths[-1] if paths else None
+__all__ = ["Backbone", "check_module"]
 
 
 def check_module(module: nn.Module) -> None:

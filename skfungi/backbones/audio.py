@@ -26,12 +26,13 @@ import torch.nn as nn
 from sklearn.utils._param_validation import validate_parameter_constraints
 from torch.nn.utils.rnn import PackedSequence, pack_sequence, pad_packed_sequence
 
-from .._core.seeding import content_key
-from .._core.validation import whole_range
+from .._utils.seeding import content_key
+from .._utils.validation import whole_range
 from ..inputs.audio import Waveform, as_waveforms
 from ..inputs.columns import unwrap_column
 from ..views.audio import noise_and_roll
-from ._base import Backbone, last_linear
+from ._base import Backbone
+from .layers import last_linear
 from .mel import LogMelSpectrogram
 
 __all__ = ["AudioBackbone", "LogMelSpectrogram", "batch_frames"]

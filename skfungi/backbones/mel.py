@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from sklearn.utils._param_validation import validate_parameter_constraints
 
-from .._core.validation import int_range, real_range
+from .._utils.validation import int_range, real_range
 
 __all__ = ["LogMelSpectrogram", "mel_filterbank"]
 

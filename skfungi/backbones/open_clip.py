@@ -14,7 +14,7 @@ stays intact and pickles whole) and embed through ``encode_image`` /
 ``encode_text``, unnormalised. Their default target layer is the last
 residual block's ``attn.out_proj``, which ``nn.MultiheadAttention`` applies
 functionally: skfungi captures its true per-sample gradient (see
-``skfungi._core.gradients``). The image tower pools its class token and the text
+``skfungi._engine.gradients``). The image tower pools its class token and the text
 tower its end-of-text token, so only that token carries gradient there.
 """
 

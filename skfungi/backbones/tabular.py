@@ -27,11 +27,12 @@ import torch
 import torch.nn as nn
 from sklearn.utils._param_validation import Options, validate_parameter_constraints
 
-from .._core.seeding import generator
-from .._core.validation import int_range
+from .._utils.seeding import generator
+from .._utils.validation import int_range
 from ..inputs.tabular import as_rows
 from ..views.tabular import dropout_and_noise
-from ._base import Backbone, last_linear
+from ._base import Backbone
+from .layers import last_linear
 
 __all__ = ["TabularBackbone", "TabularMLP", "make_mlp_encoder"]
 

@@ -22,11 +22,11 @@ from urllib.parse import urlsplit
 import torch
 import torch.nn as nn
 
-from .._core.gradients import supported_layers
 from ._checkpoints import CheckpointError, checked_loads
 from ._hub import hub_access, hub_cache_dir, reachable, weights_error
 from ._registry import module_family
 from .image import ImageBackbone
+from .layers import supported_layers
 
 __all__ = [
     "TimmBackbone",

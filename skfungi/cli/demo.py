@@ -180,8 +180,8 @@ def extract_blocks(
     blocks : dict of str to Block
         In the order of ``blocks``.
     """
-    from .._core.progress import progress_listener
     from .._transformer import FungiTransformer
+    from .._utils.progress import progress_listener
 
     extracted = {}
     for name, loss in blocks.items():
@@ -462,7 +462,7 @@ def main_with_args(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     import torch
 
-    from .._core.bank_cache import user_cache_folder
+    from .._engine.bank_cache import user_cache_folder
 
     say(f"skfungi demo: FUNGI features from an ImageNet MobileNetV2 (CPU, {torch.get_num_threads()} threads)")
     data = load_demo_data(args.n_train, args.n_test, args.n_fit)

@@ -15,6 +15,10 @@ cheap to continue:
    another fit are never merged;
 4. OUTPUT is written from the chunks under a temporary name, renamed when
    complete, and ``OUTPUT.parts/`` is removed.
+
+With ``--workers`` or ``--scheduler``, step 3 runs the chunks as tasks of a
+Dask cluster (:mod:`~skfungi.cli.distributed`); the rest is the same, so a run
+may be resumed with or without a cluster.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from .fitting import (
     transformer_writer,
 )
 from .inputs import read_input
-from .outputs import check_storable, write_features
+from .outputs import check_replaceable_dataset, check_storable, is_dataset, write_dataset, write_features
 from .progress import ProgressBars
 
 __all__ = ["extract_command"]
@@ -55,7 +59,7 @@ FIT_OPTIONS = ("backbone", "losses", "views", "layer", "seed", "precision", "fit
 
 def extract_command(args: argparse.Namespace) -> int:
     """Run ``skfungi extract`` with parsed arguments; returns the exit status."""
-    from .._core.progress import progress_listener
+    from .._utils.progress import progress_listener
     from .console import third_parties_silenced
 
     output = Path(args.output)
@@ -103,15 +107,23 @@ def extract_command(args: argparse.Namespace) -> int:
 
 
 def _check_options(args: argparse.Namespace, output: Path) -> None:
-    if output.suffix.lower() not in OUTPUT_SUFFIXES:
-        raise CommandError(f"OUTPUT {os.fspath(output)!r} must end in {', '.join(OUTPUT_SUFFIXES)}.")
-    if output.is_dir():
-        raise CommandError(f"OUTPUT {os.fspath(output)!r} is a folder; name a file.")
+    dataset = is_dataset(args.output)
+    if not dataset and output.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise CommandError(
+            f"OUTPUT {os.fspath(output)!r} must end in {', '.join(OUTPUT_SUFFIXES)}, or name a folder (a Parquet "
+            "dataset, e.g. features/)."
+        )
     if output.exists() and not args.overwrite:
         raise CommandError(f"OUTPUT {os.fspath(output)!r} exists; pass --overwrite to replace it.")
+    if output.is_dir():
+        check_replaceable_dataset(output)
     if not output.parent.is_dir():
         raise CommandError(f"the folder of OUTPUT, {os.fspath(output.parent)!r}, does not exist.")
-    if output.suffix.lower() == ".parquet":
+    if args.workers is not None or args.scheduler is not None:
+        from .distributed import check_available
+
+        check_available("--workers" if args.workers is not None else "--scheduler")
+    if dataset or output.suffix.lower() == ".parquet":
         missing = [name for name in ("pandas", "pyarrow") if importlib.util.find_spec(name) is None]
         if missing:
             raise CommandError(f"writing .parquet needs {' and '.join(missing)}: pip install pandas pyarrow.")
@@ -160,7 +172,7 @@ def _settings(args: argparse.Namespace, source, fit_source) -> dict:
     change how the work is done, not the features, so a resumed run may use
     others.
     """
-    from .. import __version__
+    from .._version import __version__
 
     settings = {
         "skfungi": __version__,
@@ -233,6 +245,11 @@ def _transform_pending(store: ChunkStore, fungi, source, args: argparse.Namespac
     pending = store.pending()
     done = len(source) - sum(len(store.chunk_range(chunk)) for chunk in pending)
     bars.open("transform", "extract", total=len(source), initial=done)
+    if pending and (args.workers is not None or args.scheduler is not None):
+        from .distributed import transform_on_cluster
+
+        transform_on_cluster(store, fungi, source, args, bars, _refuse_unreadable, pending)
+        pending = []
     for chunk in pending:
         samples, kept, failed = source.load(store.chunk_range(chunk))
         _refuse_unreadable(source, failed, args.on_error)
@@ -253,6 +270,7 @@ def _write_output(store: ChunkStore, source, output: Path, feature_names: list[s
     labels = None if source.labels is None else source.labels[rows]
     if labels is not None and output.suffix.lower() == ".npy":
         logger.info(".npy holds the features only; write .parquet or .npz to keep the labels")
-    write_features(output, store.features, feature_names, source.names[rows], labels, args.layout or "blocks")
+    write = write_dataset if is_dataset(args.output) else write_features
+    write(output, store.features, feature_names, source.names[rows], labels, args.layout or "blocks")
     described_labels = "" if labels is None else f", {len(np.unique(labels))} labels"
     logger.info("wrote %d x %d features to %s%s", len(rows), len(feature_names), output, described_labels)

@@ -51,7 +51,7 @@ HUB_WEIGHT_FILES = {"model.safetensors", "pytorch_model.bin"}
 
 def info_command(args: argparse.Namespace) -> int:
     """``skfungi info``: print versions, devices, optional assets and cached models; returns 0."""
-    from .. import __version__
+    from .._version import __version__
 
     print(f"skfungi {__version__}")
     print(f"python {platform.python_version()} on {platform.platform()}")

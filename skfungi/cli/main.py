@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     ``demo``'s own options are parsed by the demo (``skfungi demo --help``
     lists them), so that this parser imports nothing of it.
     """
-    from .. import __version__
+    from .._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="skfungi",

@@ -1,7 +1,7 @@
 """The progress bars of ``skfungi extract``: one per stage, counting samples, with the time left.
 
 The extractor reports every sample it finishes (see
-:func:`skfungi._core.progress.progress_listener`): ``"fit"`` for each sample of
+:func:`skfungi._utils.progress.progress_listener`): ``"fit"`` for each sample of
 SimCLR's negative bank encoded by ``fit``, ``"transform"`` for the samples
 whose features are done. A :class:`ProgressBars` is that listener: it moves
 the bar of the stage. The fit's bar shows from the bank's first sample (so

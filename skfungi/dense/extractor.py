@@ -4,7 +4,7 @@ For a target layer ``y_t = W a_t + b`` applied to every patch token ``t``,
 the gradient of an image's loss ``L`` is ``sum_t g_t [a_t; 1]^T`` with
 ``g_t = dL/dy_t``. Dense FUNGI keeps the terms apart: token ``t``'s feature
 is the rank-1 matrix ``G_t = g_t [a_t; 1]^T``, projected to ``k`` numbers.
-:class:`~skfungi._core.gradients.GradientCapture` already returns the per-token
+:class:`~skfungi._engine.gradients.GradientCapture` already returns the per-token
 factors ``(g, a)``; each token is handed to the projection as a sample of one
 token, so that
 
@@ -28,9 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .._core.extractor import KeyedSample, loss_dtype
-from .._core.gradients import GradientCapture
-from .._core.seeding import derive_seed, generator
+from .._engine.extractor import KeyedSample, loss_dtype
+from .._engine.gradients import GradientCapture
+from .._utils.seeding import derive_seed, generator
 from ..losses._base import random_head
 from ..views.image import resize
 from .index import PatchIndex
@@ -49,7 +49,7 @@ def project_tokens(projection, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor
     """``(N, T, k)`` projections of the per-token gradients ``g[n, t] [a[n, t]]^T``.
 
     Every token is reduced as a sample holding one token (see the projection
-    protocol in ``skfungi._core.projection``), in chunks of at most
+    protocol in ``skfungi.projection``), in chunks of at most
     ``DENSE_CHUNK_BYTES`` of flattened float32 gradients.
     """
     n_images, n_tokens = g.shape[:2]

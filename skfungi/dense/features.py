@@ -12,14 +12,14 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._core.device import resolve_device
-from .._core.extractor import KeyedSample
-from .._core.freeze import frozen_eval
-from .._core.gradients import layer_shape, resolve_layer
-from .._core.projection import PROJECTIONS, make_projection
-from .._core.seeding import base_seed
+from .._engine.extractor import KeyedSample
+from .._utils.device import resolve_device
+from .._utils.freeze import frozen_eval
+from .._utils.seeding import base_seed
 from ..backbones import Backbone, ImageBackbone, check_module, resolve_backbone
+from ..backbones.layers import layer_shape, resolve_layer, target_layer
 from ..backbones.timm import TimmBackbone
+from ..projection import PROJECTIONS, make_projection
 from .extractor import BLOCKS, DenseExtractor
 from .index import ALGORITHMS
 from .tokens import token_function
@@ -228,7 +228,7 @@ class DenseFungiTransformer(TransformerMixin, BaseEstimator):
         self.seed_ = base_seed(self.random_state)
         self.blocks_ = blocks
         self.input_size_ = self._input_size(self.backbone_)
-        self.layer_ = self._layer_path(self.backbone_) if "gradient" in blocks else None
+        self.layer_ = target_layer(self.backbone_, self.layer) if "gradient" in blocks else None
         self.extractor_ = DenseExtractor(
             self.backbone_,
             token_function(self.backbone_, self.tokens),
@@ -307,13 +307,6 @@ class DenseFungiTransformer(TransformerMixin, BaseEstimator):
         if patch is not None and size % patch:
             raise ValueError(f"input_size={size} is not a multiple of the ViT's patch size {patch}.")
         return size
-
-    def _layer_path(self, backbone: ImageBackbone) -> str:
-        if self.layer != "auto":
-            return self.layer
-        if backbone.default_layer is None:
-            raise ValueError(f"{backbone!r} has no default target layer; pass layer=<dotted path>.")
-        return backbone.default_layer
 
     def _fit_projection(self, backbone: ImageBackbone):
         shape = layer_shape(resolve_layer(backbone.module, self.layer_))

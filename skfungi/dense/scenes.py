@@ -17,7 +17,7 @@ import numbers
 import numpy as np
 import torch
 
-from .._core.seeding import base_seed, derive_seed
+from .._utils.seeding import base_seed, derive_seed
 from ..datasets import FASHION_MNIST_CLASSES
 from ..views.image import resize
 

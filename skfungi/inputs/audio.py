@@ -23,7 +23,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from .._core.validation import whole_range
+from .._utils.validation import whole_range
 from .lazy import LazySequence
 from .meta import refuse_meta
 

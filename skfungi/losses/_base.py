@@ -11,8 +11,8 @@ from typing import ClassVar
 import torch
 from sklearn.base import BaseEstimator
 
-from .._core.device import tensors_to
-from .._core.seeding import derive_seed, generator
+from .._utils.device import tensors_to
+from .._utils.seeding import derive_seed, generator
 
 __all__ = ["FungiLoss", "LossContext", "random_head"]
 

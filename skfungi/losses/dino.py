@@ -7,8 +7,8 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 
-from .._core.numerics import l2_normalize
-from .._core.validation import int_range, real_range
+from .._utils.numerics import l2_normalize
+from .._utils.validation import int_range, real_range
 from ..views.image import dino_crops
 from ._base import FungiLoss, LossContext
 

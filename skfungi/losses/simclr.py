@@ -9,10 +9,10 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils._param_validation import StrOptions
 
-from .._core.bank_cache import cached_bank
-from .._core.numerics import l2_normalize
-from .._core.seeding import derive_seed
-from .._core.validation import int_range, real_range
+from .._engine.bank_cache import cached_bank
+from .._utils.numerics import l2_normalize
+from .._utils.seeding import derive_seed
+from .._utils.validation import int_range, real_range
 from ._base import FungiLoss, LossContext
 
 __all__ = ["SimCLRLoss"]

@@ -35,7 +35,7 @@ def int_range(low: int | None, high: int | None = None) -> Interval:
 
     Examples
     --------
-    >>> from skfungi._core.validation import int_range
+    >>> from skfungi._utils.validation import int_range
     >>> positive = int_range(1)
     >>> positive.is_satisfied_by(3), positive.is_satisfied_by(True), positive.is_satisfied_by(0)
     (True, False, False)
@@ -56,7 +56,7 @@ def whole_range(low: int | None, high: int | None = None) -> Interval:
 
     Examples
     --------
-    >>> from skfungi._core.validation import whole_range
+    >>> from skfungi._utils.validation import whole_range
     >>> rate = whole_range(1)
     >>> rate.is_satisfied_by(8000.0), rate.is_satisfied_by(8000.5), rate.is_satisfied_by(True)
     (True, False, False)

@@ -34,7 +34,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.utils.validation import check_is_fitted
 
-from .seeding import derive_seed
+from ._utils.seeding import derive_seed
 
 __all__ = ["GaussianProjection", "KroneckerProjection", "RademacherProjection", "SRHTProjection", "make_projection"]
 

@@ -25,7 +25,7 @@ def l2_normalize(x: torch.Tensor, dim: int = -1) -> torch.Tensor:
     Examples
     --------
     >>> import torch
-    >>> from skfungi._core.numerics import l2_normalize
+    >>> from skfungi._utils.numerics import l2_normalize
     >>> l2_normalize(torch.tensor([[3e200, 4e200], [0.0, 0.0]], dtype=torch.float64))
     tensor([[0.6000, 0.8000],
             [0.0000, 0.0000]], dtype=torch.float64)

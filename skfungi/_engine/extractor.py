@@ -41,14 +41,15 @@ import numpy as np
 import torch
 from torch.profiler import record_function
 
+from .._utils.device import autocast
+from .._utils.freeze import frozen_eval
+from .._utils.numerics import l2_normalize
+from .._utils.progress import SampleCounter, listening, report_progress
+from .._utils.seeding import derive_seed, generator
+from ..backbones.layers import layer_shape, resolve_layer
 from ..inputs.lazy import LazySequence
 from ..losses import LossContext
-from .device import autocast
-from .freeze import frozen_eval
-from .gradients import GradientCapture, layer_shape, resolve_layer
-from .numerics import l2_normalize
-from .progress import SampleCounter, listening, report_progress
-from .seeding import derive_seed, generator
+from .gradients import GradientCapture
 
 __all__ = ["LABELS", "FeatureExtractor", "KeyedSample", "NonFiniteFeaturesError", "RunOptions", "loss_dtype"]
 

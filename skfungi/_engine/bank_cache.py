@@ -52,8 +52,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .content_digest import UnhashableError, content_digest
-from .progress import report_progress
+from .._utils.content_digest import UnhashableError, content_digest
+from .._utils.progress import report_progress
 
 __all__ = ["bank_folder", "bank_key", "cached_bank", "user_cache_folder"]
 
@@ -86,7 +86,7 @@ def cached_bank(loss, context, samples: Sequence, encode: Callable[..., torch.Te
     """``encode(samples)``: the bank's latents, rows sample-major, read from ``context.bank_cache`` when a
     verified copy is stored there (see the module docstring), else computed (and stored there).
 
-    ``samples`` are the bank's :class:`~skfungi._core.extractor.KeyedSample`; ``loss`` and
+    ``samples`` are the bank's :class:`~skfungi._engine.extractor.KeyedSample`; ``loss`` and
     ``context`` (its :class:`~skfungi.losses.LossContext`) give the rest of the key.
     ``encode(samples, stage=None)`` encodes without reporting progress.
     """
@@ -130,7 +130,7 @@ def cached_bank(loss, context, samples: Sequence, encode: Callable[..., torch.Te
 def bank_key(loss, context, samples: Sequence) -> str:
     """The digest naming a bank's file (see the module docstring for what it covers).
 
-    Raises :class:`~skfungi._core.content_digest.UnhashableError` when the backbone adapter or the
+    Raises :class:`~skfungi._utils.content_digest.UnhashableError` when the backbone adapter or the
     loss holds something that cannot be digested.
     """
     hasher = hashlib.blake2b(json.dumps(_settings(context), sort_keys=True).encode(), digest_size=20)
@@ -215,7 +215,7 @@ def _cpu_model() -> tuple[str, str]:
 def _skfungi_code() -> str:
     """skfungi's version and a digest of its source files (a development checkout changes without a new
     version)."""
-    from .. import __version__
+    from .._version import __version__
 
     package = Path(__file__).resolve().parent.parent
     hasher = hashlib.blake2b(digest_size=16)

@@ -55,36 +55,13 @@ then checked against the module's output.
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["GradientCapture", "LayerShape", "layer_shape", "resolve_layer", "supported_layers"]
+from ..backbones.layers import CONVOLUTIONS, resolve_layer
 
-
-@dataclass(frozen=True)
-class LayerShape:
-    """Shape of a target layer's weight gradient: ``d_out x (d_in + bias)``."""
-
-    out_features: int
-    in_features: int
-    bias: bool
-
-    @property
-    def gradient_shape(self) -> tuple[int, int]:
-        return self.out_features, self.in_features + int(self.bias)
-
-    @property
-    def gradient_dim(self) -> int:
-        rows, cols = self.gradient_shape
-        return rows * cols
-
-
-_CONVOLUTIONS = (nn.Conv1d, nn.Conv2d)
-_TARGETS = (nn.Linear, *_CONVOLUTIONS)
+__all__ = ["GradientCapture"]
 
 
 def _is_pointwise(conv: nn.Module) -> bool:
@@ -93,50 +70,11 @@ def _is_pointwise(conv: nn.Module) -> bool:
     return conv.kernel_size == ones and conv.stride == ones and not any(conv._reversed_padding_repeated_twice)
 
 
-def _applied_functionally(parent: nn.Module | None, name: str) -> bool:
-    return isinstance(parent, nn.MultiheadAttention) and name == "out_proj"
-
-
-def supported_layers(module: nn.Module) -> list[str]:
-    """Dotted paths of every layer FUNGI can take gradients from."""
-    return [path for path, layer in module.named_modules() if isinstance(layer, _TARGETS)]
-
-
 def _attention_owner(module: nn.Module, path: str) -> nn.MultiheadAttention | None:
     """The ``nn.MultiheadAttention`` whose functional ``out_proj`` is at ``path``, if any."""
     parent_path, _, name = path.rpartition(".")
     parent = module.get_submodule(parent_path) if parent_path else None
-    return parent if _applied_functionally(parent, name) else None
-
-
-def resolve_layer(module: nn.Module, path: str) -> nn.Module:
-    """The submodule at dotted ``path``; a clear error listing candidates otherwise."""
-    candidates = supported_layers(module)
-    try:
-        layer = module.get_submodule(path)
-    except AttributeError:
-        raise ValueError(f"layer {path!r} does not exist in the backbone; {_candidates(candidates)}") from None
-    if path not in candidates:
-        raise ValueError(
-            f"layer {path!r} is a {type(layer).__name__}; FUNGI needs an nn.Linear, nn.Conv1d or nn.Conv2d; "
-            f"{_candidates(candidates)}"
-        )
-    return layer
-
-
-def _candidates(candidates: list[str]) -> str:
-    if not candidates:
-        return "the backbone has no supported layer (nn.Linear, nn.Conv1d or nn.Conv2d)."
-    shown = candidates[-12:]
-    more = f" (and {len(candidates) - len(shown)} earlier)" if len(candidates) > len(shown) else ""
-    return "candidate layers, deepest last: " + ", ".join(shown) + more + "."
-
-
-def layer_shape(layer: nn.Module) -> LayerShape:
-    if isinstance(layer, nn.Linear):
-        return LayerShape(layer.out_features, layer.in_features, layer.bias is not None)
-    patch = layer.in_channels // layer.groups * math.prod(layer.kernel_size)
-    return LayerShape(layer.out_channels, patch, layer.bias is not None)
+    return parent if isinstance(parent, nn.MultiheadAttention) and name == "out_proj" else None
 
 
 class GradientCapture:
@@ -155,7 +93,7 @@ class GradientCapture:
         self.layer_path = layer_path
         self.attention = _attention_owner(module, layer_path)
         self.has_bias = self.layer.bias is not None
-        self.conv = self.layer if isinstance(self.layer, _CONVOLUTIONS) else None
+        self.conv = self.layer if isinstance(self.layer, CONVOLUTIONS) else None
         self.groups = self.conv.groups if self.conv is not None else 1
         self._records: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._handle = None
