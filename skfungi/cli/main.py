@@ -180,6 +180,20 @@ def _add_extract_arguments(parser: argparse.ArgumentParser) -> None:
         "other jobs, 1 can be several times faster: threads that wait for a busy core stall the others (measured "
         "in docs/cli.md, 'Threads')",
     )
+    cluster = parser.add_mutually_exclusive_group()
+    cluster.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="transform the chunks on a local Dask cluster of N worker processes, one torch thread each (fitting "
+        "stays in this process); needs pip install 'skfungi[distributed]'. See docs/scale_out.md",
+    )
+    cluster.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="transform the chunks on the running Dask cluster whose scheduler is at ADDRESS (tcp://host:8786); the "
+        "workers need skfungi and the backbone's package, not INPUT: this process reads the samples",
+    )
     parser.add_argument(
         "--seed",
         type=int,

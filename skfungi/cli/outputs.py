@@ -4,6 +4,12 @@ Every format is streamed: one chunk of features (``.npy``, ``.npz``) or one
 Parquet row group of about ``ROW_GROUP_BYTES`` is in memory at a time, so an
 output larger than memory can be written.
 
+OUTPUT may also be a folder (a path ending with ``/``, an existing folder, or
+a name without an extension): a Parquet dataset, one ``part-NNNNNN.parquet``
+file of about ``PART_BYTES`` of features per block of consecutive rows, named
+in row order, which pandas, pyarrow, Dask, polars and DuckDB read as one table.
+It is written in a temporary folder beside it and renamed when complete.
+
 Parquet has two layouts. ``"blocks"`` (the default) holds one
 fixed-size-list ``float32`` column per block of features (``embedding``,
 ``kl``, ``dino``, ``simclr``, named by the prefixes of the feature names), the
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -31,9 +38,22 @@ import numpy as np
 from .chunks import atomic_write
 from .errors import CommandError
 
-__all__ = ["LAYOUTS", "ROW_GROUP_BYTES", "WRITERS", "check_storable", "feature_blocks", "write_features"]
+__all__ = [
+    "LAYOUTS",
+    "PART_BYTES",
+    "ROW_GROUP_BYTES",
+    "WRITERS",
+    "check_replaceable_dataset",
+    "check_storable",
+    "feature_blocks",
+    "is_dataset",
+    "write_dataset",
+    "write_features",
+]
 
 ROW_GROUP_BYTES = 64 * 2**20
+PART_BYTES = 128 * 2**20  # features per part file of a Parquet dataset: large enough for readers, two row groups
+PART_NAME = re.compile(r"part-\d{6}\.parquet")
 LAYOUTS = ("blocks", "wide")
 # dtype kinds of the sample names and labels that .npz (without pickle) and Parquet hold: bool, ints, floats, str
 STORABLE_KINDS = "biufU"
@@ -56,6 +76,65 @@ def write_features(
     atomic_write(path, lambda file: write(file, chunks(), feature_names, samples, labels, layout))
 
 
+def is_dataset(output: str) -> bool:
+    """Whether OUTPUT names a Parquet dataset folder: it ends with a separator, is a folder, or has no extension."""
+    return output.endswith(("/", os.sep)) or Path(output).is_dir() or Path(output).suffix == ""
+
+
+def check_replaceable_dataset(folder: Path) -> None:
+    """Refuse to replace (``--overwrite``) a folder that holds anything but the part files of a dataset."""
+    others = [entry.name for entry in Path(folder).iterdir() if not PART_NAME.fullmatch(entry.name)]
+    if others:
+        raise CommandError(
+            f"OUTPUT {os.fspath(folder)!r} is a folder holding other files than a Parquet dataset's part files "
+            f"(e.g. {sorted(others)[0]!r}); --overwrite replaces only a dataset written by skfungi extract: "
+            "choose another OUTPUT."
+        )
+
+
+def write_dataset(
+    folder: Path,
+    chunks: Callable[[], Iterator[np.ndarray]],
+    feature_names: list[str],
+    samples: np.ndarray,
+    labels,
+    layout: str = "blocks",
+) -> None:
+    """Write the features of every chunk as a Parquet dataset in ``folder``: ``part-NNNNNN.parquet`` files of
+    about ``PART_BYTES`` each, in row order, with the ``sample`` (and ``label``) column of their rows.
+
+    The parts are written in a temporary folder beside ``folder``, which is renamed to ``folder`` when every
+    part is complete (an existing ``folder``, checked by :func:`check_replaceable_dataset`, is replaced then).
+    """
+    folder = Path(folder)
+    temporary = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    if temporary.exists():
+        shutil.rmtree(temporary)
+    temporary.mkdir()
+    try:
+        rows_per_part = max(1, PART_BYTES // (4 * max(1, len(feature_names))))
+        written = 0
+        for part, block in enumerate(_row_groups(chunks(), rows_per_part)):
+            stop = written + len(block)
+            selected = [None if values is None else values[written:stop] for values in (samples, labels)]
+            atomic_write(
+                temporary / f"part-{part:06d}.parquet",
+                lambda file, block=block, selected=selected: _write_parquet(
+                    file, [block], feature_names, *selected, layout
+                ),
+            )
+            written = stop
+        _check_count(written, len(samples))
+        if folder.exists():  # --overwrite: the earlier dataset goes once the new one is complete
+            discarded = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            os.rename(folder, discarded)
+            shutil.rmtree(discarded)
+        os.rename(temporary, folder)
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary)
+
+
 def check_storable(path: Path, samples: np.ndarray, labels: np.ndarray | None) -> None:
     """Raise a CommandError if the format of ``path`` cannot hold ``samples`` or ``labels`` (None: no labels)."""
     suffix = Path(path).suffix.lower()
@@ -64,8 +143,8 @@ def check_storable(path: Path, samples: np.ndarray, labels: np.ndarray | None) -
     for role, values in (("sample names", samples), ("labels", labels)):
         if values is not None and values.dtype.kind not in STORABLE_KINDS:
             raise CommandError(
-                f"OUTPUT {os.fspath(path)!r} cannot hold {role} of dtype {values.dtype}: {suffix} holds strings, "
-                "numbers or booleans."
+                f"OUTPUT {os.fspath(path)!r} cannot hold {role} of dtype {values.dtype}: "
+                f"{suffix or 'a Parquet dataset'} holds strings, numbers or booleans."
             )
 
 
