@@ -21,7 +21,10 @@ hnswlib's traps, and what this module does about them:
 
 from __future__ import annotations
 
+import json
+import os
 import warnings
+from pathlib import Path
 from typing import ClassVar
 
 import hnswlib
@@ -37,6 +40,8 @@ from ._utils.seeding import base_seed, derive_seed
 from ._utils.validation import int_range
 
 __all__ = ["HNSWTransformer"]
+
+INDEX_FILE, PARAMETERS_FILE, FILE_FORMAT = "hnsw.bin", "hnsw.json", 1
 
 # metric -> (hnswlib space, how to turn the space's distance into the metric's)
 _SPACES = {"euclidean": "l2", "sqeuclidean": "l2", "cosine": "cosine", "ip": "ip"}
@@ -115,7 +120,8 @@ class HNSWTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     the upper layers: 1.07x the raw float32 data for ``d=512, M=16``. To build
     over data that does not fit in memory twice, pass an ``np.memmap`` to
     :meth:`fit` or feed chunks to :meth:`partial_fit`. Pickling copies the
-    index once more, transiently.
+    index once more, transiently; :meth:`save` writes hnswlib's own file
+    instead, which :meth:`load` reads back without unpickling anything.
 
     Examples
     --------
@@ -381,6 +387,65 @@ class HNSWTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         graph : sparse matrix of shape (n_samples, n_samples), CSR
         """
         return self.fit(X).transform(X)
+
+    # -- files ------------------------------------------------------------------
+
+    def save(self, folder) -> None:
+        """Write the fitted index to ``folder`` (created if needed): hnswlib's own index file, ``hnsw.bin``, and
+        the parameters and fitted attributes in ``hnsw.json``, which :meth:`load` (and ``skfungi search``) read.
+
+        A ``random_state`` that is not an int is saved as None: it has seeded the graph already.
+        """
+        check_is_fitted(self)
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        params = self.get_params()
+        if not isinstance(params["random_state"], int):
+            params["random_state"] = None
+        names = getattr(self, "feature_names_in_", None)
+        described = {
+            "format": FILE_FORMAT,
+            "params": params,
+            "n_samples_fit": int(self.n_samples_fit_),
+            "n_features_in": int(self.n_features_in_),
+            "fit_dtype": np.dtype(self._fit_dtype).name,
+            "feature_names_in": None if names is None else [str(name) for name in names],
+        }
+        self.index_.save_index(os.fspath(folder / INDEX_FILE))
+        (folder / PARAMETERS_FILE).write_text(json.dumps(described, indent=1) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder) -> HNSWTransformer:
+        """The fitted ``HNSWTransformer`` saved in ``folder`` by :meth:`save` or by ``skfungi index``.
+
+        It answers queries as the saved one did, takes other parameters
+        (``ef``, ``n_neighbors``, ``n_jobs``) with ``set_params`` and keeps
+        growing with :meth:`partial_fit`. In a :class:`~sklearn.pipeline.Pipeline`,
+        wrap it in :class:`sklearn.frozen.FrozenEstimator`, so that fitting the
+        pipeline does not index its training rows again (docs/scale_out.md).
+        """
+        folder = Path(folder)
+        try:
+            described = json.loads((folder / PARAMETERS_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{os.fspath(folder)!r} holds no saved HNSWTransformer ({error}).") from error
+        if described.get("format") != FILE_FORMAT:
+            raise ValueError(f"{os.fspath(folder)!r} holds format {described.get('format')!r}, not {FILE_FORMAT}.")
+        estimator = cls(**described["params"])
+        estimator._validate_params()
+        n_samples, dim = described["n_samples_fit"], described["n_features_in"]
+        index = hnswlib.Index(space=_SPACES[estimator.metric], dim=dim)
+        index.load_index(os.fspath(folder / INDEX_FILE), max_elements=n_samples)
+        if index.get_current_count() != n_samples:
+            raise ValueError(
+                f"{os.fspath(folder)!r}: the index holds {index.get_current_count()} rows, not {n_samples}."
+            )
+        index.set_ef(int(estimator.ef))
+        estimator.index_, estimator.n_samples_fit_, estimator.n_features_in_ = index, n_samples, dim
+        estimator._fit_dtype, estimator._n_features_out = np.dtype(described["fit_dtype"]), n_samples
+        if described["feature_names_in"] is not None:
+            estimator.feature_names_in_ = np.asarray(described["feature_names_in"], dtype=object)
+        return estimator
 
     # -- internals --------------------------------------------------------------
 

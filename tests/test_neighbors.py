@@ -305,3 +305,24 @@ def test_neighbours_and_protocols_do_not_import_torch():
     code = "import sys; from skfungi import HNSWTransformer; import skfungi.protocols; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_save_and_load_give_the_same_index_without_pickle(tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(300, 8)).astype(np.float32), columns=[f"f{i}" for i in range(8)])
+    fitted = HNSWTransformer(n_neighbors=4, metric="cosine", M=8, ef=30, random_state=np.random.RandomState(0)).fit(X)
+    fitted.save(tmp_path / "index")
+    assert sorted(path.name for path in (tmp_path / "index").iterdir()) == ["hnsw.bin", "hnsw.json"]
+    loaded = HNSWTransformer.load(tmp_path / "index")
+    assert loaded.get_params() == {**fitted.get_params(), "random_state": None}  # it seeded the saved graph
+    assert (loaded.n_samples_fit_, loaded.n_features_in_) == (300, 8)
+    assert loaded.feature_names_in_.tolist() == X.columns.tolist()
+    queries = X.iloc[:20]
+    for found, expected in zip(loaded.kneighbors(queries), fitted.kneighbors(queries), strict=True):
+        np.testing.assert_array_equal(found, expected)
+    assert (loaded.transform(queries) != fitted.transform(queries)).nnz == 0
+    assert loaded.partial_fit(X.iloc[:10]).n_samples_fit_ == 310  # it keeps growing
+    with pytest.raises(ValueError, match="holds no saved HNSWTransformer"):
+        HNSWTransformer.load(tmp_path)

@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_extract_arguments(extract)
+    from .index import add_index_commands
+
+    add_index_commands(commands)
 
     commands.add_parser(
         "demo",
@@ -335,6 +338,10 @@ def _run(args: argparse.Namespace) -> int:
         from .extract import extract_command
 
         return extract_command(args)
+    if args.command in ("index", "search"):
+        from .index import index_command, search_command
+
+        return (index_command if args.command == "index" else search_command)(args)
     from .info import info_command
 
     return info_command(args)

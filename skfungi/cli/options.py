@@ -15,6 +15,9 @@ __all__ = [
     "CHUNK_SIZE",
     "COMMAND_LOSSES",
     "FIT_SAMPLES",
+    "INDEX_BATCH_SIZE",
+    "INDEX_PARAMETERS",
+    "INDEX_SEED",
     "LAYER",
     "LOSSES",
     "PRECISION",
@@ -35,3 +38,9 @@ BATCH_SIZE = 8
 CHUNK_SIZE = 64
 # the blocks --losses takes: the gradient blocks, and the no-gradient controls of the losses with several views
 COMMAND_LOSSES = ("kl", "dino", "simclr", "dino_views", "simclr_views")
+
+# skfungi index: HNSWTransformer's own defaults (tests/test_cli_index.py checks that they are the estimator's), and
+# a fixed seed so that a rebuilt index is the same graph
+INDEX_PARAMETERS = {"n_neighbors": 5, "metric": "euclidean", "M": 16, "ef_construction": 200, "ef": 100, "n_jobs": None}
+INDEX_SEED = 0
+INDEX_BATCH_SIZE = 10_000  # rows read from the Parquet input and added to the index at a time
