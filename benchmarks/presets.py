@@ -96,7 +96,7 @@ def embedding_seconds(backbone, images: np.ndarray, batch_size: int, precision: 
     start = time.perf_counter()
     with torch.no_grad(), autocast(precision, backbone.device):
         for first in range(0, len(views), batch_size):
-            backbone.encode(views[first : first + batch_size])
+            backbone.embed(views[first : first + batch_size])
     synchronize(backbone.device)
     return time.perf_counter() - start
 

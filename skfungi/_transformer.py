@@ -150,8 +150,11 @@ default="srht"
         The device the backbone runs on.
     layer_ : str or None
         The target layer's dotted path; None when no block takes a gradient.
+    blocks_ : list of FeatureBlock
+        Fitted copies of every block after the embedding, in output order:
+        the losses and the no-gradient blocks (:class:`~skfungi.losses.ViewAverage`).
     losses_ : list of FungiLoss
-        Fitted copies of the losses (random heads, negative banks).
+        The blocks of ``blocks_`` that are losses (random heads, negative banks).
     projection_ : projection object
         The fitted projection (its seed, never its matrix).
     extractor_ : FeatureExtractor
@@ -303,9 +306,9 @@ default="srht"
         resolved = resolve_backbone(
             self.backbone, self.modality, X, seed=derive_seed(seed, "backbone"), verbose=int(self.verbose)
         )
-        losses = self._blocks(resolved.modality)
+        blocks = self._blocks(resolved.modality)
         # only gradient blocks need a target layer: the embedding and view blocks serve any backbone
-        layer = target_layer(resolved, self.layer) if any(loss.needs_gradient for loss in losses) else None
+        layer = target_layer(resolved, self.layer) if any(block.needs_gradient for block in blocks) else None
         samples = resolved.as_samples(X, estimator=self, reset=True)
         backbone = resolved.fit(samples)  # a fitted copy when the adapter measures something (tabular)
         check_module(backbone.module)
@@ -314,7 +317,7 @@ default="srht"
         if self.compile:
             backbone = backbone.compiled(self._compile_options())
         projection = clone(make_projection(self.projection))
-        extractor = FeatureExtractor(backbone, layer, losses, projection, seed)
+        extractor = FeatureExtractor(backbone, layer, blocks, projection, seed)
         extractor.fit(samples, self.projection_dim, self._run_options())
         self.extractor_ = extractor
         self.device_ = device
@@ -397,6 +400,7 @@ default="srht"
 
     # the fitted parts live in the extractor; these attributes name them
     backbone_ = property(lambda self: self.extractor_.backbone)
+    blocks_ = property(lambda self: self.extractor_.blocks)
     losses_ = property(lambda self: self.extractor_.losses)
     projection_ = property(lambda self: self.extractor_.projection)
 
@@ -419,14 +423,14 @@ default="srht"
             specs = defaults.paper_losses(modality)
         else:
             specs = self.losses
-        losses = [clone(make_loss(spec, self.views)) for spec in specs]
-        names = [loss.name for loss in losses]
+        blocks = [clone(make_loss(spec, self.views)) for spec in specs]
+        names = [block.name for block in blocks]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"losses contains more than one {duplicates} block; each may appear once.")
-        if not losses and not self.include_embedding:
+        if not blocks and not self.include_embedding:
             raise ValueError("losses is empty and include_embedding=False: there would be no features.")
-        return losses
+        return blocks
 
     def _compile_options(self) -> dict:
         return dict(self.compile) if isinstance(self.compile, dict) else {}
@@ -445,5 +449,5 @@ def _extractor_on(extractor: FeatureExtractor, device: torch.device, memo: dict)
     """A shallow copy of ``extractor`` whose backbone and blocks live on ``device``."""
     moved = copy.copy(extractor)
     moved.backbone = extractor.backbone.to(device, memo)
-    moved.losses = [loss.to(device) for loss in extractor.losses]
+    moved.blocks = [block.to(device) for block in extractor.blocks]
     return moved

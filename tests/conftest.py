@@ -13,7 +13,8 @@ from timm.models.vision_transformer import VisionTransformer
 
 import skfungi._engine.extractor
 from skfungi import FungiTransformer, ImageBackbone, TimmBackbone
-from skfungi._engine.extractor import KeyedSample, _Pass
+from skfungi._engine.extractor import ExtractionRun
+from skfungi._engine.samples import KeyedSample
 from skfungi._utils.seeding import derive_seed, generator
 from skfungi.backbones import frozen_eval
 
@@ -117,7 +118,7 @@ def reference_gradient(fungi: FungiTransformer, loss, image: torch.Tensor, raw=N
             param.requires_grad_(True)
         seed = derive_seed(fungi.seed_, "views", loss.name, backbone.sample_key(image if raw is None else raw))
         groups = loss.views(image, backbone, generator(seed))
-        embeddings = torch.cat([backbone.encode(views).unsqueeze(0) for views in groups], dim=1).double()
+        embeddings = torch.cat([backbone.embed(views).unsqueeze(0) for views in groups], dim=1).double()
         grads = torch.autograd.grad(loss.sample_losses(embeddings).sum(), params)
     weight_grad = grads[0].reshape(grads[0].shape[0], -1)
     columns = [weight_grad] + ([grads[1].unsqueeze(1)] if len(grads) > 1 else [])
@@ -129,7 +130,7 @@ def engine_gradients(fungi: FungiTransformer, loss, batch: list[torch.Tensor], r
 
     ``batch`` holds canonical samples; ``raw`` the samples their views' seeds are keyed on (default: ``batch``).
     """
-    extractor = _Pass(fungi.extractor_, fungi._run_options())
+    extractor = ExtractionRun(fungi.extractor_, fungi._run_options())
     keyed = [KeyedSample(sample, sample, fungi.backbone_) for sample in batch]
     if raw is not None:
         keyed = [KeyedSample(sample, original, fungi.backbone_) for sample, original in zip(batch, raw, strict=True)]

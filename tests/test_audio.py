@@ -247,7 +247,7 @@ def test_partial_embedding_is_the_mean_of_window_embeddings():
     backbone = partials_backbone(torch.float64)
     frames = torch.randn(22, N_BANDS, dtype=torch.float64)  # windows start at 0, 4, 8, 12
     with torch.no_grad():
-        batched = backbone.encode([frames, frames[:10], frames[:14]])
+        batched = backbone.embed([frames, frames[:10], frames[:14]])
         windows = backbone.module(torch.stack([frames[start : start + 10] for start in (0, 4, 8, 12)]))
     expected = torch.nn.functional.normalize(windows.mean(0), dim=0)
     torch.testing.assert_close(batched[0], expected)
@@ -365,7 +365,7 @@ def test_module_that_cannot_take_packed_sequences_is_explained(clips):
 
 def test_frames_of_different_widths_are_refused(clips):
     with pytest.raises(ValueError, match=r"same width; got widths \[4, 8\]"):
-        tiny_backbone().encode([torch.zeros(5, 8), torch.zeros(5, 4)])
+        tiny_backbone().embed([torch.zeros(5, 8), torch.zeros(5, 4)])
 
 
 def test_bad_adapter_arguments():
@@ -452,7 +452,7 @@ def test_resemblyzer_shapes_determinism_and_library_embedding():
     utterance = ResemblyzerBackbone(backbone.module, preprocess=real, embedding="utterance")
     frames = utterance.canonical(utterance.as_samples(clips[:1])[0], 0)
     with torch.no_grad():
-        torch.testing.assert_close(utterance.encode([frames]), backbone.module(frames[None]))
+        torch.testing.assert_close(utterance.embed([frames]), backbone.module(frames[None]))
     assert isinstance(resemblyzer_backbone(backbone.module), ResemblyzerBackbone)
     with pytest.raises(ValueError, match="Resemblyzer is an audio backbone"):
         resemblyzer_backbone(backbone.module, modality="image")

@@ -45,13 +45,13 @@ def folder(tmp_path) -> Path:
 def encoded_samples(monkeypatch) -> list[int]:
     """Number of samples handed to the bank encoder, per call."""
     calls = []
-    original = skfungi._engine.extractor.FeatureExtractor.encode
+    original = skfungi._engine.extractor.ExtractionRun.view_embeddings
 
-    def counting(self, loss, samples, *args, **kwargs):
+    def counting(self, block, samples, *args, **kwargs):
         calls.append(len(samples))
-        return original(self, loss, samples, *args, **kwargs)
+        return original(self, block, samples, *args, **kwargs)
 
-    monkeypatch.setattr(skfungi._engine.extractor.FeatureExtractor, "encode", counting)
+    monkeypatch.setattr(skfungi._engine.extractor.ExtractionRun, "view_embeddings", counting)
     return calls
 
 

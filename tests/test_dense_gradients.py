@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from conftest import tiny_cnn, tiny_vit
 
-from skfungi._engine.extractor import KeyedSample
+from skfungi._engine.samples import KeyedSample
 from skfungi.backbones import ImageBackbone, frozen_eval
 from skfungi.dense import DenseFungiTransformer
 from skfungi.dense.loss import token_infonce

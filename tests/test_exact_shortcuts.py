@@ -29,7 +29,7 @@ SMALL = {"kl": {}, "dino": {"latent_dim": 32, "n_local_crops": 4}, "simclr": {"l
 
 
 def one_view_at_a_time(backbone, views) -> torch.Tensor:
-    return torch.cat([backbone.encode(view.unsqueeze(0)) for view in views]).double()
+    return torch.cat([backbone.embed(view.unsqueeze(0)) for view in views]).double()
 
 
 def sample_views(fungi, loss, image, **extra):

@@ -14,14 +14,19 @@ from skfungi.losses._base import random_head
 
 
 def context(embedding_dim=8, seed=0, encode=None, images=()):
+    """A LossContext whose negative bank is ``latents(encode(loss, samples, n_views))``, rows sample-major."""
+
+    def negative_bank(loss, samples, n_views, latents):
+        return latents(encode(loss, samples, n_views)).flatten(0, 1)
+
     return LossContext(
         embedding_dim=embedding_dim,
         seed=seed,
         backbone=SimpleNamespace(modality="image", input_size=16),
         dtype=torch.float64,
         device=torch.device("cpu"),
-        training_images=list(images),
-        encode=encode,
+        training_samples=list(images),
+        negative_bank=negative_bank,
     )
 
 
@@ -70,7 +75,7 @@ def test_simclr_matches_the_written_out_infonce(scope):
     negatives_source = torch.randn(3, 4, 8, dtype=torch.float64)  # 3 images x 4 views
     fake_images = [torch.rand(3, 16, 16) for _ in range(5)]
     loss = SimCLRLoss(grid_size=2, latent_dim=6, n_negatives=3, temperature_scope=scope, temperature=0.07)
-    loss.fit(context(encode=lambda _loss, batch, n_views, stage: negatives_source[: len(batch)], images=fake_images))
+    loss.fit(context(encode=lambda _loss, batch, n_views: negatives_source[: len(batch)], images=fake_images))
     assert len(loss.negative_indices_) == 3 and loss.negatives_.shape == (12, 6)
     embeddings = torch.randn(2, 4, 8, dtype=torch.float64)
     got = loss.sample_losses(embeddings)
@@ -92,7 +97,7 @@ def test_simclr_negatives_are_a_seeded_choice_of_training_samples():
     images = [torch.full((3, 16, 16), i / 10) for i in range(10)]
     seen = {}
 
-    def encode(_loss, batch, n_views, stage):
+    def encode(_loss, batch, n_views):
         seen["batch"] = batch
         return torch.zeros(len(batch), 4, 8, dtype=torch.float64)
 

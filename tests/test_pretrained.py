@@ -277,7 +277,7 @@ def test_hf_hub_id_loads_model_and_tokenizer_from_the_cache(hub_cache, tmp_path)
     cache_repository(hub_cache, "skfungi-test/tiny-bert", folder)
     backbone = resolve_backbone("hf:skfungi-test/tiny-bert")
     assert_same_weights(backbone.module, tiny_bert(seed=5).state_dict())
-    assert backbone.encode(TEXTS).shape == (len(TEXTS), 16)
+    assert backbone.embed(TEXTS).shape == (len(TEXTS), 16)
     random = resolve_backbone("hf:skfungi-test/tiny-bert?pretrained=false", seed=0).module.state_dict()
     assert not torch.equal(random["pooler.dense.weight"], tiny_bert(seed=5).state_dict()["pooler.dense.weight"])
     with pytest.raises(WeightsNotFoundError, match=f"Looked in the Hugging Face Hub cache {hub_cache}"):
@@ -301,7 +301,7 @@ def test_sentence_transformers_hub_id_loads_the_saved_pipeline(hub_cache, tmp_pa
     assert isinstance(backbone, SentenceTransformerBackbone)
     assert_same_weights(backbone.module, model.state_dict())
     with torch.no_grad():
-        torch.testing.assert_close(backbone.encode(TEXTS), model.encode(TEXTS, convert_to_tensor=True))
+        torch.testing.assert_close(backbone.embed(TEXTS), model.encode(TEXTS, convert_to_tensor=True))
 
 
 def test_sentence_transformer_object_embeds_as_encode_does(tmp_path):

@@ -320,7 +320,7 @@ def test_the_adapter_alone_validates_widths_without_an_estimator(rows):
     samples = unfitted.as_samples(rows)
     mlp = unfitted.fit(samples)
     assert mlp is not unfitted and unfitted.module is None  # fit returns a fitted copy
-    assert samples.shape == (30, 5) and samples.dtype == torch.float64 and mlp.encode(samples).shape == (30, 3)
+    assert samples.shape == (30, 5) and samples.dtype == torch.float64 and mlp.embed(samples).shape == (30, 3)
     with pytest.raises(ValueError, match="X has 3 features, but the backbone was fitted on 5"):
         mlp.as_samples(rows[:, :3], reset=False)
     with pytest.raises(ValueError, match=r"sample 2 must be a 1-D row of 5 features, got \(4,\)"):

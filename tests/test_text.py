@@ -96,7 +96,7 @@ def test_images_given_to_a_fitted_text_model_are_refused(tokenizer, images):
 def test_empty_and_whitespace_texts_encode_as_the_empty_sequence(tokenizer):
     backbone = bert_backbone(tokenizer)
     with frozen_eval(backbone.module), torch.no_grad():
-        empty, blank = backbone.encode(["", "   "])
+        empty, blank = backbone.embed(["", "   "])
     torch.testing.assert_close(empty, blank)
     assert backbone.tokenize([""])["input_ids"].tolist() == [[2, 3]]
     assert torch.isfinite(empty).all()

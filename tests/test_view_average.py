@@ -36,7 +36,7 @@ def loop_mean(fungi, image, loss):
     seed = derive_seed(fungi.seed_, "views", loss.name, backbone.sample_key(sample))
     views = [view for group in loss.views(sample, backbone, generator(seed)) for view in group]
     with frozen_eval(backbone.module), torch.no_grad():
-        embeddings = [backbone.encode([view])[0] for view in views]
+        embeddings = [backbone.embed([view])[0] for view in views]
     return torch.stack(embeddings).mean(dim=0)
 
 
@@ -58,7 +58,8 @@ def test_view_averages_are_named_and_as_wide_as_the_embedding(fitted):
     fungi, images = fitted
     features = fungi.transform(images)
     width = fungi.embedding_dim_
-    assert [loss.name for loss in fungi.losses_][3:] == ["dino_views", "simclr_views", "kl_views"]
+    assert [block.name for block in fungi.blocks_][3:] == ["dino_views", "simclr_views", "kl_views"]
+    assert [loss.name for loss in fungi.losses_] == ["dino", "simclr", "kl"]  # a view average is not a loss
     assert block(fungi, features, "dino_views").shape == (7, width)
     np.testing.assert_allclose(block(fungi, features, "kl_views"), features[:, :width], atol=1e-6)  # its one view
 
@@ -74,7 +75,8 @@ def test_names_give_the_presets_views():
 def test_a_view_average_alone_needs_no_gradient_and_no_bank(images):
     backbone = ImageBackbone(tiny_cnn(), layer="pointwise", input_size=12)
     fungi = FungiTransformer(backbone, losses=("simclr_views",), random_state=0).fit(images)
-    (average,) = fungi.losses_
+    (average,) = fungi.blocks_
+    assert fungi.losses_ == [] and fungi.layer_ is None
     assert not average.needs_gradient and not hasattr(average.loss_, "negatives_")
     with torch.autograd.set_grad_enabled(False):  # no backward is needed anywhere
         assert fungi.transform(images).shape == (len(images), 2 * fungi.embedding_dim_)
@@ -83,6 +85,8 @@ def test_a_view_average_alone_needs_no_gradient_and_no_bank(images):
 def test_a_view_average_of_a_view_average_is_refused_at_fit(images):
     nested = ViewAverage(ViewAverage("simclr"))  # accepted here: __init__ only stores it, as scikit-learn's do
     backbone = ImageBackbone(tiny_cnn(), layer="pointwise", input_size=12)
-    message = r"The 'loss' parameter of ViewAverage must be .*not a ViewAverage.* Got ViewAverage\(loss='simclr'\)"
+    message = (
+        r"The 'loss' parameter of ViewAverage must be .*instance of .*FungiLoss.* Got ViewAverage\(loss='simclr'\)"
+    )
     with pytest.raises(InvalidParameterError, match=message):
         FungiTransformer(backbone, losses=(nested,), random_state=0).fit(images)

@@ -13,6 +13,7 @@ from skfungi import FungiTransformer, ImageBackbone, TimmBackbone
 from skfungi._utils.seeding import generator
 from skfungi.backbones.open_clip import OpenCLIPImageBackbone
 from skfungi.losses import VIEW_PRESETS, DINOLoss, SimCLRLoss, make_loss
+from skfungi.views.image import dino_local_size, simclr_patch_size
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -59,8 +60,8 @@ def test_fast_preset_sides_follow_a_vits_patch_grid():
     assert view_shapes(dino, backbone, image) == [(2, 224), (10, 96)]
     assert view_shapes(simclr, backbone, image) == [(16, 112)]
     assert [backbone.forward_size(size) for size in (1, 7, 100, 105, 120)] == [16, 16, 96, 112, 128]
-    assert DINOLoss(local_crop_size=50).local_size(backbone) == 48
-    assert SimCLRLoss(patch_fraction=0.3, resize_patches=False).patch_size(backbone) == 64  # 67 px -> 4 patches
+    assert dino_local_size(DINOLoss(local_crop_size=50), backbone) == 48
+    assert simclr_patch_size(SimCLRLoss(patch_fraction=0.3, resize_patches=False), backbone) == 64  # 67 px -> 4 patches
 
 
 def test_preset_settings_are_loss_parameters_and_loss_objects_keep_theirs(vit_backbone, images):
@@ -123,9 +124,9 @@ def test_vit_at_view_sizes_matches_timms_dynamic_size_model_and_restores_its_fla
     views = torch.rand(3, 3, 16, 16)
     flags = (fixed.dynamic_img_size, fixed.patch_embed.strict_img_size, fixed.patch_embed.flatten)
     with torch.no_grad():
-        ours = backbone.encode(views)
+        ours = backbone.embed(views)
         timms = dynamic.forward_head(dynamic.forward_features(backbone.prepare(views)), pre_logits=True)
-        full = backbone.encode(torch.rand(2, 3, 32, 32))
+        full = backbone.embed(torch.rand(2, 3, 32, 32))
     torch.testing.assert_close(ours, timms, rtol=0, atol=0)
     assert full.shape == (2, 16)
     assert (fixed.dynamic_img_size, fixed.patch_embed.strict_img_size, fixed.patch_embed.flatten) == flags

@@ -47,6 +47,7 @@ import platform
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,7 @@ import torch
 from .._utils.content_digest import UnhashableError, content_digest
 from .._utils.progress import report_progress
 
-__all__ = ["bank_folder", "bank_key", "cached_bank", "user_cache_folder"]
+__all__ = ["BankEncoding", "bank_folder", "bank_key", "cached_bank", "user_cache_folder"]
 
 logger = logging.getLogger("skfungi")
 
@@ -82,19 +83,47 @@ def user_cache_folder() -> Path | None:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "skfungi"
 
 
-def cached_bank(loss, context, samples: Sequence, encode: Callable[..., torch.Tensor]) -> torch.Tensor:
-    """``encode(samples)``: the bank's latents, rows sample-major, read from ``context.bank_cache`` when a
+@dataclass(frozen=True)
+class BankEncoding:
+    """How a negative bank is encoded, besides the loss and the samples: part of its key.
+
+    Attributes
+    ----------
+    backbone : Backbone
+        The adapter, with its module.
+    seed : int
+    precision : str
+        The autocast dtype of the backbone's forwards.
+    batch_size : int
+        The most views in one forward.
+    dtype, device
+        The losses' dtype, and where the bank is encoded.
+    folder : Path or None
+        Where banks are stored (the estimator's ``memory``); None: never stored.
+    """
+
+    backbone: object
+    seed: int
+    precision: str
+    batch_size: int
+    dtype: torch.dtype
+    device: torch.device
+    folder: Path | None
+
+
+def cached_bank(encoding: BankEncoding, loss, samples: Sequence, encode: Callable[..., torch.Tensor]) -> torch.Tensor:
+    """``encode(samples)``: the bank's latents, rows sample-major, read from ``encoding.folder`` when a
     verified copy is stored there (see the module docstring), else computed (and stored there).
 
-    ``samples`` are the bank's :class:`~skfungi._engine.extractor.KeyedSample`; ``loss`` and
-    ``context`` (its :class:`~skfungi.losses.LossContext`) give the rest of the key.
-    ``encode(samples, stage=None)`` encodes without reporting progress.
+    ``samples`` are the bank's :class:`~skfungi._engine.samples.KeyedSample`; ``loss`` and
+    ``encoding`` give the rest of the key. ``encode(samples, report=False)`` encodes without
+    reporting progress or refusing non-finite embeddings (to encode a sample again).
     """
-    folder = context.bank_cache
+    folder = encoding.folder
     if folder is None or not samples:
         return encode(samples)
     try:
-        key = bank_key(loss, context, samples)
+        key = bank_key(encoding, loss, samples)
     except UnhashableError as reason:
         logger.info(
             "%s's negative bank is encoded and not stored: its inputs cannot be digested (%s)", loss.name, reason
@@ -110,7 +139,7 @@ def cached_bank(loss, context, samples: Sequence, encode: Callable[..., torch.Te
         # CPU, precision, batch size) is in the key. It compares the first sample encoded *alone*, then and
         # now, never the bank's rows: their forwards also hold views of the next samples, which batched
         # kernels may round differently. It costs one sample's views per read and one per write.
-        again = encode(samples[:1], stage=None)
+        again = encode(samples[:1], report=False)
         if _fits(latents, again, len(samples)) and torch.equal(torch.from_numpy(first_alone), again.cpu()):
             logger.info("%s's negative bank of %d samples read from %s", loss.name, len(samples), path)
             report_progress("fit", len(samples))
@@ -121,20 +150,20 @@ def cached_bank(loss, context, samples: Sequence, encode: Callable[..., torch.Te
             path,
         )
     latents = encode(samples)
-    first_alone = encode(samples[:1], stage=None)
+    first_alone = encode(samples[:1], report=False)
     _write(path, key, latents.detach().cpu().numpy(), first_alone.detach().cpu().numpy())
     logger.info("%s's negative bank of %d samples encoded and stored in %s", loss.name, len(samples), path)
     return latents
 
 
-def bank_key(loss, context, samples: Sequence) -> str:
+def bank_key(encoding: BankEncoding, loss, samples: Sequence) -> str:
     """The digest naming a bank's file (see the module docstring for what it covers).
 
     Raises :class:`~skfungi._utils.content_digest.UnhashableError` when the backbone adapter or the
     loss holds something that cannot be digested.
     """
-    hasher = hashlib.blake2b(json.dumps(_settings(context), sort_keys=True).encode(), digest_size=20)
-    hasher.update(content_digest(context.backbone))
+    hasher = hashlib.blake2b(json.dumps(_settings(encoding), sort_keys=True).encode(), digest_size=20)
+    hasher.update(content_digest(encoding.backbone))
     hasher.update(content_digest((type(loss), {k: v for k, v in vars(loss).items() if k != "negatives_"})))
     for sample in samples:
         hasher.update(len(sample.key).to_bytes(8, "little"))
@@ -142,14 +171,14 @@ def bank_key(loss, context, samples: Sequence) -> str:
     return hasher.hexdigest()
 
 
-def _settings(context) -> dict:
+def _settings(encoding: BankEncoding) -> dict:
     """How and where the bank is encoded, and by which software."""
     return {
-        "seed": int(context.seed),
-        "precision": context.precision,
-        "batch_size": int(context.batch_size),
-        "dtype": str(context.dtype),
-        "device": _device_description(torch.device(context.device)),
+        "seed": int(encoding.seed),
+        "precision": encoding.precision,
+        "batch_size": int(encoding.batch_size),
+        "dtype": str(encoding.dtype),
+        "device": _device_description(torch.device(encoding.device)),
         "cpu": _cpu_description(),
         "software": {
             "python": sys.version,

@@ -4,14 +4,16 @@
 :class:`~skfungi.FungiTransformer` (backbone adapter, target layer, blocks,
 projection, seed) and turns samples into feature rows; how it runs (batch
 size, decoding threads, precision, progress bars, what to do with non-finite
-rows) is given per call as :class:`RunOptions`, so that ``set_params`` after
-``fit`` takes effect. It never looks inside a sample: the backbone adapter
-builds inference views and encodes views, the losses build their own views.
+rows, where negative banks are stored) is given per call as
+:class:`RunOptions`, so that ``set_params`` after ``fit`` takes effect; one
+call with its options is an :class:`ExtractionRun`. It never looks inside a
+sample: the backbone adapter builds inference views and embeds views, the
+blocks' views come from :mod:`skfungi.views`.
 
 Blocks: a gradient block (a loss) is the projected per-sample gradient of
-its loss; a view-average block (:class:`~skfungi.losses.ViewAverage`) is the
-mean embedding of a loss's views, the same views with the same seeds, without
-any gradient.
+its loss; a no-gradient block (:class:`~skfungi.losses.ViewAverage`) is the
+mean embedding of a loss's views, the same views with the same seeds (those
+of its ``view_source``), without any gradient.
 
 Batching: samples are processed ``batch_size`` at a time. Each loss takes
 the views of as many whole samples as fit in ``max(batch_size, n_views)``
@@ -30,7 +32,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import warnings
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -41,17 +42,19 @@ import numpy as np
 import torch
 from torch.profiler import record_function
 
-from .._utils.device import autocast
+from .._utils.device import autocast, loss_dtype
 from .._utils.freeze import frozen_eval
-from .._utils.numerics import l2_normalize
 from .._utils.progress import SampleCounter, listening, report_progress
 from .._utils.seeding import derive_seed, generator
 from ..backbones.layers import layer_shape, resolve_layer
 from ..inputs.lazy import LazySequence
 from ..losses import LossContext
+from .bank_cache import BankEncoding, cached_bank
 from .gradients import GradientCapture
+from .rows import NonFiniteFeaturesError, finite_rows, listed, write_rows
+from .samples import KeyedSample
 
-__all__ = ["LABELS", "FeatureExtractor", "KeyedSample", "NonFiniteFeaturesError", "RunOptions", "loss_dtype"]
+__all__ = ["LABELS", "ExtractionRun", "FeatureExtractor", "NonFiniteFeaturesError", "RunOptions"]
 
 logger = logging.getLogger("skfungi")
 
@@ -68,10 +71,6 @@ LABELS = {
     "backward": "skfungi.backward",
     "project": "skfungi.project",
 }
-
-
-class NonFiniteFeaturesError(ValueError):
-    """Some samples' features are NaN or infinite (the message names them)."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +95,7 @@ class FeatureExtractor:
         The fitted backbone adapter.
     layer_path : str or None
         Dotted path of the target layer (None when no block takes a gradient).
-    losses : list
+    blocks : list of FeatureBlock
         The blocks after the embedding, in output order: fitted in :meth:`fit`.
     projection : projection object
         Fitted in :meth:`fit` with the layer's gradient shape.
@@ -104,30 +103,29 @@ class FeatureExtractor:
         The estimator's base seed.
     """
 
-    def __init__(self, backbone, layer_path: str, losses, projection, seed: int):
+    def __init__(self, backbone, layer_path: str | None, blocks, projection, seed: int):
         self.backbone = backbone
         self.layer_path = layer_path
-        self.losses = list(losses)
+        self.blocks = list(blocks)
         self.projection = projection
         self.seed = seed
         self.embedding_dim = None
         self.gradient_shape = None
 
     @property
-    def gradient_losses(self) -> list:
-        return [loss for loss in self.losses if loss.needs_gradient]
+    def losses(self) -> list:
+        """The blocks that are projected gradients (the losses), in output order."""
+        return [block for block in self.blocks if block.needs_gradient]
 
     # -- fitting ----------------------------------------------------------------
 
     def fit(self, samples, n_components, options: RunOptions) -> FeatureExtractor:
         """Probe the backbone, fit the projection and every block."""
-        module = self.backbone.module
-        with frozen_eval(module):
+        with frozen_eval(self.backbone.module):
             first = KeyedSample.of(self.backbone, samples, 0)
-            with torch.no_grad():
-                probe = _Pass(self, options).embed([self.backbone.inference_view(first.sample)])
+            probe = ExtractionRun(self, options).embeddings([self.backbone.inference_view(first.sample)])
             self.embedding_dim = probe.shape[-1]
-            if self.gradient_losses:
+            if self.losses:
                 self._fit_projection(n_components)
             context = LossContext(
                 embedding_dim=self.embedding_dim,
@@ -135,15 +133,12 @@ class FeatureExtractor:
                 backbone=self.backbone,
                 dtype=loss_dtype(probe.device),
                 device=probe.device,
-                training_images=LazySequence(samples, functools.partial(KeyedSample.from_raw, backbone=self.backbone)),
-                encode=lambda loss, bank, n_views=None, stage="fit": self.encode(loss, bank, options, n_views, stage),
-                precision=options.precision,
-                batch_size=options.batch_size,
-                bank_cache=options.bank_cache,
+                training_samples=LazySequence(samples, functools.partial(KeyedSample.from_raw, backbone=self.backbone)),
+                negative_bank=functools.partial(self._negative_bank, options, probe.device),
             )
-            for loss in self.losses:
-                logger.info("fitting %s", type(loss).__name__)
-                loss.fit(context)
+            for block in self.blocks:
+                logger.info("fitting %s", type(block).__name__)
+                block.fit(context)
         return self
 
     def _fit_projection(self, n_components) -> None:
@@ -158,32 +153,45 @@ class FeatureExtractor:
             )
         self.projection.fit(shape.gradient_shape, k, self.seed)
 
-    def encode(self, loss, samples, options: RunOptions, n_views: int | None = None, stage="fit") -> torch.Tensor:
-        """``(N, V, E)`` embeddings of ``loss``'s views of ``samples``, without gradient, in the losses' dtype.
+    def _negative_bank(self, options: RunOptions, device, loss, samples, n_views: int, latents) -> torch.Tensor:
+        """``LossContext.negative_bank``: the latents of ``n_views`` of ``loss``'s views of each of ``samples``,
+        rows sample-major, read from the bank cache when a verified copy is stored there."""
+        run = ExtractionRun(self, options)
 
-        ``samples`` are :class:`KeyedSample` (as ``LossContext.training_images``
-        hands them out). ``n_views`` asks the loss for that many views per sample
-        instead of its usual count. Views of consecutive samples share forwards:
-        every forward but the last of each view group holds ``batch_size`` views.
-        Samples whose embeddings are not finite are refused, by index.
-        """
-        return _Pass(self, options).encode(loss, list(samples), n_views, stage)
+        def encode(items, report: bool = True) -> torch.Tensor:
+            embeddings = run.view_embeddings(
+                loss, list(items), n_views, report_as="fit" if report else None, refuse_non_finite=report
+            )
+            return latents(embeddings).flatten(0, 1)
+
+        encoding = BankEncoding(
+            self.backbone,
+            self.seed,
+            options.precision,
+            options.batch_size,
+            loss_dtype(device),
+            device,
+            options.bank_cache,
+        )
+        return cached_bank(encoding, loss, samples, encode)
 
     # -- transforming -------------------------------------------------------
 
     def transform(self, samples, options: RunOptions) -> np.ndarray:
         """Feature rows of ``samples`` (float32), in order."""
-        return _Pass(self, options).transform(samples)
+        return ExtractionRun(self, options).transform(samples)
 
     def block_names(self, include_embedding: bool) -> list[str]:
-        return (["embedding"] if include_embedding else []) + [loss.name for loss in self.losses]
+        return (["embedding"] if include_embedding else []) + [block.name for block in self.blocks]
 
     def block_widths(self, include_embedding: bool) -> list[int]:
-        widths = [self.projection.n_components_ if loss.needs_gradient else self.embedding_dim for loss in self.losses]
+        widths = [
+            self.projection.n_components_ if block.needs_gradient else self.embedding_dim for block in self.blocks
+        ]
         return ([self.embedding_dim] if include_embedding else []) + widths
 
 
-class _Pass:
+class ExtractionRun:
     """One ``fit`` or ``transform`` call of a :class:`FeatureExtractor` with its :class:`RunOptions`."""
 
     def __init__(self, extractor: FeatureExtractor, options: RunOptions):
@@ -235,8 +243,8 @@ class _Pass:
                 yield start, stop, [pending.popleft().result() for _ in range(stop - start)]
 
     def _batch_blocks(self, batch, progress: SampleCounter):
-        """The batch's blocks before projection: ``{name: (S, E) tensor}`` for the embedding and the view
-        averages, and the reduced gradients of the gradient losses stacked loss-major (or None).
+        """The batch's blocks before projection: ``{name: (S, E) tensor}`` for the embedding and the
+        no-gradient blocks, and the reduced gradients of the losses stacked loss-major (or None).
 
         ``progress`` advances as each pass finishes a group of samples, by the pass's share of the views
         a sample has in all (so the bar moves about once per sample, whatever the batch size)."""
@@ -246,80 +254,42 @@ class _Pass:
         if "embedding" in shares:
             blocks["embedding"], reduced = self._inference_pass(batch)
             progress.advance(len(batch) * shares["embedding"])
-        for loss in extractor.losses:
-            if not loss.needs_gradient:
-                step = functools.partial(progress.advance, shares[loss.name])
-                blocks[loss.name] = self.encode(loss.loss_, batch, stage=None, on_sample=step).mean(dim=1)
-            elif not loss.uses_inference_view:
-                reduced[loss.name] = self._loss_pass(loss, batch, progress, shares[loss.name])
-        gradient_losses = extractor.gradient_losses
-        stacked = torch.cat([reduced[loss.name] for loss in gradient_losses]) if gradient_losses else None
+        for block in extractor.blocks:
+            if not block.needs_gradient:
+                step = functools.partial(progress.advance, shares[block.name])
+                blocks[block.name] = self.view_embeddings(block, batch, on_sample=step).mean(dim=1)
+            elif not block.uses_inference_view:
+                reduced[block.name] = self._loss_pass(block, batch, progress, shares[block.name])
+        losses = extractor.losses
+        stacked = torch.cat([reduced[loss.name] for loss in losses]) if losses else None
         return blocks, stacked
 
     def _write_features(self, pending, out: np.ndarray) -> None:
         """Project the pending batches' gradients at once (one regeneration of a dense matrix), then
         normalise every block and write the rows."""
         extractor, options = self.extractor, self.options
-        gradient_losses = extractor.gradient_losses
+        losses = [loss.name for loss in extractor.losses]
         projected = [None] * len(pending)
-        if gradient_losses:
+        if losses:
             with record_function(LABELS["project"]):
                 stacked = extractor.projection.project(torch.cat([reduced for *_, reduced in pending]))
             projected = stacked.split([len(reduced) for *_, reduced in pending])
         names = extractor.block_names(options.include_embedding)
         for (start, stop, blocks, _), gradients in zip(pending, projected, strict=True):
             if gradients is not None:
-                blocks = blocks | dict(
-                    zip([loss.name for loss in gradient_losses], gradients.split(stop - start), strict=True)
-                )
-            rows = torch.cat([l2_normalize(blocks[name]).to(device="cpu", dtype=torch.float32) for name in names], 1)
-            out[start:stop] = rows.detach().numpy()
-            self._check_rows(out, start, stop, [blocks[name] for name in names], names)
-
-    def _check_rows(self, out: np.ndarray, start: int, stop: int, blocks, names) -> None:
-        """Refuse (or, with ``on_non_finite="nan"``, blank) rows that are not finite; warn about zero blocks."""
-        rows = out[start:stop]
-        bad = ~np.isfinite(rows).all(axis=1)
-        if bad.any():
-            indices = (start + np.flatnonzero(bad)).tolist()
-            which = sorted({name for name, block in zip(names, blocks, strict=True) if not _finite_rows(block).all()})
-            message = (
-                f"the {', '.join(which)} block(s) of sample(s) {_listed(indices)} are not finite (NaN or infinite): "
-                "the backbone or a loss overflowed or produced NaN for them (other samples are unaffected)"
-            )
-            if self.options.on_non_finite == "raise":
-                raise NonFiniteFeaturesError(
-                    message + ". Pass on_non_finite='nan' to get NaN rows for them instead of this error."
-                )
-            warnings.warn(message + "; their rows are NaN.", RuntimeWarning, stacklevel=5)
-            rows[bad] = np.nan
-        gradient_blocks = {loss.name for loss in self.extractor.gradient_losses}
-        for name, block in zip(names, blocks, strict=True):
-            zero = ~(block != 0).any(dim=1).cpu().numpy() & ~bad
-            if zero.any():
-                reason = (
-                    "the gradient of their loss at the target layer is zero (activations saturated between the "
-                    "layer and the loss, such as ReLU6 at 0 or 6, or a loss that does not reach the layer)"
-                    if name in gradient_blocks
-                    else "the backbone gives them a zero embedding"
-                )
-                indices = (start + np.flatnonzero(zero)).tolist()
-                warnings.warn(
-                    f"the {name} block of sample(s) {_listed(indices)} is exactly zero before normalisation: {reason}.",
-                    RuntimeWarning,
-                    stacklevel=5,
-                )
+                blocks = blocks | dict(zip(losses, gradients.split(stop - start), strict=True))
+            write_rows(out, start, blocks, names, losses, options.on_non_finite)
 
     # -- one batch ------------------------------------------------------------
 
     def _inference_pass(self, batch):
-        """Embeddings of the inference view, plus the gradient losses that reuse that forward."""
-        sharing = [loss for loss in self.extractor.gradient_losses if loss.uses_inference_view]
+        """Embeddings of the inference view, plus the losses that reuse that forward."""
+        sharing = [loss for loss in self.extractor.losses if loss.uses_inference_view]
         views = [self.backbone.inference_view(keyed.sample) for keyed in batch]
         reduced = {}
         capture = self._capture() if sharing else nullcontext()
         with capture, torch.set_grad_enabled(bool(sharing)):
-            embedding = self.embed(views)
+            embedding = self.embeddings(views)
             for position, loss in enumerate(sharing):
                 last = position == len(sharing) - 1
                 with record_function(LABELS["loss"]):
@@ -335,7 +305,7 @@ class _Pass:
         reduced = []
         for start, stop in self._view_groups(loss, len(batch)):
             with self._capture() as capture, torch.enable_grad():
-                embeddings = self._encode_views(loss, batch[start:stop])
+                embeddings = self._forward_views(loss, batch[start:stop])
                 with record_function(LABELS["loss"]):
                     losses = loss.sample_losses(embeddings).sum()
                 with record_function(LABELS["backward"]):
@@ -348,49 +318,18 @@ class _Pass:
         """Each pass's share of a sample's forwards: ``"embedding"`` (the inference view, with the losses
         that reuse it) and every other block, by its views per sample."""
         extractor, views = self.extractor, {}
-        if self.options.include_embedding or any(loss.uses_inference_view for loss in extractor.gradient_losses):
+        if self.options.include_embedding or any(loss.uses_inference_view for loss in extractor.losses):
             views["embedding"] = 1
-        for loss in extractor.losses:
-            if not (loss.needs_gradient and loss.uses_inference_view):
-                views[loss.name] = loss.view_count(self.backbone)
+        for block in extractor.blocks:
+            if not (block.needs_gradient and block.uses_inference_view):
+                views[block.name] = block.view_count(self.backbone)
         total = sum(views.values())
         return {name: count / total for name, count in views.items()}
 
-    def encode(self, loss, samples, n_views=None, stage="fit", on_sample=None) -> torch.Tensor:
-        """See :meth:`FeatureExtractor.encode`; ``stage`` names the progress reported per sample (or None);
-        ``on_sample()`` is called after each sample's views are queued."""
-        pending: dict[int, list] = {}  # view group -> views awaiting a forward
-        encoded: dict[int, list[torch.Tensor]] = {}
-        with torch.no_grad():
-            for keyed in self._progress(samples, f"encoding {loss.name} views", stage):
-                for group_index, group in enumerate(self._views(loss, keyed, n_views)):
-                    queue = pending.setdefault(group_index, [])
-                    queue.extend(group.unbind(0) if isinstance(group, torch.Tensor) else group)
-                    while len(queue) >= self.batch_size:
-                        encoded.setdefault(group_index, []).append(self.embed(_stacked(queue[: self.batch_size])))
-                        del queue[: self.batch_size]
-                if stage is not None:
-                    report_progress(stage, 1)
-                if on_sample is not None:
-                    on_sample()
-            for group_index, queue in pending.items():
-                if queue:
-                    encoded.setdefault(group_index, []).append(self.embed(_stacked(queue)))
-        groups = [torch.cat(encoded[index]).unflatten(0, (len(samples), -1)) for index in sorted(encoded)]
-        embeddings = torch.cat(groups, dim=1).to(loss_dtype(groups[0].device))
-        bad = ~_finite_rows(embeddings.flatten(1))
-        if stage == "fit" and bad.any():
-            indices = [samples[int(i)].index for i in torch.nonzero(bad).flatten()]
-            raise NonFiniteFeaturesError(
-                f"the backbone's embeddings of {loss.name}'s views of training sample(s) {_listed(indices)} are not "
-                f"finite (NaN or infinite); a negative bank may not hold them: leave them out of the fit data."
-            )
-        return embeddings
+    # -- embeddings ---------------------------------------------------------
 
-    # -- helpers ------------------------------------------------------------
-
-    def embed(self, views) -> torch.Tensor:
-        """The backbone's embeddings at ``precision``, returned in float32 or wider.
+    def embeddings(self, views) -> torch.Tensor:
+        """``(N, E)``: the backbone's embeddings of ``views`` at ``precision``, in float32 or wider.
 
         The forward runs under ``torch.no_grad()``: inside a gradient capture the hook
         switches autograd on at the target layer, so only the tail after it is recorded.
@@ -400,20 +339,101 @@ class _Pass:
             autocast(self.options.precision, self.backbone.device),
             record_function(LABELS["forward"]),
         ):
-            embedding = self.backbone.encode(views)
+            embedding = self.backbone.embed(views)
         return embedding.float() if embedding.dtype in (torch.float16, torch.bfloat16) else embedding
 
-    def _progress(self, iterable, description: str, stage):
-        """``iterable`` behind a tqdm progress bar (on stderr) when ``verbose`` and ``stage``, else as is
+    def view_embeddings(
+        self, block, samples, n_views=None, *, report_as: str | None = None, refuse_non_finite=False, on_sample=None
+    ) -> torch.Tensor:
+        """``(N, V, E)``: embeddings of ``block``'s views of the :class:`KeyedSample` ``samples``, without
+        gradient, in the losses' dtype.
+
+        ``n_views`` asks for that many views per sample instead of the usual
+        count. Views of consecutive samples share forwards: every forward but
+        the last of each view group holds ``batch_size`` views. Each sample is
+        reported as done to the progress listener under ``report_as`` (and
+        shown on a bar when ``verbose``), and ``on_sample()`` is called after
+        it; with ``refuse_non_finite`` a sample whose embeddings are not finite
+        is an error naming it (a negative bank may not hold it).
+        """
+        pending: dict[int, list] = {}  # view group -> views awaiting a forward
+        embedded: dict[int, list[torch.Tensor]] = {}
+        with torch.no_grad():
+            for keyed in self._progress(samples, f"encoding {block.name} views", report_as):
+                for group_index, group in enumerate(self._views_of(block, keyed, n_views)):
+                    queue = pending.setdefault(group_index, [])
+                    queue.extend(group.unbind(0) if isinstance(group, torch.Tensor) else group)
+                    while len(queue) >= self.batch_size:
+                        embedded.setdefault(group_index, []).append(self.embeddings(_stacked(queue[: self.batch_size])))
+                        del queue[: self.batch_size]
+                if report_as is not None:
+                    report_progress(report_as, 1)
+                if on_sample is not None:
+                    on_sample()
+            for group_index, queue in pending.items():
+                if queue:
+                    embedded.setdefault(group_index, []).append(self.embeddings(_stacked(queue)))
+        groups = [torch.cat(embedded[index]).unflatten(0, (len(samples), -1)) for index in sorted(embedded)]
+        embeddings = torch.cat(groups, dim=1).to(loss_dtype(groups[0].device))
+        bad = ~finite_rows(embeddings.flatten(1))
+        if refuse_non_finite and bad.any():
+            indices = [samples[int(i)].index for i in torch.nonzero(bad).flatten()]
+            raise NonFiniteFeaturesError(
+                f"the backbone's embeddings of {block.name}'s views of training sample(s) {listed(indices)} are not "
+                f"finite (NaN or infinite); a negative bank may not hold them: leave them out of the fit data."
+            )
+        return embeddings
+
+    def _forward_views(self, loss, samples) -> torch.Tensor:
+        """``(S, V, E)``: each view group of ``loss`` forwarded over all samples at once, sample-major, in
+        the losses' dtype (inside a gradient capture, which records the tail after the target layer)."""
+        per_sample = [self._views_of(loss, keyed) for keyed in samples]
+        embedded = [
+            self._embeddings_in_chunks(_concat(groups)).unflatten(0, (len(samples), -1))
+            for groups in zip(*per_sample, strict=True)
+        ]
+        return torch.cat(embedded, dim=1).to(loss_dtype(embedded[0].device))
+
+    def _embeddings_in_chunks(self, views) -> torch.Tensor:
+        """Embeddings of one view group in forwards of at most ``batch_size`` views.
+
+        A group holds more views than ``batch_size`` only for a single sample
+        (e.g. SimCLR's 49 patches): its forwards then each record a slice of
+        that sample's views, and the gradient capture sums their tokens.
+        """
+        if len(views) <= self.batch_size:
+            return self.embeddings(views)
+        chunks = range(0, len(views), self.batch_size)
+        return torch.cat([self.embeddings(views[start : start + self.batch_size]) for start in chunks])
+
+    # -- helpers ------------------------------------------------------------
+
+    def _views_of(self, block, keyed: KeyedSample, n_views: int | None = None) -> list:
+        """``block``'s views of one sample: those of its ``view_source``, seeded by the estimator's seed,
+        that source's name and the sample's key."""
+        source = block.view_source
+        rng = generator(derive_seed(self.extractor.seed, "views", source.name, keyed.key))
+        count = {} if n_views is None else {"n_views": n_views}  # a loss of one's own may take no count
+        with record_function(LABELS["views"]):
+            return source.views(keyed.sample, self.backbone, rng, **count)
+
+    def _view_groups(self, loss, n_samples):
+        """``(start, stop)`` ranges of whole samples whose views fit in one forward."""
+        per_forward = max(1, self.batch_size // loss.view_count(self.backbone))
+        for start in range(0, n_samples, per_forward):
+            yield start, min(start + per_forward, n_samples)
+
+    def _progress(self, iterable, description: str, report_as):
+        """``iterable`` behind a tqdm bar (on stderr) when ``verbose`` and ``report_as``, else as is
         (also when a progress listener, such as the command line's bars, shows the progress)."""
-        if not self.options.verbose or stage is None or listening():
+        if not self.options.verbose or report_as is None or listening():
             return iterable
         from tqdm.auto import tqdm
 
         return tqdm(iterable, desc=description, unit="sample")
 
     def _bar(self, total: int, description: str):
-        """A tqdm bar counting samples (on stderr) when ``verbose`` and no progress listener shows them, else None."""
+        """A tqdm bar counting samples (on stderr) when ``verbose`` and no progress listener shows them."""
         if not self.options.verbose or listening():
             return None
         from tqdm.auto import tqdm
@@ -425,60 +445,9 @@ class _Pass:
             self._gradient_capture = GradientCapture(self.backbone.module, self.extractor.layer_path)
         return self._gradient_capture
 
-    def _view_groups(self, loss, n_samples):
-        """``(start, stop)`` ranges of whole samples whose views fit in one forward."""
-        per_forward = max(1, self.batch_size // loss.view_count(self.backbone))
-        for start in range(0, n_samples, per_forward):
-            yield start, min(start + per_forward, n_samples)
-
-    def _views(self, loss, keyed: KeyedSample, n_views: int | None = None) -> list:
-        """``loss``'s views of one sample, seeded by the estimator's seed, the loss and the sample's key."""
-        extra = {} if n_views is None else {"n_views": n_views}
-        rng = generator(derive_seed(self.extractor.seed, "views", loss.name, keyed.key))
-        with record_function(LABELS["views"]):
-            return loss.views(keyed.sample, self.backbone, rng, **extra)
-
-    def _encode_views(self, loss, samples) -> torch.Tensor:
-        """``(S, V, E)``: each view group of ``loss`` encoded over all samples at once, sample-major,
-        in the losses' dtype."""
-        per_sample = [self._views(loss, keyed) for keyed in samples]
-        encoded = [
-            self._encode_chunked(_concat(groups)).unflatten(0, (len(samples), -1))
-            for groups in zip(*per_sample, strict=True)
-        ]
-        return torch.cat(encoded, dim=1).to(loss_dtype(encoded[0].device))
-
-    def _encode_chunked(self, views) -> torch.Tensor:
-        """Embeddings of one view group in forwards of at most ``batch_size`` views.
-
-        A group holds more views than ``batch_size`` only for a single sample
-        (e.g. SimCLR's 49 patches): its forwards then each record a slice of
-        that sample's views, and the gradient capture sums their tokens.
-        """
-        if len(views) <= self.batch_size:
-            return self.embed(views)
-        chunks = range(0, len(views), self.batch_size)
-        return torch.cat([self.embed(views[start : start + self.batch_size]) for start in chunks])
-
 
 def _nbytes(tensor: torch.Tensor | None) -> int:
     return 0 if tensor is None else tensor.numel() * tensor.element_size()
-
-
-def _finite_rows(block: torch.Tensor) -> torch.Tensor:
-    return torch.isfinite(block).all(dim=1)
-
-
-def _listed(indices: list[int], shown: int = 10) -> str:
-    more = f" and {len(indices) - shown} more" if len(indices) > shown else ""
-    return ", ".join(map(str, indices[:shown])) + more
-
-
-def loss_dtype(device: torch.device) -> torch.dtype:
-    """Losses and heads run in float64 (except where a device has none): the KL gradient,
-    softmax minus uniform over T, loses about four digits to cancellation in float32, which
-    would let rounding in the backbone's batched matmuls show in a sample's features."""
-    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def _concat(groups):
@@ -493,39 +462,3 @@ def _stacked(views):
     if all(isinstance(view, torch.Tensor) for view in views) and len({view.shape for view in views}) == 1:
         return torch.stack(list(views))
     return list(views)
-
-
-class KeyedSample:
-    """A canonical sample, its index in its collection, and the key that seeds its views.
-
-    The key is a digest of the *raw* sample, as the input collection yields
-    it, never of anything computed from it (such as audio feature frames):
-    floating-point kernels may round differently with the thread count or the
-    machine, and a key that moved by one bit would draw other views. It is
-    computed on first use (only losses with views need it).
-    """
-
-    __slots__ = ("_backbone", "_key", "_raw", "index", "sample")
-
-    def __init__(self, sample, raw, backbone, index: int = 0):
-        self.sample = sample
-        self.index = index
-        self._raw = raw
-        self._backbone = backbone
-        self._key = None
-
-    @classmethod
-    def of(cls, backbone, samples, index: int) -> KeyedSample:
-        """The sample at ``index`` of a collection (reading it may decode a file)."""
-        return cls.from_raw(samples[index], index, backbone)
-
-    @classmethod
-    def from_raw(cls, raw, index: int, backbone) -> KeyedSample:
-        return cls(backbone.canonical(raw, index), raw, backbone, index)
-
-    @property
-    def key(self) -> bytes:
-        if self._key is None:
-            self._key = self._backbone.sample_key(self._raw)
-            self._raw = None
-        return self._key

@@ -17,7 +17,16 @@ from contextlib import nullcontext
 import torch
 import torch.nn as nn
 
-__all__ = ["PRECISIONS", "autocast", "check_precision", "module_device", "module_on", "resolve_device", "tensors_to"]
+__all__ = [
+    "PRECISIONS",
+    "autocast",
+    "check_precision",
+    "loss_dtype",
+    "module_device",
+    "module_on",
+    "resolve_device",
+    "tensors_to",
+]
 
 PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -115,3 +124,10 @@ def _same_device(actual: torch.device, wanted: torch.device) -> bool:
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return backend is not None and backend.is_available()
+
+
+def loss_dtype(device: torch.device) -> torch.dtype:
+    """Losses and heads run in float64 (except where a device has none): the KL gradient,
+    softmax minus uniform over T, loses about four digits to cancellation in float32, which
+    would let rounding in the backbone's batched matmuls show in a sample's features."""
+    return torch.float32 if device.type == "mps" else torch.float64

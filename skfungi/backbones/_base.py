@@ -41,8 +41,9 @@ class Backbone:
     the module: validating raw inputs (:meth:`as_samples`), the sample's
     canonical form (:meth:`canonical`) and the raw sample's identity for
     seeding (:meth:`sample_key`), the inference view, and turning a list of views into
-    an ``(N, E)`` embedding (:meth:`encode`). The engine and the losses never
-    look inside a sample.
+    an ``(N, E)`` embedding (:meth:`embed`). The engine and the losses never
+    look inside a sample, and an adapter knows nothing of the losses: their
+    views are built by :mod:`skfungi.views` from the adapter's geometry.
 
     Subclasses set ``modality`` (``"image"``, ``"text"``, ``"audio"`` or
     ``"tabular"``), ``module`` and ``default_layer``.
@@ -86,12 +87,7 @@ class Backbone:
         """The view the embedding is computed from."""
         raise NotImplementedError
 
-    def simclr_views(self, sample, loss, generator: torch.Generator, count: int) -> list:
-        """``count`` positive views of one canonical sample for :class:`~skfungi.losses.SimCLRLoss`
-        ``loss`` (its settings), as a list of groups of views that can be encoded together."""
-        raise NotImplementedError(f"{type(self).__name__} builds no SimCLR views.")
-
-    def encode(self, views: Sequence) -> torch.Tensor:
+    def embed(self, views: Sequence) -> torch.Tensor:
         """``(N, E)`` embeddings of ``N`` views (autograd as the caller sets it)."""
         raise NotImplementedError
 

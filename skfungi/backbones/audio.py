@@ -30,7 +30,6 @@ from .._utils.seeding import content_key
 from .._utils.validation import whole_range
 from ..inputs.audio import Waveform, as_waveforms
 from ..inputs.columns import unwrap_column
-from ..views.audio import noise_and_roll
 from ._base import Backbone
 from .layers import last_linear
 from .mel import LogMelSpectrogram
@@ -179,12 +178,7 @@ class AudioBackbone(Backbone):
         """The clip's own frames."""
         return frames
 
-    def simclr_views(self, frames: torch.Tensor, loss, generator: torch.Generator, count: int) -> list:
-        """``count`` copies of the frames with uniform noise of ``loss.noise_scale``, each rolled by up to
-        ``loss.max_roll`` frames."""
-        return [torch.stack([noise_and_roll(frames, generator, loss.noise_scale, loss.max_roll) for _ in range(count)])]
-
-    def encode(self, views) -> torch.Tensor:
+    def embed(self, views) -> torch.Tensor:
         """``(N, E)`` embeddings of ``(T_i, F)`` frame views (a list, or an ``(N, T, F)`` tensor)."""
         batch, packed = self.prepare(views)
         n_views = batch.batch_sizes[0].item() if packed else batch.shape[0]

@@ -160,7 +160,7 @@ class HuggingFaceTextBackbone(TextBackbone):
     >>> backbone = HuggingFaceTextBackbone(transformers.BertModel(config), tokenizer=tokenizer)
     >>> backbone.default_layer, backbone.pooling, backbone.max_length
     ('encoder.layer.1.attention.output.dense', 'mean', 512)
-    >>> backbone.encode(["a cat", ""]).shape
+    >>> backbone.embed(["a cat", ""]).shape
     torch.Size([2, 16])
     """
 

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from ..inputs.columns import unwrap_column
 from ..inputs.images import as_images
-from ..views.image import INTERPOLATIONS, RESIZE_MODES, center_view, exact_8bit, patchify
+from ..views.image import INTERPOLATIONS, RESIZE_MODES, center_view, exact_8bit
 from ._base import Backbone
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageBackbone"]
@@ -130,11 +130,6 @@ class ImageBackbone(Backbone):
         """Resized to ``floor(input_size / crop_pct)`` (see ``resize_mode``), centre-cropped to ``input_size``."""
         return center_view(exact_8bit(image), self.input_size, self.interpolation, self.crop_pct, self.resize_mode)
 
-    def simclr_views(self, image: torch.Tensor, loss, generator: torch.Generator, count: int) -> list:
-        """The first ``count`` of ``loss``'s overlapping patches (deterministic: ``generator`` is unused)."""
-        size, grid, fraction = self.input_size, loss.grid_size, loss.patch_fraction
-        return [patchify(image, size, grid, fraction, loss.patch_size(self), self.interpolation)[:count]]
-
     def forward_size(self, size: int) -> int:
         """Side at which a view that a loss asks for at ``size`` pixels is forwarded.
 
@@ -143,10 +138,10 @@ class ImageBackbone(Backbone):
         """
         return int(size) if self.flexible_size else self.input_size
 
-    def encode(self, views) -> torch.Tensor:
+    def embed(self, views) -> torch.Tensor:
         """Embeddings of a list (or stacked tensor) of ``(C, S, S)`` views."""
         batch = torch.stack(list(views)) if not isinstance(views, torch.Tensor) else views
-        return self.embed(self.prepare(batch))
+        return self.embed_inputs(self.prepare(batch))
 
     def canonical(self, image: torch.Tensor, index: int) -> torch.Tensor:
         """One decoded ``(C, H, W)`` image with the channels the module expects.
@@ -170,7 +165,7 @@ class ImageBackbone(Backbone):
         std = torch.tensor(self.std, device=views.device, dtype=views.dtype).view(1, -1, 1, 1)
         return (views - mean) / std
 
-    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
+    def embed_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
         """``(N, E)`` embeddings of prepared inputs (autograd enabled by the caller)."""
         try:
             output = self.embed_fn(self.module, inputs) if self.embed_fn is not None else self.module(inputs)

@@ -277,7 +277,7 @@ class OpenCLIPTextBackbone(TextBackbone):
     >>> backbone = OpenCLIPTextBackbone(clip)
     >>> backbone.default_layer
     'transformer.resblocks.1.attn.out_proj'
-    >>> backbone.encode(["a photo of a cat", ""]).shape
+    >>> backbone.embed(["a photo of a cat", ""]).shape
     torch.Size([2, 16])
     """
 

@@ -84,7 +84,7 @@ class SentenceTransformerBackbone(TextBackbone):
     >>> backbone = SentenceTransformerBackbone(model)
     >>> backbone.default_layer
     '0.model.encoder.layer.1.attention.output.dense'
-    >>> [round(norm, 4) for norm in backbone.encode(["a cat", ""]).norm(dim=1).tolist()]
+    >>> [round(norm, 4) for norm in backbone.embed(["a cat", ""]).norm(dim=1).tolist()]
     [1.0, 1.0]
     """
 

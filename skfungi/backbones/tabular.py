@@ -30,7 +30,6 @@ from sklearn.utils._param_validation import Options, validate_parameter_constrai
 from .._utils.seeding import generator
 from .._utils.validation import int_range
 from ..inputs.tabular import as_rows
-from ..views.tabular import dropout_and_noise
 from ._base import Backbone
 from .layers import last_linear
 
@@ -249,14 +248,7 @@ class TabularBackbone(Backbone):
         """The row itself."""
         return row
 
-    def simclr_views(self, row: torch.Tensor, loss, generator: torch.Generator, count: int) -> list:
-        """``count`` copies of the row, each feature zeroed with ``loss.drop_prob`` and moved by Gaussian
-        noise of ``loss.noise_scale`` times its spread over the training rows (:attr:`feature_scale`)."""
-        scale = self.feature_scale.to(row.dtype)
-        views = [dropout_and_noise(row, generator, loss.drop_prob, loss.noise_scale, scale) for _ in range(count)]
-        return [torch.stack(views)]
-
-    def encode(self, views) -> torch.Tensor:
+    def embed(self, views) -> torch.Tensor:
         """``(N, E)`` embeddings of a list of rows or an ``(N, n_features)`` tensor."""
         batch = views if isinstance(views, torch.Tensor) else torch.stack(list(views))
         if batch.ndim != 2 or batch.shape[1] != self.n_features:

@@ -18,7 +18,6 @@ import torch.nn as nn
 
 from ..inputs.columns import unwrap_column
 from ..inputs.text import as_texts
-from ..views.text import word_deletion
 from ._base import Backbone
 
 __all__ = ["POOLINGS", "TextBackbone", "as_texts", "pool_tokens"]
@@ -119,7 +118,7 @@ class TextBackbone(Backbone):
     ...     return {"input_ids": torch.tensor([row + [0] * (width - len(row)) for row in ids]),
     ...             "attention_mask": torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids])}
     >>> backbone = TextBackbone(Encoder(), byte_tokenizer, layer="proj")
-    >>> backbone.encode(["a cat", "a much longer text"]).shape
+    >>> backbone.embed(["a cat", "a much longer text"]).shape
     torch.Size([2, 8])
     """
 
@@ -198,11 +197,7 @@ class TextBackbone(Backbone):
         """The whole text (truncated by the tokenizer at ``max_length`` tokens)."""
         return sample
 
-    def simclr_views(self, sample: str, loss, generator: torch.Generator, count: int) -> list:
-        """``count`` copies of the text with each word dropped with ``loss.drop_prob``."""
-        return [[word_deletion(sample, loss.drop_prob, generator) for _ in range(count)]]
-
-    def encode(self, views: Sequence[str]) -> torch.Tensor:
+    def embed(self, views: Sequence[str]) -> torch.Tensor:
         """``(N, E)`` embeddings of a list of texts."""
         texts = list(views)
         inputs = self.tokenize(texts)

@@ -166,11 +166,11 @@ class TimmBackbone(ImageBackbone):
             return super().forward_size(size)
         return max(1, round(size / self.patch_size)) * self.patch_size
 
-    def embed(self, inputs: torch.Tensor) -> torch.Tensor:
+    def embed_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
         if self.patch_size is None or inputs.shape[-1] == self.input_size:
-            return super().embed(inputs)
+            return super().embed_inputs(inputs)
         with interpolated_position_embeddings(self.module):
-            return super().embed(inputs)
+            return super().embed_inputs(inputs)
 
 
 def timm_backbone(model: str | nn.Module, modality: str = "image", pretrained: bool | str = True) -> TimmBackbone:

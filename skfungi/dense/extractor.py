@@ -26,10 +26,11 @@ from contextlib import nullcontext
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .._engine.extractor import KeyedSample, loss_dtype
 from .._engine.gradients import GradientCapture
+from .._engine.samples import KeyedSample
+from .._utils.device import loss_dtype
+from .._utils.numerics import l2_normalize
 from .._utils.seeding import derive_seed, generator
 from ..losses._base import random_head
 from ..views.image import resize
@@ -185,10 +186,10 @@ class DenseExtractor:
             if self.needs_negatives:
                 negatives = self._negatives(units.detach(), batch)  # (N, T, K, C)
                 if "neighbors" in self.blocks:
-                    out["neighbors"] = F.normalize(negatives.mean(dim=2), dim=-1)
+                    out["neighbors"] = l2_normalize(negatives.mean(dim=2))
             if with_gradient:
                 g, a = self._token_factors(capture, units, negatives)
-                out["gradient"] = F.normalize(project_tokens(self.projection, g, a), dim=-1)
+                out["gradient"] = l2_normalize(project_tokens(self.projection, g, a))
         return {name: out[name].detach().float() for name in self.blocks}
 
     def token_factors(self, batch: list[KeyedSample]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -214,7 +215,7 @@ class DenseExtractor:
     def _unit_tokens(self, inputs: torch.Tensor) -> torch.Tensor:
         """``(N, T, C)`` patch tokens, L2-normalised, in the losses' dtype."""
         tokens = grid_tokens(self.token_fn(self.backbone.module, inputs), inputs.shape[0])
-        return F.normalize(tokens.to(loss_dtype(tokens.device)), dim=-1)
+        return l2_normalize(tokens.to(loss_dtype(tokens.device)))
 
     def _negatives(self, units: torch.Tensor, batch: list[KeyedSample]) -> torch.Tensor:
         """``(N, T, K, C)`` unit features of each token's nearest kept support patches of other images."""

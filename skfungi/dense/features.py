@@ -12,7 +12,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from .._engine.extractor import KeyedSample
+from .._engine.samples import KeyedSample
 from .._utils.device import resolve_device
 from .._utils.freeze import frozen_eval
 from .._utils.seeding import base_seed

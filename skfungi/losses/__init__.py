@@ -1,14 +1,16 @@
 """FUNGI's self-supervised losses, with the paper's settings as defaults."""
 
-from ._base import FungiLoss, LossContext
+from ._base import FeatureBlock, FungiLoss, LossContext
 from .dino import DINOLoss
 from .kl import KLLoss
+from .presets import LOSSES, VIEW_PRESETS, check_view_preset, named_loss
 from .simclr import SimCLRLoss
 from .view_average import SUFFIX, ViewAverage
 
 __all__ = [
     "VIEW_PRESETS",
     "DINOLoss",
+    "FeatureBlock",
     "FungiLoss",
     "KLLoss",
     "LossContext",
@@ -18,42 +20,24 @@ __all__ = [
     "make_loss",
 ]
 
-LOSSES = {"kl": KLLoss, "dino": DINOLoss, "simclr": SimCLRLoss}
 
-# Loss settings of each ``views`` preset, applied to losses given by name (docs/usage.md,
-# "View presets"). Only image views change; text, audio and tabular views are the same in all.
-VIEW_PRESETS = {
-    "paper": {},
-    "fast": {
-        "dino": {"local_crop_size": 0.43},  # 96 px at 224, as DINO itself
-        "simclr": {"grid_size": 4, "resize_patches": False},  # 16 patches at their own 112 px
-    },
-}
-
-
-def check_view_preset(views) -> None:
-    """A clear error unless ``views`` names a preset."""
-    if not isinstance(views, str) or views not in VIEW_PRESETS:
-        raise ValueError(f"views must be one of {sorted(VIEW_PRESETS)}, got {views!r}.")
-
-
-def make_loss(loss, views: str = "paper") -> FungiLoss:
-    """A block from a name or a loss object.
+def make_loss(loss, views: str = "paper") -> FeatureBlock:
+    """A block from a name or a block object.
 
     ``"kl"``, ``"dino"``, ``"simclr"`` give the loss (its gradient block) and
     ``"kl_views"``, ``"dino_views"``, ``"simclr_views"`` its
     :class:`ViewAverage` (the mean embedding of its views), with the settings
-    of the ``views`` preset (see ``VIEW_PRESETS``); a loss object is returned
+    of the ``views`` preset (see ``VIEW_PRESETS``); a block object is returned
     as it is.
     """
     check_view_preset(views)
-    if isinstance(loss, FungiLoss):
+    if isinstance(loss, FeatureBlock):
         return loss
     if isinstance(loss, str):
         name = loss.lower()
         if name in LOSSES:
-            return LOSSES[name](**VIEW_PRESETS[views].get(name, {}))
+            return named_loss(name, views)
         if name.endswith(SUFFIX) and name.removesuffix(SUFFIX) in LOSSES:
-            return ViewAverage(make_loss(name.removesuffix(SUFFIX), views))
+            return ViewAverage(named_loss(name.removesuffix(SUFFIX), views))
     names = sorted(LOSSES) + [name + SUFFIX for name in sorted(LOSSES)]
     raise ValueError(f"unknown loss {loss!r}; use one of {names} or a FungiLoss object.")

@@ -9,7 +9,6 @@ import torch.nn.functional as F
 
 from .._utils.numerics import l2_normalize
 from .._utils.validation import int_range, real_range
-from ..views.image import dino_crops
 from ._base import FungiLoss, LossContext
 
 __all__ = ["DINOLoss"]
@@ -39,7 +38,8 @@ class DINOLoss(FungiLoss):
         ``(0, 1]`` is a fraction of the input size (``views="fast"`` uses
         0.43: 96 px at 224, DINO's own local crop size). The side is then
         adjusted to what the backbone can forward (see
-        :meth:`~skfungi.backbones.ImageBackbone.forward_size`: a multiple of
+        :meth:`~skfungi.backbones.ImageBackbone.forward_size`, see
+        :func:`skfungi.views.image.dino_local_size`: a multiple of
         the patch size for timm ViTs, whose position embeddings are
         interpolated; the input size for fixed-size models).
     latent_dim : int, default=2048
@@ -48,6 +48,7 @@ class DINOLoss(FungiLoss):
     """
 
     name = "dino"
+    view_kind = "dino"
     _parameter_constraints: ClassVar[dict] = {
         "n_global_crops": [int_range(1)],
         "n_local_crops": [int_range(0)],
@@ -94,39 +95,12 @@ class DINOLoss(FungiLoss):
 
     def fit(self, context: LossContext) -> DINOLoss:
         self.prepare_views(context)
-        self.student_head_ = self._head(context, self.latent_dim, "student")
-        self.teacher_head_ = self._head(context, self.latent_dim, "teacher")
+        self._draw_head(context, "student_head_", self.latent_dim, "student")
+        self._draw_head(context, "teacher_head_", self.latent_dim, "teacher")
         return self
 
     def view_count(self, backbone) -> int:
         return self.n_global_crops + self.n_local_crops
-
-    def local_size(self, backbone) -> int:
-        """Side, in pixels, at which this backbone forwards the local crops."""
-        image_size = backbone.input_size
-        if self.local_crop_size is None:
-            return image_size
-        requested = self.local_crop_size
-        if isinstance(requested, float):
-            requested = max(1, round(requested * image_size))
-        return backbone.forward_size(int(requested))
-
-    def views(self, image, backbone, generator):
-        image_size = backbone.input_size
-        global_views, local_views = dino_crops(
-            image,
-            image_size,
-            self.n_global_crops,
-            self.n_local_crops,
-            tuple(self.global_crop_scale),
-            tuple(self.local_crop_scale),
-            generator,
-            local_size=self.local_size(backbone),
-            interpolation=backbone.interpolation,
-        )
-        if local_views.shape[-1] == image_size:
-            return [torch.cat([global_views, local_views])]
-        return [group for group in (global_views, local_views) if len(group)]
 
     def sample_losses(self, embeddings: torch.Tensor) -> torch.Tensor:
         normalised = l2_normalize(embeddings)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from .._utils.numerics import l2_normalize
 from .._utils.validation import int_range, real_range
+from ..views import inference_views
 from ._base import FungiLoss, LossContext
 
 __all__ = ["KLLoss"]
@@ -48,14 +49,15 @@ class KLLoss(FungiLoss):
 
     def fit(self, context: LossContext) -> KLLoss:
         self.prepare_views(context)
-        self.head_ = self._head(context, self.latent_dim)
+        self._draw_head(context, "head_", self.latent_dim)
         return self
 
     def view_count(self, backbone) -> int:
         return 1
 
-    def views(self, sample, backbone, generator):
-        return [[backbone.inference_view(sample)]]
+    def views(self, sample, backbone, generator, n_views=None):
+        """The inference view alone (the embedding's own forward serves both)."""
+        return inference_views(sample, backbone)
 
     def sample_losses(self, embeddings: torch.Tensor) -> torch.Tensor:
         weight, bias = self.head_

@@ -6,18 +6,14 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.utils._param_validation import StrOptions
 
-from .._engine.bank_cache import cached_bank
-from .._utils.numerics import l2_normalize
 from .._utils.seeding import derive_seed
 from .._utils.validation import int_range, real_range
 from ._base import FungiLoss, LossContext
+from .contrastive import TEMPERATURE_SCOPES, head_latents, info_nce
 
 __all__ = ["SimCLRLoss"]
-
-_TEMPERATURE_SCOPES = ("all", "positives")
 
 # The paper's settings per modality; "all" negative views = every positive view.
 MODALITY_DEFAULTS = {
@@ -64,7 +60,8 @@ class SimCLRLoss(FungiLoss):
         Resize each image patch to the input size before the forward (the
         paper). ``False`` forwards it at its own side (112 px at 224; about a
         quarter of the cost), adjusted to what the backbone can forward (see
-        :meth:`~skfungi.backbones.ImageBackbone.forward_size`); ``views="fast"``
+        :meth:`~skfungi.backbones.ImageBackbone.forward_size`; see
+        :func:`skfungi.views.image.simclr_patch_size`); ``views="fast"``
         uses ``False`` with ``grid_size=4``.
     n_views : int or "auto", default="auto"
         Positive views per sample for text / audio / tabular ("auto": 12 for
@@ -97,6 +94,7 @@ class SimCLRLoss(FungiLoss):
     """
 
     name = "simclr"
+    view_kind = "simclr"
     _parameter_constraints: ClassVar[dict] = {
         "grid_size": [int_range(2)],
         "patch_fraction": [real_range(0, 1, "right")],
@@ -109,7 +107,7 @@ class SimCLRLoss(FungiLoss):
         "temperature": [real_range(0, None, "neither")],
         "n_negatives": [StrOptions({"auto"}), int_range(0)],
         "negative_views": [StrOptions({"auto", "all"}), int_range(1)],
-        "temperature_scope": [StrOptions(set(_TEMPERATURE_SCOPES))],
+        "temperature_scope": [StrOptions(set(TEMPERATURE_SCOPES))],
     }
 
     def __init__(
@@ -151,19 +149,14 @@ class SimCLRLoss(FungiLoss):
 
     def fit(self, context: LossContext) -> SimCLRLoss:
         self.prepare_views(context)
-        self.head_ = self._head(context, self.latent_dim_)
-        samples = context.training_images
+        self._draw_head(context, "head_", self.latent_dim_)
+        samples = context.training_samples
         rng = np.random.default_rng(derive_seed(context.seed, "negatives", self.name))
         chosen = np.sort(rng.choice(len(samples), size=min(self.n_negatives_, len(samples)), replace=False))
         self.negative_indices_ = chosen
         if len(chosen):
             bank = [samples[int(index)] for index in chosen]
-
-            def encode(items, stage="fit"):
-                embeddings = context.encode(self, items, n_views=self.negative_views_, stage=stage)
-                return self._latents(embeddings).flatten(0, 1)
-
-            self.negatives_ = cached_bank(self, context, bank, encode)  # (N V, latent); on disk with memory=
+            self.negatives_ = context.negative_bank(self, bank, self.negative_views_, self._latents)
         else:
             self.negatives_ = self.head_[0].new_zeros(0, self.latent_dim_)
         return self
@@ -184,27 +177,14 @@ class SimCLRLoss(FungiLoss):
         return self.n_views_
 
     def views(self, sample, backbone, generator, n_views: int | None = None):
-        """``n_views`` (default ``n_views_``) positive views of one sample, built by the backbone adapter
-        for its modality (see ``Backbone.simclr_views``)."""
-        return backbone.simclr_views(sample, self, generator, self.n_views_ if n_views is None else n_views)
-
-    def patch_size(self, backbone) -> int:
-        """Side, in pixels, at which this backbone forwards the image patches."""
-        if self.resize_patches:
-            return backbone.input_size
-        return backbone.forward_size(round(backbone.input_size * self.patch_fraction))
+        """``n_views`` (default ``n_views_``) positive views of one sample (see :mod:`skfungi.views`)."""
+        return super().views(sample, backbone, generator, self.n_views_ if n_views is None else n_views)
 
     def _latents(self, embeddings: torch.Tensor) -> torch.Tensor:
-        return l2_normalize(F.linear(embeddings, *self.head_))
+        return head_latents(embeddings, self.head_)
 
     def sample_losses(self, embeddings: torch.Tensor) -> torch.Tensor:
         latents = self._latents(embeddings)  # (S, V, L)
-        n_views = latents.shape[1]
         positives = latents @ latents.transpose(1, 2)  # (S, V, V)
         negatives = latents @ self.negatives_.T  # (S, V, N)
-        off_diagonal = ~torch.eye(n_views, dtype=torch.bool, device=latents.device)
-        positive_term = (positives * off_diagonal).sum(-1) / (n_views - 1) / self.temperature
-        scale = 1.0 / self.temperature if self.temperature_scope == "all" else 1.0
-        candidates = torch.cat([positives.masked_fill(~off_diagonal, float("-inf")), negatives], dim=-1)
-        per_view = torch.logsumexp(candidates * scale, dim=-1) - positive_term
-        return per_view.mean(dim=-1)
+        return info_nce(positives, negatives, self.temperature, self.temperature_scope).mean(dim=-1)

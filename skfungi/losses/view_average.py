@@ -13,30 +13,17 @@ from __future__ import annotations
 from typing import ClassVar
 
 from sklearn.base import clone
-from sklearn.utils._param_validation import HasMethods, StrOptions
+from sklearn.utils._param_validation import StrOptions
 
-from ._base import FungiLoss, LossContext
+from ._base import FeatureBlock, FungiLoss, LossContext
+from .presets import LOSSES, named_loss
 
 __all__ = ["ViewAverage"]
 
 SUFFIX = "_views"
 
 
-class _LossWithViews(HasMethods):
-    """A loss that builds views of its own: an object with ``views``, ``view_count`` and ``prepare_views``,
-    but a ViewAverage, which has them only by inheritance (it averages another loss's views)."""
-
-    def __init__(self):
-        super().__init__(["views", "view_count", "prepare_views"])
-
-    def is_satisfied_by(self, val) -> bool:
-        return super().is_satisfied_by(val) and not isinstance(val, ViewAverage)
-
-    def __str__(self) -> str:
-        return f"{super().__str__()}, not a ViewAverage (it averages another loss's views and builds none)"
-
-
-class ViewAverage(FungiLoss):
+class ViewAverage(FeatureBlock):
     """A feature block: the mean embedding of ``loss``'s views, L2-normalised (no gradient).
 
     Its name is the loss's name plus ``"_views"`` (``"dino_views"``,
@@ -66,7 +53,7 @@ class ViewAverage(FungiLoss):
 
     needs_gradient = False
     _parameter_constraints: ClassVar[dict] = {
-        "loss": [StrOptions({"kl", "dino", "simclr"}), _LossWithViews()],
+        "loss": [StrOptions(set(LOSSES)), FungiLoss],
     }
 
     def __init__(self, loss="dino"):
@@ -77,14 +64,17 @@ class ViewAverage(FungiLoss):
         return self._loss().name + SUFFIX
 
     def _loss(self) -> FungiLoss:
-        from . import make_loss  # the name -> loss table lives in the package
-
-        return make_loss(self.loss)
+        return named_loss(self.loss) if isinstance(self.loss, str) else self.loss
 
     def fit(self, context: LossContext) -> ViewAverage:
         self._validate_params()
         self.loss_ = clone(self._loss()).prepare_views(context)
         return self
+
+    @property
+    def view_source(self) -> FungiLoss:
+        """The loss whose views (same settings, same seeds) this block averages."""
+        return self.loss_
 
     def view_count(self, backbone) -> int:
         return self.loss_.view_count(backbone)

@@ -30,10 +30,14 @@ __all__ = [
     "RESIZE_MODES",
     "center_view",
     "dino_crops",
+    "dino_local_size",
+    "dino_views",
     "exact_8bit",
     "patchify",
     "random_resized_crop",
     "resize",
+    "simclr_patch_size",
+    "simclr_views",
 ]
 
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic")
@@ -189,3 +193,53 @@ def patchify(
     if side == output_size:
         return patches.contiguous()
     return resize(patches, output_size, interpolation)
+
+
+# -- the view makers of the losses (skfungi.views.loss_views): a loss's settings, the adapter's geometry --
+
+
+def dino_local_size(settings, backbone) -> int:
+    """Side, in pixels, at which ``backbone`` forwards DINO's local crops: the input size (the paper),
+    ``settings.local_crop_size`` pixels, or that fraction of the input size, then adjusted to what the
+    backbone can forward (``backbone.forward_size``)."""
+    image_size = backbone.input_size
+    requested = settings.local_crop_size
+    if requested is None:
+        return image_size
+    if isinstance(requested, float):
+        requested = max(1, round(requested * image_size))
+    return backbone.forward_size(int(requested))
+
+
+def dino_views(image: torch.Tensor, settings, backbone, generator: torch.Generator, count=None) -> list:
+    """DINO's global and local crops of one image, in one group when they share a side, else two."""
+    image_size = backbone.input_size
+    global_views, local_views = dino_crops(
+        image,
+        image_size,
+        settings.n_global_crops,
+        settings.n_local_crops,
+        tuple(settings.global_crop_scale),
+        tuple(settings.local_crop_scale),
+        generator,
+        local_size=dino_local_size(settings, backbone),
+        interpolation=backbone.interpolation,
+    )
+    if local_views.shape[-1] == image_size:
+        return [torch.cat([global_views, local_views])]
+    return [group for group in (global_views, local_views) if len(group)]
+
+
+def simclr_patch_size(settings, backbone) -> int:
+    """Side, in pixels, at which ``backbone`` forwards SimCLR's patches: the input size when they are
+    resized (the paper), else their own side adjusted to what the backbone can forward."""
+    if settings.resize_patches:
+        return backbone.input_size
+    return backbone.forward_size(round(backbone.input_size * settings.patch_fraction))
+
+
+def simclr_views(image: torch.Tensor, settings, backbone, generator: torch.Generator, count: int) -> list:
+    """The first ``count`` of the overlapping patches (deterministic: ``generator`` is unused)."""
+    size, grid, fraction = backbone.input_size, settings.grid_size, settings.patch_fraction
+    side = simclr_patch_size(settings, backbone)
+    return [patchify(image, size, grid, fraction, side, backbone.interpolation)[:count]]

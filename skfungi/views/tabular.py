@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["dropout_and_noise"]
+__all__ = ["dropout_and_noise", "simclr_views"]
 
 
 def dropout_and_noise(
@@ -18,3 +18,11 @@ def dropout_and_noise(
     keep = torch.rand(row.shape, generator=generator, dtype=torch.float64) >= drop_prob
     noise = torch.randn(row.shape, generator=generator, dtype=torch.float64)
     return (row * keep.to(row.dtype) + (noise * noise_scale).to(row.dtype) * scale).to(row.dtype)
+
+
+def simclr_views(row: torch.Tensor, settings, backbone, generator: torch.Generator, count: int) -> list:
+    """``count`` copies of the row, each feature zeroed with ``settings.drop_prob`` and moved by Gaussian
+    noise of ``settings.noise_scale`` times its spread over the training rows (``backbone.feature_scale``)."""
+    scale = backbone.feature_scale.to(row.dtype)
+    views = [dropout_and_noise(row, generator, settings.drop_prob, settings.noise_scale, scale) for _ in range(count)]
+    return [torch.stack(views)]

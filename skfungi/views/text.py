@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["word_deletion"]
+__all__ = ["simclr_views", "word_deletion"]
 
 
 def word_deletion(text: str, drop_prob: float, generator: torch.Generator) -> str:
@@ -18,3 +18,8 @@ def word_deletion(text: str, drop_prob: float, generator: torch.Generator) -> st
         return ""
     keep = torch.rand(len(words), generator=generator, dtype=torch.float64) >= drop_prob
     return " ".join(word for word, kept in zip(words, keep.tolist(), strict=True) if kept)
+
+
+def simclr_views(text: str, settings, backbone, generator: torch.Generator, count: int) -> list:
+    """``count`` copies of the text with each word dropped with ``settings.drop_prob``."""
+    return [[word_deletion(text, settings.drop_prob, generator) for _ in range(count)]]
