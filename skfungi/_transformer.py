@@ -366,7 +366,7 @@ default="srht"
         device = state.get("device_")
         if device is not None and device.type != "cpu":
             cpu, memo = torch.device("cpu"), {}
-            state["extractor_"] = _extractor_on(state["extractor_"], cpu, memo)
+            state["extractor_"] = state["extractor_"].to(cpu, memo)
             state["backbone"] = _backbone_on(state["backbone"], cpu, memo)
         return state
 
@@ -391,7 +391,7 @@ default="srht"
             )
             self.device_ = torch.device("cpu")
             return
-        self.extractor_ = _extractor_on(self.extractor_, device, {})
+        self.extractor_ = self.extractor_.to(device, {})
 
     def _restore_compiled(self) -> None:
         # a module pickles without its compiled call (nn.Module drops it): compile again after loading
@@ -443,11 +443,3 @@ def _backbone_on(backbone, device: torch.device, memo: dict):
     if isinstance(backbone, torch.nn.Module):
         return module_on(backbone, device, memo)
     return backbone
-
-
-def _extractor_on(extractor: FeatureExtractor, device: torch.device, memo: dict) -> FeatureExtractor:
-    """A shallow copy of ``extractor`` whose backbone and blocks live on ``device``."""
-    moved = copy.copy(extractor)
-    moved.backbone = extractor.backbone.to(device, memo)
-    moved.blocks = [block.to(device) for block in extractor.blocks]
-    return moved

@@ -30,10 +30,9 @@ so a profiler (and ``benchmarks/throughput.py``) can attribute time to them.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,7 @@ from ..losses import LossContext
 from .bank_cache import BankEncoding, cached_bank
 from .gradients import GradientCapture
 from .rows import NonFiniteFeaturesError, finite_rows, listed, write_rows
-from .samples import KeyedSample
+from .samples import DECODE_LABEL, KeyedSample, concat_groups, decoded_batches, stack_views
 
 __all__ = ["LABELS", "ExtractionRun", "FeatureExtractor", "NonFiniteFeaturesError", "RunOptions"]
 
@@ -64,7 +63,7 @@ PROJECTION_BUFFER_BYTES = 64 * 2**20
 
 # torch.profiler labels of the stages (benchmarks/throughput.py reads them).
 LABELS = {
-    "decode": "skfungi.decode",
+    "decode": DECODE_LABEL,
     "views": "skfungi.views",
     "forward": "skfungi.forward",
     "loss": "skfungi.loss",
@@ -181,6 +180,14 @@ class FeatureExtractor:
         """Feature rows of ``samples`` (float32), in order."""
         return ExtractionRun(self, options).transform(samples)
 
+    def to(self, device: torch.device, memo: dict | None = None) -> FeatureExtractor:
+        """A shallow copy whose backbone and blocks live on ``device`` (the given module is never moved in place;
+        ``memo`` keeps one copy per module shared by several objects)."""
+        moved = copy.copy(self)
+        moved.backbone = self.backbone.to(device, memo)
+        moved.blocks = [block.to(device) for block in self.blocks]
+        return moved
+
     def block_names(self, include_embedding: bool) -> list[str]:
         return (["embedding"] if include_embedding else []) + [block.name for block in self.blocks]
 
@@ -210,7 +217,7 @@ class ExtractionRun:
         progress = SampleCounter("transform", bar)
         pending = []  # (start, stop, blocks, reduced gradients) awaiting one shared projection
         with frozen_eval(self.backbone.module):
-            for start, stop, batch in self._decoded_batches(samples):
+            for start, stop, batch in decoded_batches(self.backbone, samples, self.batch_size, options.num_workers):
                 pending.append((start, stop, *self._batch_blocks(batch, progress)))
                 if sum(_nbytes(reduced) for *_, reduced in pending) >= PROJECTION_BUFFER_BYTES:
                     self._write_features(pending, out)
@@ -221,26 +228,6 @@ class ExtractionRun:
         if bar is not None:
             bar.close()
         return out
-
-    def _decoded_batches(self, samples):
-        """``(start, stop, keyed samples)`` per batch; ``num_workers`` threads decode ahead."""
-        n_samples, size = len(samples), self.batch_size
-        ranges = [(start, min(start + size, n_samples)) for start in range(0, n_samples, size)]
-        if not self.options.num_workers:
-            for start, stop in ranges:
-                with record_function(LABELS["decode"]):
-                    batch = [KeyedSample.of(self.backbone, samples, i) for i in range(start, stop)]
-                yield start, stop, batch
-            return
-        # Decoding (files, PIL, resizing) runs in threads while the backbone computes; at most two
-        # batches are decoded ahead, so memory stays bounded whatever the number of samples.
-        with ThreadPoolExecutor(self.options.num_workers, thread_name_prefix="skfungi-decode") as pool:
-            pending, submitted = deque(), 0
-            for start, stop in ranges:
-                while submitted < min(n_samples, stop + 2 * size):
-                    pending.append(pool.submit(KeyedSample.of, self.backbone, samples, submitted))
-                    submitted += 1
-                yield start, stop, [pending.popleft().result() for _ in range(stop - start)]
 
     def _batch_blocks(self, batch, progress: SampleCounter):
         """The batch's blocks before projection: ``{name: (S, E) tensor}`` for the embedding and the
@@ -364,7 +351,9 @@ class ExtractionRun:
                     queue = pending.setdefault(group_index, [])
                     queue.extend(group.unbind(0) if isinstance(group, torch.Tensor) else group)
                     while len(queue) >= self.batch_size:
-                        embedded.setdefault(group_index, []).append(self.embeddings(_stacked(queue[: self.batch_size])))
+                        embedded.setdefault(group_index, []).append(
+                            self.embeddings(stack_views(queue[: self.batch_size]))
+                        )
                         del queue[: self.batch_size]
                 if report_as is not None:
                     report_progress(report_as, 1)
@@ -372,7 +361,7 @@ class ExtractionRun:
                     on_sample()
             for group_index, queue in pending.items():
                 if queue:
-                    embedded.setdefault(group_index, []).append(self.embeddings(_stacked(queue)))
+                    embedded.setdefault(group_index, []).append(self.embeddings(stack_views(queue)))
         groups = [torch.cat(embedded[index]).unflatten(0, (len(samples), -1)) for index in sorted(embedded)]
         embeddings = torch.cat(groups, dim=1).to(loss_dtype(groups[0].device))
         bad = ~finite_rows(embeddings.flatten(1))
@@ -389,7 +378,7 @@ class ExtractionRun:
         the losses' dtype (inside a gradient capture, which records the tail after the target layer)."""
         per_sample = [self._views_of(loss, keyed) for keyed in samples]
         embedded = [
-            self._embeddings_in_chunks(_concat(groups)).unflatten(0, (len(samples), -1))
+            self._embeddings_in_chunks(concat_groups(groups)).unflatten(0, (len(samples), -1))
             for groups in zip(*per_sample, strict=True)
         ]
         return torch.cat(embedded, dim=1).to(loss_dtype(embedded[0].device))
@@ -448,17 +437,3 @@ class ExtractionRun:
 
 def _nbytes(tensor: torch.Tensor | None) -> int:
     return 0 if tensor is None else tensor.numel() * tensor.element_size()
-
-
-def _concat(groups):
-    """One view group over samples: a tensor when the views stack, else a flat list of views."""
-    if all(isinstance(group, torch.Tensor) for group in groups) and len({group.shape[1:] for group in groups}) == 1:
-        return torch.cat(list(groups))
-    return [view for group in groups for view in group]
-
-
-def _stacked(views):
-    """Views of one group as one tensor when they stack, else as a list."""
-    if all(isinstance(view, torch.Tensor) for view in views) and len({view.shape for view in views}) == 1:
-        return torch.stack(list(views))
-    return list(views)

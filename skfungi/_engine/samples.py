@@ -1,8 +1,17 @@
-"""A sample on its way through the engine: its canonical form, its index, and the key that seeds its views."""
+"""Samples on their way through the engine: keyed (canonical form, index, the key that seeds its views),
+decoded batch by batch, and their views gathered into forwards."""
 
 from __future__ import annotations
 
-__all__ = ["KeyedSample"]
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+
+import torch
+from torch.profiler import record_function
+
+__all__ = ["KeyedSample", "concat_groups", "decoded_batches", "stack_views"]
+
+DECODE_LABEL = "skfungi.decode"  # the profiler label of decoding (skfungi._engine.extractor.LABELS["decode"])
 
 
 class KeyedSample:
@@ -39,3 +48,41 @@ class KeyedSample:
             self._key = self._backbone.sample_key(self._raw)
             self._raw = None
         return self._key
+
+
+def decoded_batches(backbone, samples, batch_size: int, num_workers: int = 0):
+    """``(start, stop, keyed samples)`` per batch of ``batch_size``; ``num_workers`` threads decode ahead.
+
+    Decoding (files, PIL, resizing) then runs in threads while the backbone
+    computes; at most two batches are decoded ahead, so memory stays bounded
+    whatever the number of samples.
+    """
+    n_samples = len(samples)
+    ranges = [(start, min(start + batch_size, n_samples)) for start in range(0, n_samples, batch_size)]
+    if not num_workers:
+        for start, stop in ranges:
+            with record_function(DECODE_LABEL):
+                batch = [KeyedSample.of(backbone, samples, i) for i in range(start, stop)]
+            yield start, stop, batch
+        return
+    with ThreadPoolExecutor(num_workers, thread_name_prefix="skfungi-decode") as pool:
+        pending, submitted = deque(), 0
+        for start, stop in ranges:
+            while submitted < min(n_samples, stop + 2 * batch_size):
+                pending.append(pool.submit(KeyedSample.of, backbone, samples, submitted))
+                submitted += 1
+            yield start, stop, [pending.popleft().result() for _ in range(stop - start)]
+
+
+def concat_groups(groups):
+    """One view group over samples: a tensor when the views stack, else a flat list of views."""
+    if all(isinstance(group, torch.Tensor) for group in groups) and len({group.shape[1:] for group in groups}) == 1:
+        return torch.cat(list(groups))
+    return [view for group in groups for view in group]
+
+
+def stack_views(views):
+    """Views of one group as one tensor when they stack, else as a list."""
+    if all(isinstance(view, torch.Tensor) for view in views) and len({view.shape for view in views}) == 1:
+        return torch.stack(list(views))
+    return list(views)
