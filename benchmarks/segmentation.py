@@ -236,7 +236,9 @@ def run_vit(args) -> dict:
     (support_images, support_masks), (query_images, query_masks) = scenes(args, 0)
     out = {}
     for features in ("embedding", "fungi"):
-        seg = InContextSegmenter(backbone, features=features, n_neighbors=N_NEIGHBORS, random_state=0)
+        seg = InContextSegmenter(
+            DenseFungiTransformer(backbone, features=features, random_state=0), n_neighbors=N_NEIGHBORS
+        )
         start = time.perf_counter()
         seg.fit(support_images[: args.vit_support], support_masks[: args.vit_support])
         score = seg.score(query_images[: args.vit_queries], query_masks[: args.vit_queries])

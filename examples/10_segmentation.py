@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import torch
 from timm.models.vision_transformer import VisionTransformer
 
-from skfungi import InContextSegmenter
+from skfungi import DenseFungiTransformer, InContextSegmenter
 from skfungi.dense import make_segmentation_scenes
 
 images, masks = make_segmentation_scenes(24, objects="digits", image_size=64, object_size=(0.35, 0.6), random_state=0)
@@ -32,12 +32,12 @@ vit = VisionTransformer(img_size=64, patch_size=8, embed_dim=48, depth=2, num_he
 # `fit` takes one label map per image (class ids, 255 ignored); `predict`
 # returns label maps at each query's own resolution and `score` the mean IoU.
 
-segmenter = InContextSegmenter(vit, features="fungi", n_neighbors=10, random_state=0)
+segmenter = InContextSegmenter(DenseFungiTransformer(vit, features="fungi", random_state=0), n_neighbors=10)
 segmenter.fit(support_images, support_masks)
 predicted = segmenter.predict(query_images)
 print("label maps:", predicted.shape, "classes:", segmenter.classes_.tolist())
 print(f"mean IoU, fungi features:     {segmenter.score(query_images, query_masks):.3f}")
-embedding = InContextSegmenter(vit, features="embedding", n_neighbors=10, random_state=0)
+embedding = InContextSegmenter(DenseFungiTransformer(vit, features="embedding", random_state=0), n_neighbors=10)
 embedding.fit(support_images, support_masks)
 print(f"mean IoU, embedding features: {embedding.score(query_images, query_masks):.3f}")
 

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import copy
 import os
 import warnings
 from typing import ClassVar
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
-from sklearn.utils._param_validation import HasMethods, StrOptions
-from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.utils.validation import check_is_fitted
 
 from . import _defaults as defaults
 from ._engine.bank_cache import bank_folder
 from ._engine.extractor import FeatureExtractor, RunOptions
+from ._utils.cloning import clone_sharing
 from ._utils.device import PRECISIONS, module_on, resolve_device
 from ._utils.seeding import base_seed, derive_seed
+from ._utils.sklearn_compat import HasMethods, StrOptions, check_feature_names_in, fit_context
 from ._utils.validation import int_range
 from .backbones import MODALITIES, Backbone, declared_modality, resolve_backbone
 from .backbones._base import check_module
@@ -259,14 +259,7 @@ default="srht"
     }
 
     def __sklearn_clone__(self):
-        # The backbone (possibly a multi-GB module) is shared, never deep-copied;
-        # every other parameter is cloned as scikit-learn would.
-        params = self.get_params(deep=False)
-        params = {name: value if name == "backbone" else clone(value, safe=False) for name, value in params.items()}
-        cloned = type(self)(**params)
-        if hasattr(self, "_sklearn_output_config"):
-            cloned._sklearn_output_config = copy.deepcopy(self._sklearn_output_config)
-        return cloned
+        return clone_sharing(self, ("backbone",))  # the backbone (possibly a multi-GB module) is never copied
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -278,7 +271,7 @@ default="srht"
             tags.input_tags.string = modality == "text"
         return tags
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Resolve the backbone, draw heads and projection, build negative banks.
 
@@ -349,7 +342,7 @@ default="srht"
     def get_feature_names_out(self, input_features=None):
         """``embedding0, ..., kl0, ..., dino0, ..., simclr0, ...`` in output order."""
         check_is_fitted(self)
-        _check_feature_names_in(self, input_features, generate_names=False)
+        check_feature_names_in(self, input_features, generate_names=False)
         names = []
         extractor = self.extractor_
         blocks = zip(

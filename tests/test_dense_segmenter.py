@@ -13,6 +13,7 @@ from conftest import tiny_vit
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.utils import estimator_checks
+from sklearn.utils._param_validation import InvalidParameterError
 from timm.models.vision_transformer import VisionTransformer
 
 from skfungi.dense import DenseFungiTransformer, InContextSegmenter, make_segmentation_scenes, mean_iou
@@ -20,6 +21,11 @@ from skfungi.dense.labels import patch_label_counts
 from skfungi.dense.propagation import patch_labels
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def dense(**settings) -> DenseFungiTransformer:
+    """The segmenter's patch features: dense FUNGI on a tiny ViT, seeded."""
+    return DenseFungiTransformer(scene_vit(), random_state=0, **settings)
 
 
 def scene_vit() -> VisionTransformer:
@@ -34,7 +40,7 @@ def scenes():
 
 def test_predictions_are_label_maps_at_the_query_resolution(scenes):
     images, masks = scenes
-    seg = InContextSegmenter(scene_vit(), n_neighbors=5, random_state=0).fit(images[:6], masks[:6])
+    seg = InContextSegmenter(dense(), n_neighbors=5).fit(images[:6], masks[:6])
     np.testing.assert_array_equal(seg.classes_, np.unique(masks[:6]))
     proba = seg.predict_proba(images[6:])
     assert proba.shape == (4, 32, 32, len(seg.classes_)) and proba.dtype == np.float32
@@ -46,7 +52,7 @@ def test_predictions_are_label_maps_at_the_query_resolution(scenes):
 
 def test_images_of_several_sizes_get_maps_of_their_own_size(scenes):
     images, masks = scenes
-    seg = InContextSegmenter(scene_vit(), n_neighbors=5, random_state=0).fit(images[:6], masks[:6])
+    seg = InContextSegmenter(dense(), n_neighbors=5).fit(images[:6], masks[:6])
     queries = [images[6], images[7][:20, :28]]
     predicted = seg.predict(queries)
     assert [p.shape for p in predicted] == [(32, 32), (20, 28)]
@@ -55,7 +61,7 @@ def test_images_of_several_sizes_get_maps_of_their_own_size(scenes):
 
 def test_the_bank_holds_each_patch_feature_with_its_pixel_fractions(scenes):
     images, masks = scenes
-    seg = InContextSegmenter(scene_vit(), n_neighbors=3, random_state=0).fit(images[:4], masks[:4])
+    seg = InContextSegmenter(dense(), n_neighbors=3).fit(images[:4], masks[:4])
     bank = seg.memory_bank_
     assert bank.n_patches_ == 4 * 16
     np.testing.assert_allclose(
@@ -77,7 +83,7 @@ def test_ignore_index_counts_nowhere(scenes):
     images, masks = scenes
     masks = masks.copy()
     masks[:6, :16] = 255  # the top half of every support image: two rows of patches left out
-    seg = InContextSegmenter(scene_vit(), n_neighbors=5, random_state=0).fit(images[:6], masks[:6])
+    seg = InContextSegmenter(dense(), n_neighbors=5).fit(images[:6], masks[:6])
     assert 255 not in seg.classes_
     assert seg.memory_bank_.n_patches_ == 6 * 8
     truth = masks[6:].copy()
@@ -90,8 +96,8 @@ def test_ignore_index_counts_nowhere(scenes):
 def test_grid_search_over_features_and_neighbours(scenes):
     images, masks = scenes
     search = GridSearchCV(
-        InContextSegmenter(scene_vit(), random_state=0),
-        {"features": ["embedding", "fungi"], "n_neighbors": [3, 10]},
+        InContextSegmenter(dense()),
+        {"transformer__features": ["embedding", "fungi"], "n_neighbors": [3, 10]},
         cv=KFold(2),
     ).fit(images, masks)
     assert len(search.cv_results_["params"]) == 4
@@ -101,8 +107,8 @@ def test_grid_search_over_features_and_neighbours(scenes):
 
 def test_clone_shares_the_backbone_and_pickling_keeps_predictions(scenes):
     images, masks = scenes
-    seg = InContextSegmenter(scene_vit(), n_neighbors=5, algorithm="hnsw", random_state=0)
-    assert clone(seg).backbone is seg.backbone
+    seg = InContextSegmenter(dense(), n_neighbors=5, algorithm="hnsw")
+    assert clone(seg).transformer.backbone is seg.transformer.backbone  # the module is shared, never copied
     seg.fit(images[:6], masks[:6])
     restored = pickle.loads(pickle.dumps(seg))
     np.testing.assert_array_equal(restored.predict_proba(images[6:]), seg.predict_proba(images[6:]))
@@ -110,7 +116,7 @@ def test_clone_shares_the_backbone_and_pickling_keeps_predictions(scenes):
 
 def test_bad_masks_are_named(scenes):
     images, masks = scenes
-    seg = InContextSegmenter(scene_vit(), n_neighbors=5, random_state=0)
+    seg = InContextSegmenter(dense(), n_neighbors=5)
     with pytest.raises(ValueError, match="got 5 masks for 6 images"):
         seg.fit(images[:6], masks[:5])
     with pytest.raises(ValueError, match="mask 2 has shape \\(32, 30\\), but image 2 is \\(32, 32\\)"):
@@ -118,7 +124,7 @@ def test_bad_masks_are_named(scenes):
     with pytest.raises(TypeError, match="class ids must be integers"):
         seg.fit(images[:4], masks[:4].astype(float))
     with pytest.raises(ValueError, match="fewer than n_neighbors=30"):
-        InContextSegmenter(scene_vit(), features="embedding").fit(images[:1], masks[:1])
+        InContextSegmenter(DenseFungiTransformer(scene_vit(), features="embedding")).fit(images[:1], masks[:1])
     with pytest.raises(ValueError, match="at least 2 distinct images, got 1"):
         seg.fit(images[[0, 0]], masks[[0, 0]])
     with pytest.raises(ValueError, match="every pixel is ignore_index"):
@@ -145,13 +151,14 @@ APPLICABLE_CHECKS = [
 @pytest.mark.parametrize("check", APPLICABLE_CHECKS)
 @pytest.mark.parametrize("kind", [InContextSegmenter, DenseFungiTransformer])
 def test_sklearn_estimator_checks_that_apply(kind, check):
-    estimator = kind(tiny_vit(), random_state=0)
+    dense_features = DenseFungiTransformer(tiny_vit(), random_state=0)
+    estimator = dense_features if kind is DenseFungiTransformer else InContextSegmenter(dense_features)
     functools.partial(getattr(estimator_checks, check), kind.__name__)(estimator)
 
 
 def test_fit_returns_self_leaves_parameters_alone_and_is_idempotent(scenes):
     images, masks = scenes
-    seg = InContextSegmenter(scene_vit(), n_neighbors=5, random_state=0)
+    seg = InContextSegmenter(dense(), n_neighbors=5)
     before = seg.get_params()
     assert seg.fit(images[:6], masks[:6]) is seg
     assert seg.get_params() == before
@@ -166,8 +173,10 @@ def test_a_backbone_with_non_finite_weights_is_refused(scenes, kind, value):
     vit = scene_vit()
     with torch.no_grad():
         vit.blocks[0].attn.qkv.weight[3, 1] = value
+    dense_features = DenseFungiTransformer(vit, random_state=0)
+    estimator = dense_features if kind is DenseFungiTransformer else InContextSegmenter(dense_features)
     with pytest.raises(ValueError, match=r"parameter 'blocks\.0\.attn\.qkv\.weight' contains NaN or infinite values"):
-        kind(vit, random_state=0).fit(images[:4], masks[:4])
+        estimator.fit(images[:4], masks[:4])
 
 
 def relabelled(labels: np.ndarray, ids: np.ndarray, new_ids: np.ndarray) -> np.ndarray:
@@ -178,8 +187,8 @@ def test_class_ids_of_any_size_are_kept_as_they_are(scenes):
     images, masks = scenes
     ids = np.unique(masks).astype(np.int64)
     huge = np.where(ids == 0, 0, 2**31 + ids * 2**40)  # 0, 2**31 + 2**40, ...: the same order
-    plain = InContextSegmenter(scene_vit(), n_neighbors=5, random_state=0).fit(images[:6], masks[:6])
-    seg = InContextSegmenter(scene_vit(), n_neighbors=5, random_state=0)
+    plain = InContextSegmenter(dense(), n_neighbors=5).fit(images[:6], masks[:6])
+    seg = InContextSegmenter(dense(), n_neighbors=5)
     seg.fit(images[:6], relabelled(masks[:6], ids, huge))
     np.testing.assert_array_equal(seg.classes_, relabelled(plain.classes_, ids, huge))
     np.testing.assert_array_equal(seg.predict(images[6:]), relabelled(plain.predict(images[6:]), ids, huge))
@@ -191,8 +200,8 @@ def test_a_negative_ignore_index_marks_ignored_pixels(scenes):
     masks = masks.astype(np.int64)
     masks[:, :16] = 255  # the top half of every image: two rows of patches left out of the bank
     negative = np.where(masks == 255, -1, masks)
-    seg = InContextSegmenter(scene_vit(), n_neighbors=5, random_state=0).fit(images[:6], masks[:6])
-    seg_negative = InContextSegmenter(scene_vit(), n_neighbors=5, ignore_index=-1, random_state=0)
+    seg = InContextSegmenter(dense(), n_neighbors=5).fit(images[:6], masks[:6])
+    seg_negative = InContextSegmenter(dense(), n_neighbors=5, ignore_index=-1)
     seg_negative.fit(images[:6], negative[:6])
     assert seg_negative.memory_bank_.n_patches_ == 6 * 8
     np.testing.assert_array_equal(seg_negative.classes_, seg.classes_)
@@ -205,7 +214,7 @@ def test_a_negative_ignore_index_marks_ignored_pixels(scenes):
 
 def test_score_is_a_fraction_and_every_miou_table_says_percent_of_it(scenes):
     images, masks = scenes
-    seg = InContextSegmenter(scene_vit(), n_neighbors=5, random_state=0).fit(images[:6], masks[:6])
+    seg = InContextSegmenter(dense(), n_neighbors=5).fit(images[:6], masks[:6])
     assert 0 <= seg.score(images[6:], masks[6:]) <= 1
     root = Path(__file__).parents[1]
     for page in ("docs/segmentation.md", "docs/benchmarks.md", "benchmarks/segmentation.py"):
@@ -213,3 +222,16 @@ def test_score_is_a_fraction_and_every_miou_table_says_percent_of_it(scenes):
         headers = [line for line in lines if "| mIoU" in line]
         assert headers and all("| mIoU % (100 x `score`) |" in line for line in headers), page
     assert "return it as a fraction in [0, 1]" in (root / "docs" / "segmentation.md").read_text()
+
+
+def test_a_backbone_stands_for_a_dense_transformer_with_its_defaults(scenes):
+    """The convenience form: a module (or spec string) is DenseFungiTransformer(module); the clone shares it."""
+    images, masks = scenes
+    vit = scene_vit()
+    seg = InContextSegmenter(vit, n_neighbors=5)
+    assert clone(seg).transformer is vit  # never deep-copied
+    seg.fit(images[:6], masks[:6])
+    assert isinstance(seg.transformer_, DenseFungiTransformer) and seg.transformer_.backbone is vit
+    assert seg.predict(images[6:]).shape == (4, 32, 32)
+    with pytest.raises(InvalidParameterError, match="'transformer' parameter of InContextSegmenter"):
+        InContextSegmenter(42).fit(images[:6], masks[:6])

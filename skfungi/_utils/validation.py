@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from numbers import Integral, Real
 
-from sklearn.utils._param_validation import Interval
+from .sklearn_compat import Interval
 
 __all__ = ["int_range", "real_range", "whole_range"]
 
@@ -40,7 +40,9 @@ def int_range(low: int | None, high: int | None = None) -> Interval:
     >>> positive.is_satisfied_by(3), positive.is_satisfied_by(True), positive.is_satisfied_by(0)
     (True, False, False)
     """
-    closed = {(True, True): "both", (True, False): "left", (False, True): "right"}[(low is not None, high is not None)]
+    closed = {(True, True): "both", (True, False): "left", (False, True): "right", (False, False): "neither"}[
+        (low is not None, high is not None)
+    ]
     return _NoBoolInterval(Integral, low, high, closed=closed)
 
 
@@ -61,5 +63,7 @@ def whole_range(low: int | None, high: int | None = None) -> Interval:
     >>> rate.is_satisfied_by(8000.0), rate.is_satisfied_by(8000.5), rate.is_satisfied_by(True)
     (True, False, False)
     """
-    closed = {(True, True): "both", (True, False): "left", (False, True): "right"}[(low is not None, high is not None)]
+    closed = {(True, True): "both", (True, False): "left", (False, True): "right", (False, False): "neither"}[
+        (low is not None, high is not None)
+    ]
     return _WholeNumberInterval(Real, low, high, closed=closed)

@@ -23,10 +23,10 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-from sklearn.utils._param_validation import validate_parameter_constraints
 from torch.nn.utils.rnn import PackedSequence, pack_sequence, pad_packed_sequence
 
 from .._utils.seeding import content_key
+from .._utils.sklearn_compat import validate_parameter_constraints
 from .._utils.validation import whole_range
 from ..inputs.audio import Waveform, as_waveforms
 from ..inputs.columns import unwrap_column

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import validate_parameter_constraints
 
+from .._utils.sklearn_compat import validate_parameter_constraints
 from .._utils.validation import int_range, real_range
 
 __all__ = ["LogMelSpectrogram", "mel_filterbank"]

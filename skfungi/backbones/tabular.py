@@ -25,9 +25,9 @@ from numbers import Integral
 import numpy as np
 import torch
 import torch.nn as nn
-from sklearn.utils._param_validation import Options, validate_parameter_constraints
 
 from .._utils.seeding import generator
+from .._utils.sklearn_compat import Options, validate_parameter_constraints
 from .._utils.validation import int_range
 from ..inputs.tabular import as_rows
 from ._base import Backbone

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import copy
-from numbers import Integral, Real
 from typing import ClassVar
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, clone
-from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
 from .._engine.samples import KeyedSample
+from .._utils.cloning import clone_sharing
 from .._utils.device import resolve_device
 from .._utils.freeze import frozen_eval
 from .._utils.seeding import base_seed
+from .._utils.sklearn_compat import HasMethods, StrOptions
+from .._utils.validation import int_range, real_range
 from ..backbones import Backbone, ImageBackbone, check_module, resolve_backbone
 from ..backbones.layers import layer_shape, resolve_layer, target_layer
 from ..backbones.timm import TimmBackbone
@@ -41,12 +42,6 @@ def combine_blocks(blocks: dict[str, np.ndarray], names) -> np.ndarray:
         return parts[0]
     joined = np.concatenate(parts, axis=-1)
     return joined / np.maximum(np.linalg.norm(joined, axis=-1, keepdims=True), 1e-12)
-
-
-def clone_sharing_backbone(estimator):
-    """A clone of ``estimator`` whose ``backbone`` (possibly a large module) is the same object, not a copy."""
-    params = estimator.get_params(deep=False)
-    return type(estimator)(**{name: v if name == "backbone" else clone(v, safe=False) for name, v in params.items()})
 
 
 class DenseFungiTransformer(TransformerMixin, BaseEstimator):
@@ -141,16 +136,16 @@ class DenseFungiTransformer(TransformerMixin, BaseEstimator):
         "features": [StrOptions(set(FEATURE_SETS)), tuple, list],
         "layer": [str],
         "tokens": [StrOptions({"auto"}), callable],
-        "input_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
-        "latent_dim": [Interval(Integral, 1, None, closed="left")],
-        "n_negatives": [Interval(Integral, 1, None, closed="left")],
-        "negative_fraction": [Interval(Real, 0, 1, closed="right")],
-        "loss_temperature": [Interval(Real, 0, None, closed="neither")],
+        "input_size": [StrOptions({"auto"}), int_range(1)],
+        "latent_dim": [int_range(1)],
+        "n_negatives": [int_range(1)],
+        "negative_fraction": [real_range(0, 1, "right")],
+        "loss_temperature": [real_range(0, None)],
         "projection": [StrOptions(set(PROJECTIONS)), HasMethods(["fit", "reduce", "project"])],
-        "projection_dim": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "projection_dim": [StrOptions({"auto"}), int_range(1)],
         "algorithm": [StrOptions(set(ALGORITHMS))],
-        "ef_construction": [Interval(Integral, 1, None, closed="left")],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "ef_construction": [int_range(1)],
+        "batch_size": [int_range(1)],
         "device": [str, torch.device],
         "random_state": ["random_state"],
     }
@@ -193,7 +188,7 @@ class DenseFungiTransformer(TransformerMixin, BaseEstimator):
         self.random_state = random_state
 
     def __sklearn_clone__(self):
-        return clone_sharing_backbone(self)
+        return clone_sharing(self, ("backbone",))  # the backbone (possibly a large module) is never copied
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -2,43 +2,24 @@
 
 from __future__ import annotations
 
-from numbers import Integral, Real
 from typing import ClassVar
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
+from .._utils.cloning import clone_sharing
+from .._utils.sklearn_compat import StrOptions
+from .._utils.validation import int_range, real_range
 from .bank import PatchMemoryBank
-from .features import DenseFungiTransformer, clone_sharing_backbone, combine_blocks
+from .features import DenseFungiTransformer, combine_blocks
 from .index import ALGORITHMS
 from .labels import as_label_maps
 from .metrics import mean_iou
 from .propagation import PATCH_LABELS, fill_memory_bank, pixel_scores, support_classes
 
 __all__ = ["InContextSegmenter"]
-
-# parameters handed to the DenseFungiTransformer as they are
-_TRANSFORMER_PARAMS = (
-    "backbone",
-    "features",
-    "layer",
-    "tokens",
-    "input_size",
-    "latent_dim",
-    "n_negatives",
-    "negative_fraction",
-    "loss_temperature",
-    "projection",
-    "projection_dim",
-    "algorithm",
-    "ef_construction",
-    "batch_size",
-    "device",
-    "random_state",
-)
 
 
 class InContextSegmenter(BaseEstimator):
@@ -54,12 +35,17 @@ class InContextSegmenter(BaseEstimator):
 
     Parameters
     ----------
-    backbone : ImageBackbone, timm model or str
-        See :class:`DenseFungiTransformer`.
-    features : {"fungi", "embedding", "neighbors"} or tuple of str, default="fungi"
-        Patch features: token + its gradient (``"fungi"``), the token alone
-        (``"embedding"``), or token + mean of its negatives (``"neighbors"``, the
-        no-gradient control).
+    transformer : DenseFungiTransformer, or a backbone
+        The patch features, as a :class:`DenseFungiTransformer` (unfitted; a
+        clone of it is fitted on the support images, whose patches are its
+        negatives), so that a grid search reaches its settings as
+        ``transformer__<param>`` (``transformer__features``,
+        ``transformer__latent_dim``...). Anything a
+        :class:`DenseFungiTransformer` takes as its ``backbone`` (a spec
+        string such as ``"timm:vit_small_patch16_224.dino"``, a module, an
+        adapter) stands for ``DenseFungiTransformer(backbone)`` with its
+        defaults (unseeded: pass a transformer with ``random_state`` for
+        repeatable results).
     n_neighbors : int, default=30
     temperature : float, default=0.02
         Temperature of the softmax over the neighbours' cosine similarities.
@@ -73,15 +59,13 @@ class InContextSegmenter(BaseEstimator):
         other int64 >= 0, however large (``2**40``), kept as they are in
         ``classes_`` and in the predictions.
     algorithm : {"auto", "exact", "hnsw"}, default="auto"
-        Search of the memory bank and of the negatives' index: exact up to
-        10,000 patches with ``"auto"``, hnswlib (:class:`~skfungi.HNSWTransformer`) above.
+        Search of the memory bank: exact up to 10,000 patches with ``"auto"``,
+        hnswlib (:class:`~skfungi.HNSWTransformer`) above. (The transformer's
+        own ``algorithm`` searches its negatives.)
     ef_construction : int, default=200
-        hnswlib's build setting for both: 64 builds about 4x faster (a bank of
-        a million patches in about 20 minutes on one CPU core), with a
-        slightly worse graph.
-    layer, tokens, input_size, latent_dim, n_negatives, negative_fraction, \
-loss_temperature, projection, projection_dim, batch_size, device, random_state
-        Passed to :class:`DenseFungiTransformer`.
+        hnswlib's build setting for the memory bank: 64 builds about 4x
+        faster (a bank of a million patches in about 20 minutes on one CPU
+        core), with a slightly worse graph.
 
     Attributes
     ----------
@@ -103,11 +87,12 @@ loss_temperature, projection, projection_dim, batch_size, device, random_state
     --------
     >>> import torch
     >>> from timm.models.vision_transformer import VisionTransformer
-    >>> from skfungi.dense import InContextSegmenter, make_segmentation_scenes
+    >>> from skfungi.dense import DenseFungiTransformer, InContextSegmenter, make_segmentation_scenes
     >>> images, masks = make_segmentation_scenes(6, objects="digits", image_size=32, random_state=0)
     >>> _ = torch.manual_seed(0)
     >>> vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=16, depth=1, num_heads=2, num_classes=0)
-    >>> seg = InContextSegmenter(vit, n_neighbors=5, random_state=0).fit(images[:4], masks[:4])
+    >>> seg = InContextSegmenter(DenseFungiTransformer(vit, random_state=0), n_neighbors=5)
+    >>> seg = seg.fit(images[:4], masks[:4])
     >>> seg.predict(images[4:]).shape
     (2, 32, 32)
     >>> 0.0 <= seg.score(images[4:], masks[4:]) <= 1.0
@@ -115,61 +100,36 @@ loss_temperature, projection, projection_dim, batch_size, device, random_state
     """
 
     _parameter_constraints: ClassVar[dict] = {
-        **{name: DenseFungiTransformer._parameter_constraints[name] for name in _TRANSFORMER_PARAMS},
-        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
-        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "transformer": [DenseFungiTransformer, *DenseFungiTransformer._parameter_constraints["backbone"]],
+        "n_neighbors": [int_range(1)],
+        "temperature": [real_range(0, None)],
         "patch_labels": [StrOptions(set(PATCH_LABELS))],
-        "ignore_index": [Integral, None],
+        "ignore_index": [int_range(None), None],
         "algorithm": [StrOptions(set(ALGORITHMS))],
+        "ef_construction": [int_range(1)],
     }
 
     def __init__(
         self,
-        backbone,
+        transformer,
         *,
-        features="fungi",
         n_neighbors=30,
         temperature=0.02,
         patch_labels="soft",
         ignore_index=255,
         algorithm="auto",
         ef_construction=200,
-        layer="auto",
-        tokens="auto",
-        input_size="auto",
-        latent_dim=96,
-        n_negatives=2,
-        negative_fraction=0.5,
-        loss_temperature=0.07,
-        projection="kronecker",
-        projection_dim="auto",
-        batch_size=8,
-        device="auto",
-        random_state=None,
     ):
-        self.backbone = backbone
-        self.features = features
+        self.transformer = transformer
         self.n_neighbors = n_neighbors
         self.temperature = temperature
         self.patch_labels = patch_labels
         self.ignore_index = ignore_index
         self.algorithm = algorithm
         self.ef_construction = ef_construction
-        self.layer = layer
-        self.tokens = tokens
-        self.input_size = input_size
-        self.latent_dim = latent_dim
-        self.n_negatives = n_negatives
-        self.negative_fraction = negative_fraction
-        self.loss_temperature = loss_temperature
-        self.projection = projection
-        self.projection_dim = projection_dim
-        self.batch_size = batch_size
-        self.device = device
-        self.random_state = random_state
 
     def __sklearn_clone__(self):
-        return clone_sharing_backbone(self)
+        return clone_sharing(self, ("transformer",))  # a backbone given as the transformer is never copied
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -197,7 +157,8 @@ loss_temperature, projection, projection_dim, batch_size, device, random_state
         self : InContextSegmenter
         """
         self._validate_params()
-        transformer = DenseFungiTransformer(**{name: getattr(self, name) for name in _TRANSFORMER_PARAMS})
+        given = self.transformer
+        transformer = clone(given) if isinstance(given, DenseFungiTransformer) else DenseFungiTransformer(given)
         transformer.fit(X)
         samples = transformer.backbone_.as_samples(X, estimator=transformer, reset=False)
         masks = as_label_maps(y, len(samples), self.ignore_index)

@@ -6,9 +6,9 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from sklearn.utils._param_validation import StrOptions
 
 from .._utils.seeding import derive_seed
+from .._utils.sklearn_compat import StrOptions
 from .._utils.validation import int_range, real_range
 from ._base import FungiLoss, LossContext
 from .contrastive import TEMPERATURE_SCOPES, head_latents, info_nce

@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 from sklearn.base import clone
-from sklearn.utils._param_validation import StrOptions
 
+from .._utils.sklearn_compat import StrOptions
 from ._base import FeatureBlock, FungiLoss, LossContext
 from .presets import LOSSES, named_loss
 

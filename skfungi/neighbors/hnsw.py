@@ -21,10 +21,6 @@ hnswlib's traps, and what this module does about them:
 
 from __future__ import annotations
 
-import json
-import os
-import warnings
-from pathlib import Path
 from typing import ClassVar
 
 import hnswlib
@@ -32,19 +28,17 @@ import numpy as np
 import scipy.sparse as sp
 from joblib import effective_n_jobs
 from sklearn import get_config
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import StrOptions
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._utils.seeding import base_seed, derive_seed
-from ._utils.validation import int_range
+from .._utils.seeding import base_seed, derive_seed
+from .._utils.sklearn_compat import StrOptions, fit_context
+from .._utils.validation import int_range
+from ._files import load, save
+from ._queries import SPACES, check_finite_rows, drop_self, search, search_training_rows
 
 __all__ = ["HNSWTransformer"]
 
-INDEX_FILE, PARAMETERS_FILE, FILE_FORMAT = "hnsw.bin", "hnsw.json", 1
-
-# metric -> (hnswlib space, how to turn the space's distance into the metric's)
-_SPACES = {"euclidean": "l2", "sqeuclidean": "l2", "cosine": "cosine", "ip": "ip"}
 _MODES = ("distance", "connectivity")
 
 
@@ -166,7 +160,7 @@ class HNSWTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
     _parameter_constraints: ClassVar[dict] = {
         "mode": [StrOptions(set(_MODES))],
         "n_neighbors": [int_range(1)],
-        "metric": [StrOptions(set(_SPACES))],
+        "metric": [StrOptions(set(SPACES))],
         "M": [int_range(2)],  # hnswlib fails obscurely ("Not enough memory: addPoint ...") with M=1
         "ef_construction": [int_range(1)],
         "ef": [int_range(1)],
@@ -182,7 +176,7 @@ class HNSWTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     # -- building ---------------------------------------------------------------
 
-    @_fit_context(prefer_skip_nested_validation=True)
+    @fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
         """Index the rows of ``X``, ``batch_size`` rows at a time.
 
@@ -252,7 +246,7 @@ class HNSWTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     def _init_index(self, dim: int, capacity: int) -> None:
         seed = derive_seed(base_seed(self.random_state), "hnsw-levels") % (2**32)
-        index = hnswlib.Index(space=_SPACES[self.metric], dim=dim)
+        index = hnswlib.Index(space=SPACES[self.metric], dim=dim)
         index.init_index(
             max_elements=capacity, M=int(self.M), ef_construction=int(self.ef_construction), random_seed=seed
         )
@@ -308,8 +302,8 @@ class HNSWTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                     f"n_samples_fit = {self.n_samples_fit_}, n_samples = {self.n_samples_fit_}: the training rows "
                     "are searched without themselves. Lower n_neighbors or index more rows."
                 )
-            distances, indices = self._search_training_rows(n_neighbors + 1)
-            distances, indices = _drop_self(distances, indices)
+            distances, indices = search_training_rows(self, n_neighbors + 1)
+            distances, indices = drop_self(distances, indices)
             dtype = self._fit_dtype
         else:
             X = self._validate(X, reset=False)
@@ -319,7 +313,7 @@ class HNSWTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
                     f"n_samples_fit = {self.n_samples_fit_}, n_samples = {X.shape[0]}. Lower n_neighbors "
                     "(in mode='distance', transform asks for n_neighbors + 1) or index more rows."
                 )
-            distances, indices = self._search(X, n_neighbors)
+            distances, indices = search(self, X, n_neighbors)
             dtype = X.dtype
         if return_distance:
             return distances.astype(dtype, copy=False), indices
@@ -397,22 +391,7 @@ class HNSWTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         A ``random_state`` that is not an int is saved as None: it has seeded the graph already.
         """
         check_is_fitted(self)
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        params = self.get_params()
-        if not isinstance(params["random_state"], int):
-            params["random_state"] = None
-        names = getattr(self, "feature_names_in_", None)
-        described = {
-            "format": FILE_FORMAT,
-            "params": params,
-            "n_samples_fit": int(self.n_samples_fit_),
-            "n_features_in": int(self.n_features_in_),
-            "fit_dtype": np.dtype(self._fit_dtype).name,
-            "feature_names_in": None if names is None else [str(name) for name in names],
-        }
-        self.index_.save_index(os.fspath(folder / INDEX_FILE))
-        (folder / PARAMETERS_FILE).write_text(json.dumps(described, indent=1) + "\n", encoding="utf-8")
+        save(self, folder)
 
     @classmethod
     def load(cls, folder) -> HNSWTransformer:
@@ -424,140 +403,16 @@ class HNSWTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
         wrap it in :class:`sklearn.frozen.FrozenEstimator`, so that fitting the
         pipeline does not index its training rows again (docs/scale_out.md).
         """
-        folder = Path(folder)
-        try:
-            described = json.loads((folder / PARAMETERS_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{os.fspath(folder)!r} holds no saved HNSWTransformer ({error}).") from error
-        if described.get("format") != FILE_FORMAT:
-            raise ValueError(f"{os.fspath(folder)!r} holds format {described.get('format')!r}, not {FILE_FORMAT}.")
-        estimator = cls(**described["params"])
-        estimator._validate_params()
-        n_samples, dim = described["n_samples_fit"], described["n_features_in"]
-        index = hnswlib.Index(space=_SPACES[estimator.metric], dim=dim)
-        index.load_index(os.fspath(folder / INDEX_FILE), max_elements=n_samples)
-        if index.get_current_count() != n_samples:
-            raise ValueError(
-                f"{os.fspath(folder)!r}: the index holds {index.get_current_count()} rows, not {n_samples}."
-            )
-        index.set_ef(int(estimator.ef))
-        estimator.index_, estimator.n_samples_fit_, estimator.n_features_in_ = index, n_samples, dim
-        estimator._fit_dtype, estimator._n_features_out = np.dtype(described["fit_dtype"]), n_samples
-        if described["feature_names_in"] is not None:
-            estimator.feature_names_in_ = np.asarray(described["feature_names_in"], dtype=object)
-        return estimator
+        return load(cls, folder)
 
     # -- internals --------------------------------------------------------------
 
-    def _search(self, X: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        distances = np.empty((X.shape[0], k), dtype=np.float32)
-        indices = np.empty((X.shape[0], k), dtype=np.intp)
-        for start in range(0, X.shape[0], self.batch_size):
-            batch = np.ascontiguousarray(X[start : start + self.batch_size], dtype=np.float32)
-            found, dist = self._knn_query(batch, k)
-            indices[start : start + len(batch)] = found
-            distances[start : start + len(batch)] = self._to_metric(dist)
-        return distances, indices
-
-    def _search_training_rows(self, k: int) -> tuple[np.ndarray, np.ndarray]:
-        distances = np.empty((self.n_samples_fit_, k), dtype=np.float32)
-        indices = np.empty((self.n_samples_fit_, k), dtype=np.intp)
-        for start in range(0, self.n_samples_fit_, self.batch_size):
-            stop = min(start + self.batch_size, self.n_samples_fit_)
-            batch = np.asarray(self.index_.get_items(np.arange(start, stop), return_type="numpy"), dtype=np.float32)
-            found, dist = self._knn_query(batch, k)
-            indices[start:stop] = found
-            distances[start:stop] = self._to_metric(dist)
-        return distances, indices
-
-    def _knn_query(self, batch: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """hnswlib's labels and raw distances; widens ``ef``, then searches exactly, if k are not found."""
-        index = self.index_
-        widest = max(int(self.ef), k, self.n_samples_fit_)
-        try:
-            for ef in dict.fromkeys((max(int(self.ef), k), widest)):
-                index.set_ef(ef)
-                try:
-                    labels, distances = index.knn_query(batch, k=k, num_threads=self._n_threads())
-                    return labels.astype(np.intp), distances
-                except RuntimeError:
-                    continue  # fewer than k reachable: a poorly connected graph (tiny M, duplicates, k near n)
-        finally:
-            index.set_ef(int(self.ef))
-        warnings.warn(
-            f"hnswlib could not reach {k} neighbours even with ef={widest} (the graph is poorly connected; "
-            "a larger M or ef_construction helps); these queries were answered by exact search.",
-            RuntimeWarning,
-            stacklevel=4,
-        )
-        return self._exact_query(batch, k)
-
-    def _exact_query(self, batch: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Brute force over the indexed vectors, in hnswlib's raw distances."""
-        queries = batch.astype(np.float32)
-        if self.metric == "cosine":
-            queries = queries / np.maximum(np.linalg.norm(queries, axis=1, keepdims=True), 1e-30)
-        best_distances = np.full((len(batch), 0), np.inf, dtype=np.float32)
-        best_labels = np.empty((len(batch), 0), dtype=np.intp)
-        step = max(1, 4_000_000 // max(1, len(batch)))
-        for start in range(0, self.n_samples_fit_, step):
-            labels = np.arange(start, min(start + step, self.n_samples_fit_))
-            vectors = np.asarray(self.index_.get_items(labels, return_type="numpy"), dtype=np.float32)
-            if _SPACES[self.metric] == "l2":
-                distances = (queries**2).sum(1)[:, None] - 2 * queries @ vectors.T + (vectors**2).sum(1)[None, :]
-            else:
-                distances = 1 - queries @ vectors.T
-            best_distances = np.hstack([best_distances, distances.astype(np.float32)])
-            best_labels = np.hstack([best_labels, np.broadcast_to(labels, distances.shape)])
-            keep = np.argsort(best_distances, axis=1, kind="stable")[:, :k]
-            best_distances = np.take_along_axis(best_distances, keep, axis=1)
-            best_labels = np.take_along_axis(best_labels, keep, axis=1)
-        return best_labels, best_distances
-
-    def _to_metric(self, distances: np.ndarray) -> np.ndarray:
-        if self.metric == "euclidean":
-            return np.sqrt(np.maximum(distances, 0, out=distances), out=distances)
-        if self.metric == "ip":
-            return distances
-        return np.maximum(distances, 0, out=distances)  # cosine's self-distance can be -1e-7
+    # -- internals --------------------------------------------------------------
 
     def _validate(self, X, reset: bool) -> np.ndarray:
         X = validate_data(self, X, reset=reset, dtype=[np.float32, np.float64], ensure_all_finite=False)
-        _check_finite_rows(X, self.batch_size)
+        check_finite_rows(X, self.batch_size)
         return X
 
     def _n_threads(self) -> int:
         return max(1, int(effective_n_jobs(self.n_jobs)))
-
-
-def _check_finite_rows(X: np.ndarray, batch_size: int) -> None:
-    """Refuse values that are not finite once stored as hnswlib stores them (float32), naming the first
-    offending row; batch by batch, so no full-size mask is made."""
-    for start in range(0, X.shape[0], batch_size):
-        with np.errstate(over="ignore", invalid="ignore"):
-            batch = X[start : start + batch_size].astype(np.float32, copy=False)
-            if np.isfinite(batch.sum(dtype=np.float64)):
-                continue
-        bad_rows = np.flatnonzero(~np.isfinite(batch).all(axis=1))
-        if bad_rows.size:
-            row = start + int(bad_rows[0])
-            value = X[row][~np.isfinite(batch[row - start])][0]
-            if np.isfinite(value):
-                raise ValueError(
-                    f"Input X has a value beyond float32's range (3.4e38) in row {row} ({value}); hnswlib stores "
-                    "float32 vectors, where it would be infinite. Rescale such rows first."
-                )
-            raise ValueError(
-                f"Input X contains NaN or infinity in row {row} (value {value}); "
-                "HNSWTransformer needs finite vectors. Drop or impute such rows first."
-            )
-
-
-def _drop_self(distances: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Remove each training row from its own neighbours (scikit-learn's rule for duplicates)."""
-    n_queries, k = indices.shape
-    not_self = indices != np.arange(n_queries)[:, None]
-    # More exact duplicates than neighbours: the row itself may be missing; drop the first entry instead.
-    not_self[np.all(not_self, axis=1), 0] = False
-    # A row found twice cannot happen (labels are unique); keep exactly k - 1 per row.
-    return distances[not_self].reshape(n_queries, k - 1), indices[not_self].reshape(n_queries, k - 1)
