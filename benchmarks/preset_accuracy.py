@@ -48,14 +48,14 @@ from skfungi import FungiTransformer
 from skfungi._engine import extractor as _engine
 from skfungi.backbones.mobilenet import mobilenet_v2_backbone
 from skfungi.datasets import FASHION_MNIST_DIR, read_idx
-from skfungi.projection import KroneckerProjection, _FlatGradientProjection, make_projection
+from skfungi.projection import FlatGradientProjection, KroneckerProjection, make_projection
 from skfungi.protocols import evaluate_knn, feature_blocks
 
 BLOCKS = ("embedding", "kl", "dino", "simclr")
 LOSSES = ("kl", "dino", "simclr")
 
 
-class SideBySide(_FlatGradientProjection):
+class SideBySide(FlatGradientProjection):
     """Several projections of one gradient, side by side: ``[first (k) | second (k) | ...]``; its
     ``reduce`` (inherited) forms the flattened gradient, from which every projection below starts."""
 

@@ -11,13 +11,15 @@ import torch
 from sklearn.exceptions import NotFittedError
 
 from skfungi import GaussianProjection, KroneckerProjection, RademacherProjection
-from skfungi import projection as projection_module
+from skfungi.projection import _base as projection_base
+from skfungi.projection import dense as dense_module
+from skfungi.projection import srht as srht_module
 from skfungi.projection import SRHTProjection, make_projection
 
 
 @pytest.mark.parametrize("cls", [RademacherProjection, GaussianProjection])
 def test_dense_tiles_equal_the_materialised_matrix(cls, monkeypatch):
-    monkeypatch.setattr(projection_module, "TILE_BYTES", 24 * 4 * 128)  # 128 columns a tile at k = 24
+    monkeypatch.setattr(dense_module, "TILE_BYTES", 24 * 4 * 128)  # 128 columns a tile at k = 24
     shape = (7, 60)  # D = 420: three full tiles and a partial one
     projection = cls().fit(shape, 24, seed=3)
     assert projection.tile_columns == 128
@@ -41,7 +43,7 @@ def test_dense_tiles_equal_the_materialised_matrix(cls, monkeypatch):
 def test_dense_matrix_is_one_seeded_draw_per_tile_whatever_the_row_blocks(cls, shape, monkeypatch):
     """Tile i is filled row-major by the generator seeded with i: drawn in blocks of 32 rows
     (a float64 buffer of 32 x 16 values) it is the same matrix as drawn in one piece."""
-    monkeypatch.setattr(projection_module, "TILE_BYTES", 96 * 4 * 16)
+    monkeypatch.setattr(dense_module, "TILE_BYTES", 96 * 4 * 16)
     projection = cls().fit(shape, 96, seed=5)
     monkeypatch.setattr(type(projection), "tile_columns", property(lambda self: 16))
     blocks = list(projection._blocks(torch.device("cpu"), torch.float64))
@@ -49,7 +51,7 @@ def test_dense_matrix_is_one_seeded_draw_per_tile_whatever_the_row_blocks(cls, s
     expected = []
     for index, start in enumerate(range(0, math.prod(shape), 16)):
         tile = torch.empty(96, min(16, math.prod(shape) - start), dtype=torch.float64)
-        cls._draw(projection_module._rng(projection.seed_, index), tile)
+        cls._draw(projection_base.rng(projection.seed_, index), tile)
         expected.append(tile)
     torch.testing.assert_close(projection.matrix().double() * math.sqrt(96), torch.cat(expected, dim=1))
     x = torch.randn(3, math.prod(shape), dtype=torch.float64)
@@ -59,7 +61,7 @@ def test_dense_matrix_is_one_seeded_draw_per_tile_whatever_the_row_blocks(cls, s
 
 def test_dense_tiles_stay_small_for_the_largest_layers():
     vit_b = RademacherProjection().fit((768, 769), 768, seed=0)
-    assert 4 * vit_b.n_components_ * vit_b.tile_columns <= projection_module.TILE_BYTES < 64 * 2**20
+    assert 4 * vit_b.n_components_ * vit_b.tile_columns <= dense_module.TILE_BYTES < 64 * 2**20
 
 
 def test_rademacher_entries_are_signs_over_sqrt_k():
@@ -75,9 +77,9 @@ def test_rademacher_signs_are_the_generator_bits_in_order(shape, dtype):
     bit first), also when the count is not a multiple of 8, in float32 and float64 alike:
     the features of a seed stay the same whatever way the signs are unpacked."""
     out = torch.empty(shape, dtype=dtype)
-    RademacherProjection._draw(projection_module._rng(9, 2), out)
+    RademacherProjection._draw(projection_base.rng(9, 2), out)
     count = math.prod(shape)
-    raw = np.frombuffer(projection_module._rng(9, 2).bytes(-(-count // 8)), dtype=np.uint8)
+    raw = np.frombuffer(projection_base.rng(9, 2).bytes(-(-count // 8)), dtype=np.uint8)
     bits = [(int(byte) >> (7 - position)) & 1 for byte in raw for position in range(8)][:count]
     np.testing.assert_array_equal(out.reshape(-1).numpy(), 1 - 2 * np.array(bits, dtype=np.float64))
 
@@ -151,7 +153,7 @@ def test_srht_equals_its_explicit_matrix(shape, k, chunk, monkeypatch):
     """The fast transform equals ``x @ P.T`` with ``P`` built entry by entry from the definition
     (Hadamard entries from the parity of ``popcount(i & l)``), and its entries are +-1/sqrt(k)."""
     if chunk is not None:
-        monkeypatch.setattr(projection_module, "CHUNK_ELEMENTS", chunk)
+        monkeypatch.setattr(srht_module, "CHUNK_ELEMENTS", chunk)
     projection = SRHTProjection().fit(shape, k, seed=3)
     matrix = projection.matrix()
     assert matrix.shape == (k, math.prod(shape)) and matrix.dtype == torch.float64

@@ -1,161 +1,19 @@
-"""Seeded random projections of per-sample gradients.
-
-Dense projections (:class:`RademacherProjection`, :class:`GaussianProjection`)
-multiply the flattened ``d_out x (d_in + 1)`` gradient by a ``(k, D)`` random
-matrix scaled by ``1/sqrt(k)``. The matrix is never stored: it is defined
-tile by tile (each at most ``TILE_BYTES``, drawn from a generator seeded by
-the base seed and the tile's index) and regenerated at every projection, so
-the extra memory stays about ``TILE_BYTES`` whatever the layer (a CPU draws its
-float64 tiles in blocks of rows), and the result does not depend on the batch or
-the device.
-
-:class:`SRHTProjection` (subsampled randomised Hadamard transform) has rows
-that are, like the dense ones, uniformly random sign vectors over all ``D``
-coordinates, but applies them in ``O(D log k)`` instead of ``O(D k)``
-operations per sample (see its docstring).
-
-:class:`KroneckerProjection` uses ``P = P_out (x) P_in``, so that
-``P vec(g a^T) = vec((P_out g)(P_in a)^T)``: the gradient is never formed.
-
-A projection is fitted by :class:`~skfungi.FungiTransformer` with the target
-layer's gradient shape, the output width and a seed, and is then used in two
-steps: :meth:`reduce` turns per-sample factors ``(g, a)`` into a compact
-per-sample array, and :meth:`project` maps stacked reductions (of several
-losses at once, which amortises the regeneration) to ``(n, k)``.
-"""
+"""The subsampled randomised Hadamard transform: dense-like rows at ``O(D log k)`` cost (see the class)."""
 
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator
-from sklearn.utils.validation import check_is_fitted
 
-from ._utils.seeding import derive_seed
+from ._base import FlatGradientProjection, check_fitted, rng
+from .dense import RademacherProjection
 
-__all__ = ["GaussianProjection", "KroneckerProjection", "RademacherProjection", "SRHTProjection", "make_projection"]
-
-TILE_BYTES = 16 * 2**20
-
-# the 8 signs (+-1, most significant bit first, a set bit is -1) of every byte value
-_BYTE_SIGNS = 1 - 2 * torch.from_numpy(np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1)).float()
+__all__ = ["CHUNK_ELEMENTS", "SRHTProjection"]
 
 
-class _FlatGradientProjection(BaseEstimator):
-    """A ``(k, D)`` projection of the formed gradient, flattened row-major."""
-
-    def fit(self, gradient_shape: tuple[int, int], n_components: int, seed: int):
-        self.gradient_shape_, self.n_components_ = _checked_fit_arguments(gradient_shape, n_components, seed)
-        self.input_dim_ = math.prod(self.gradient_shape_)
-        self.seed_ = derive_seed(seed, "projection", self._seed_name)
-        return self
-
-    def reduce(self, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        """Per-sample flattened gradients ``(S, d_out * d_in)``, row-major."""
-        return torch.bmm(g.transpose(1, 2), a).flatten(1)
-
-    def _check_width(self, gradients: torch.Tensor) -> None:
-        _check_fitted(self)
-        if gradients.shape[-1] != self.input_dim_:
-            raise ValueError(f"expected gradients of width {self.input_dim_}, got {gradients.shape[-1]}.")
-
-
-class _DenseProjection(_FlatGradientProjection):
-    """Dense ``(k, D)`` random matrix, regenerated tile by tile from its seed."""
-
-    @property
-    def tile_columns(self) -> int:
-        """Columns per tile: a multiple of 64 keeping a float32 tile under ``TILE_BYTES``."""
-        return max(64, TILE_BYTES // (4 * self.n_components_) // 64 * 64)
-
-    def project(self, gradients: torch.Tensor) -> torch.Tensor:
-        """``(n, D)`` flattened gradients -> ``(n, k)``, accumulated in float64 on a CPU.
-
-        A float32 matrix product on a CPU splits its long sums over threads
-        in a way that depends on the thread count, so its last bits do too;
-        float64 sums rounded to float32 afterwards do not show that.
-        """
-        self._check_width(gradients)
-        dtype = torch.float64 if gradients.device.type == "cpu" else gradients.dtype
-        out = gradients.new_zeros(gradients.shape[0], self.n_components_, dtype=dtype)
-        part_columns = None
-        for rows, columns, block in self._blocks(gradients.device, dtype):
-            if columns != part_columns:
-                part, part_columns = gradients[:, columns].to(dtype), columns
-            out[:, rows].addmm_(part, block.T)
-        return out.mul_(1.0 / math.sqrt(self.n_components_))
-
-    def matrix(self) -> torch.Tensor:
-        """The whole ``(k, D)`` matrix, scaled (for tests and small layers only)."""
-        _check_fitted(self)
-        matrix = torch.empty(self.n_components_, self.input_dim_)
-        for rows, columns, block in self._blocks(torch.device("cpu"), torch.float32):
-            matrix[rows, columns] = block
-        return matrix / math.sqrt(self.n_components_)
-
-    def _blocks(self, device, dtype):
-        """``(rows, columns, block)`` covering the matrix, drawn on the CPU in ``dtype``.
-
-        Tile ``i`` (``tile_columns`` columns) is filled row-major by the
-        generator seeded with ``i``. It is drawn in blocks of rows that
-        continue that generator's stream (a multiple of 32 rows, so each block
-        ends on a whole 4-byte draw), each at most about ``TILE_BYTES`` in
-        ``dtype``, into one reused buffer: the matrix does not depend on
-        ``dtype`` or on the block size.
-        """
-        width, k = self.tile_columns, self.n_components_
-        rows_per_block = min(k, max(32, TILE_BYTES // (dtype.itemsize * width) // 32 * 32))
-        buffer = torch.empty(rows_per_block * min(width, self.input_dim_), dtype=dtype)
-        for index, start in enumerate(range(0, self.input_dim_, width)):
-            stop = min(start + width, self.input_dim_)
-            rng = _rng(self.seed_, index)
-            for first in range(0, k, rows_per_block):
-                last = min(first + rows_per_block, k)
-                block = buffer[: (last - first) * (stop - start)].view(last - first, stop - start)
-                self._draw(rng, block)
-                yield slice(first, last), slice(start, stop), block.to(device)
-
-
-class RademacherProjection(_DenseProjection):
-    """Dense random +-1 projection scaled by ``1/sqrt(k)`` (the paper's default).
-
-    The matrix is drawn in tiles of at most 16 MiB, each from a generator
-    seeded by the projection's seed and the tile's index, and regenerated at
-    every :meth:`project`: it is never stored or pickled.
-    """
-
-    _seed_name = "rademacher"
-
-    @staticmethod
-    def _draw(rng: np.random.Generator, out: torch.Tensor) -> None:
-        """Fill the contiguous ``out`` (any float dtype) with signs: bit ``i`` of the generator's
-        bytes (most significant bit first) gives entry ``i``, ``-1`` for a set bit, each byte read
-        as 8 signs at once."""
-        count = out.numel()
-        raw = torch.frombuffer(bytearray(rng.bytes(-(-count // 8))), dtype=torch.uint8).int()
-        signs, flat = _BYTE_SIGNS.to(out.dtype), out.view(-1)
-        if count % 8 == 0:
-            torch.index_select(signs, 0, raw, out=flat.view(-1, 8))
-        else:
-            flat.copy_(signs[raw].flatten()[:count])
-
-
-class GaussianProjection(_DenseProjection):
-    """Dense standard-normal projection scaled by ``1/sqrt(k)``, regenerated in tiles like
-    :class:`RademacherProjection`."""
-
-    _seed_name = "gaussian"
-
-    @staticmethod
-    def _draw(rng: np.random.Generator, out: torch.Tensor) -> None:
-        """Fill ``out`` with float32 standard normals (the same values in any dtype)."""
-        out.copy_(torch.from_numpy(rng.standard_normal(out.shape, dtype=np.float32)))
-
-
-class SRHTProjection(_FlatGradientProjection):
+class SRHTProjection(FlatGradientProjection):
     """Subsampled randomised Hadamard transform: dense-like rows at ``O(D log k)`` cost.
 
     The flattened gradient ``x`` (length ``D``) is zero-padded to ``A``
@@ -254,17 +112,17 @@ class SRHTProjection(_FlatGradientProjection):
 
     def _draws(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Entry signs ``(A B,)``, Hadamard rows ``(k,)`` and block signs ``(A, k)`` from the seed."""
-        _check_fitted(self)
+        check_fitted(self)
         signs = np.empty(self.n_blocks_ * self.block_size_, dtype=np.float32)
-        RademacherProjection._draw(_rng(self.seed_, 0), torch.from_numpy(signs))
+        RademacherProjection._draw(rng(self.seed_, 0), torch.from_numpy(signs))
         if self.input_dim_ >= self.block_size_:
             # k distinct rows: the order of B random 64-bit keys (plain generator bytes, stable across numpy)
-            keys = np.frombuffer(_rng(self.seed_, 1).bytes(8 * self.block_size_), dtype="<u8")
+            keys = np.frombuffer(rng(self.seed_, 1).bytes(8 * self.block_size_), dtype="<u8")
             rows = np.argsort(keys, kind="stable")[: self.n_components_]
         else:
-            rows = _rows_of_full_rank(self.block_size_, self.input_dim_, self.n_components_, _rng(self.seed_, 1))
+            rows = _rows_of_full_rank(self.block_size_, self.input_dim_, self.n_components_, rng(self.seed_, 1))
         block_signs = np.empty((self.n_blocks_, self.n_components_), dtype=np.float32)
-        RademacherProjection._draw(_rng(self.seed_, 2), torch.from_numpy(block_signs))
+        RademacherProjection._draw(rng(self.seed_, 2), torch.from_numpy(block_signs))
         return signs, rows, block_signs
 
     def _parts(self, device: torch.device, dtype: torch.dtype):
@@ -409,95 +267,3 @@ def _parity(values: np.ndarray) -> np.ndarray:
         parity ^= values & 1
         values = values >> 1
     return parity
-
-
-class KroneckerProjection(BaseEstimator):
-    """Structured projection ``P_out (x) P_in`` that never forms the gradient.
-
-    ``k = k_out * k_in`` with ``k_out`` the largest divisor of ``k`` not above
-    ``sqrt(k)``; both factors are Rademacher matrices scaled by
-    ``1/sqrt(k_out)`` and ``1/sqrt(k_in)``, so ``P`` has entries ``+-1/sqrt(k)``
-    like the dense projection. Cost per sample: ``M (d_out k_out + d_in k_in)``
-    for ``M`` gradient tokens, instead of ``d_out d_in (M + k)``.
-    """
-
-    def fit(self, gradient_shape: tuple[int, int], n_components: int, seed: int):
-        self.gradient_shape_, self.n_components_ = _checked_fit_arguments(gradient_shape, n_components, seed)
-        self.input_dim_ = math.prod(self.gradient_shape_)
-        k_out = max(d for d in range(1, math.isqrt(self.n_components_) + 1) if self.n_components_ % d == 0)
-        self.factor_shape_ = (k_out, self.n_components_ // k_out)
-        self.seed_ = derive_seed(seed, "projection", "kronecker")
-        factors = []
-        for part, (k, d) in enumerate(zip(self.factor_shape_, self.gradient_shape_, strict=True)):
-            factor = torch.empty(k, d)
-            RademacherProjection._draw(_rng(self.seed_, part), factor)
-            factors.append(factor / math.sqrt(k))
-        self.out_factor_, self.in_factor_ = factors
-        return self
-
-    def reduce(self, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        _check_fitted(self)
-        out_factor = self.out_factor_.to(device=g.device, dtype=g.dtype)
-        in_factor = self.in_factor_.to(device=a.device, dtype=a.dtype)
-        return torch.bmm((g @ out_factor.T).transpose(1, 2), a @ in_factor.T).flatten(1)
-
-    def project(self, reduced: torch.Tensor) -> torch.Tensor:
-        return reduced
-
-    def matrix(self) -> torch.Tensor:
-        """The equivalent dense ``(k, D)`` matrix (for tests and small layers only)."""
-        _check_fitted(self)
-        return torch.kron(self.out_factor_, self.in_factor_)
-
-
-def _check_fitted(projection) -> None:
-    check_is_fitted(
-        projection,
-        "seed_",
-        msg="This %(name)s is not fitted yet: FungiTransformer fits it in its own fit, or call "
-        "fit(gradient_shape, n_components, seed) before using it.",
-    )
-
-
-def _checked_fit_arguments(gradient_shape, n_components, seed) -> tuple[tuple[int, int], int]:
-    """``(gradient_shape, n_components)`` as ints, or a ``ValueError`` naming the argument."""
-
-    def is_count(value) -> bool:
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
-
-    shape = tuple(gradient_shape) if isinstance(gradient_shape, tuple | list) else ()
-    if len(shape) != 2 or not all(is_count(n) for n in shape):
-        raise ValueError(
-            f"gradient_shape must be a pair of positive ints (d_out, d_in + bias), got {gradient_shape!r}."
-        )
-    if not is_count(n_components):
-        raise ValueError(f"n_components must be a positive int (the projection's width), got {n_components!r}.")
-    if not isinstance(seed, numbers.Integral) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
-    return (int(shape[0]), int(shape[1])), int(n_components)
-
-
-def _rng(seed: int, part: int) -> np.random.Generator:
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, part])))
-
-
-PROJECTIONS = {
-    "rademacher": RademacherProjection,
-    "gaussian": GaussianProjection,
-    "kronecker": KroneckerProjection,
-    "srht": SRHTProjection,
-}
-
-
-def make_projection(projection):
-    """A projection object from a name or an object with ``fit`` / ``reduce`` / ``project``."""
-    if isinstance(projection, str):
-        if projection.lower() not in PROJECTIONS:
-            raise ValueError(f"unknown projection {projection!r}; use one of {sorted(PROJECTIONS)}.")
-        return PROJECTIONS[projection.lower()]()
-    if all(hasattr(projection, name) for name in ("fit", "reduce", "project")):
-        return projection
-    raise TypeError(
-        "projection must be 'rademacher', 'gaussian', 'kronecker', 'srht' or an object with "
-        f"fit, reduce and project methods; got {type(projection).__name__}."
-    )
