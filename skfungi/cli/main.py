@@ -43,7 +43,14 @@ OUTPUT is written when every sample is done:
     of float32 (--layout wide: one float32 column per feature instead);
   - .npz: arrays features, feature_names, samples and (with labels) labels;
   - .npy: the float32 feature matrix only, one row per sample in INPUT's
-    order (sorted relative paths for a folder).
+    order (sorted relative paths for a folder);
+  - a folder (a path ending with /, an existing folder, or no extension): a
+    Parquet dataset, part-000000.parquet ... in row order, with the columns
+    of a .parquet OUTPUT, which pandas, pyarrow, Dask, polars and DuckDB read.
+
+--workers N (a local Dask cluster) or --scheduler ADDRESS (a running one)
+transform the chunks on a cluster: the fit stays here, the features are
+bit for bit those of --threads 1 (docs/scale_out.md).
 
 Fitting draws the random heads and projection from --seed and encodes
 SimCLR's negative bank: --fit-samples samples (default {options.FIT_SAMPLES}, the
@@ -130,7 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", metavar="INPUT", help="folder of images, .csv / .parquet table, or .npy array")
-    parser.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="output file: .parquet, .npz or .npy")
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUTPUT",
+        help="output file (.parquet, .npz or .npy) or folder (a Parquet dataset: features/)",
+    )
     parser.add_argument("--backbone", metavar="SPEC", help=BACKBONE_HELP + " (required unless --transformer)")
     parser.add_argument(
         "--losses",
