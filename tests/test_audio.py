@@ -458,16 +458,6 @@ def test_resemblyzer_shapes_determinism_and_library_embedding():
         resemblyzer_backbone(backbone.module, modality="image")
 
 
-def test_names_moved_out_of_the_audio_module_still_import_with_a_warning():
-    import skfungi.backbones.audio as audio
-
-    with pytest.warns(FutureWarning, match=r"moved to skfungi\.backbones\.resemblyzer\.ResemblyzerBackbone"):
-        moved = audio.ResemblyzerBackbone
-    from skfungi.backbones.resemblyzer import ResemblyzerBackbone
-
-    assert moved is ResemblyzerBackbone and audio.LogMelSpectrogram is LogMelSpectrogram
-
-
 # -- sample rates: whole numbers of any numeric type -----------------------------------------------
 
 

@@ -236,28 +236,3 @@ def _checked_frames(frames, index: int, n_samples: int, rate: int) -> torch.Tens
     if not bool(torch.isfinite(frames).all()):
         raise ValueError(f"the features of sample {index} contain NaN or infinite values.")
     return frames
-
-
-# Public names that moved to skfungi.backbones.resemblyzer / .mel: importable from here, with a warning.
-_MOVED = {
-    "PartialUtteranceEmbedding": "resemblyzer",
-    "ResemblyzerBackbone": "resemblyzer",
-    "ResemblyzerFeatures": "resemblyzer",
-    "resemblyzer_backbone": "resemblyzer",
-    "mel_filterbank": "mel",
-}
-
-
-def __getattr__(name: str):
-    if name not in _MOVED:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-    import warnings
-
-    module = f"skfungi.backbones.{_MOVED[name]}"
-    warnings.warn(
-        f"skfungi.backbones.audio.{name} moved to {module}.{name}; import it from there (or from skfungi.backbones).",
-        FutureWarning,
-        stacklevel=2,
-    )
-    return getattr(importlib.import_module(module), name)
