@@ -148,3 +148,20 @@ def test_mistakes_are_refused_in_one_line(dataset, tmp_path, capsys):
     assert run("search", folder, tmp_path / "narrow.npy", "-o", tmp_path / "nn.parquet") == 1
     assert "is not an index written by skfungi index" in error_line(capsys)
     assert not (tmp_path / "other").exists() and not (tmp_path / "nn.parquet").exists()
+
+
+def test_the_help_of_the_new_commands_imports_nothing_heavy():
+    """``skfungi index --help``, ``search --help`` and ``extract --help`` (with --workers) stay instant."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom skfungi.cli import main\n"
+        "for argv in (['index', '--help'], ['search', '--help'], ['extract', '--help']):\n"
+        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+        "heavy = ('torch', 'numpy', 'pyarrow', 'hnswlib', 'dask', 'distributed', 'sklearn')\n"
+        "print([name for name in heavy if name in sys.modules])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "--workers N" in result.stdout and "--ef-construction N" in result.stdout
+    assert result.stdout.strip().splitlines()[-1] == "[]"
