@@ -31,7 +31,7 @@ from test_pretrained import CLIP_CFG, TIMM_ARCH, bert_folder, cache_repository, 
 from skfungi import FungiTransformer
 from skfungi.backbones import CheckpointError, WeightsNotFoundError, resolve_backbone
 from skfungi.backbones._checkpoints import replaced
-from skfungi.backbones._quiet import muted
+from skfungi._utils.quiet import muted
 
 TEXTS = ["the cat sat on the mat", "a big red dog ran fast", "the small blue bird sings"]
 

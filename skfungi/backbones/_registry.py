@@ -27,7 +27,7 @@ import torch.nn as nn
 
 from ..inputs.columns import column_values, is_missing
 from ._base import Backbone
-from ._quiet import muted
+from .._utils.quiet import muted
 
 __all__ = [
     "FAMILIES",
@@ -59,7 +59,7 @@ class Family:
         Whether its specs take ``"?pretrained=false"`` / ``"?pretrained=<file>"``.
     libraries : tuple of str
         Libraries whose logs and progress bars are muted while a spec loads
-        (see ``._quiet``), unless ``verbose > 0``.
+        (see ``skfungi._utils.quiet``), unless ``verbose > 0``.
     """
 
     builder: str

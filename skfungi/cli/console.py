@@ -21,6 +21,8 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from .._utils.quiet import IMPORTED_TO_MUTE, LIBRARIES, muted
+
 __all__ = ["Terminated", "log_to_stderr", "signals_as_exceptions", "third_parties_silenced"]
 
 # Read by huggingface_hub and transformers when they are imported (later, inside the command)
@@ -30,18 +32,8 @@ QUIET_ENVIRONMENT = {
     "TRANSFORMERS_VERBOSITY": "error",
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
 }
-THIRD_PARTY_LOGGERS = (
-    "transformers",
-    "huggingface_hub",
-    "sentence_transformers",
-    "timm",
-    "open_clip",
-    "torch",
-    "torchvision",
-    "PIL",
-    "urllib3",
-    "filelock",
-)
+# loggers of libraries other than the model libraries (those are muted by skfungi._utils.quiet)
+OTHER_LOGGERS = ("transformers", "huggingface_hub", "torch", "torchvision", "PIL", "urllib3", "filelock")
 
 
 class Terminated(KeyboardInterrupt):
@@ -77,49 +69,25 @@ def log_to_stderr(quiet: bool, verbose: bool = False) -> Iterator[None]:
 def third_parties_silenced() -> Iterator[None]:
     """Third-party progress bars, log messages below ERROR and warnings off the terminal during the block.
 
-    Libraries imported inside the block read the environment variables set
-    here; libraries already imported are switched through their own calls.
-    Everything is restored at the end.
+    The model libraries already imported are muted through their own switches
+    (:func:`skfungi._utils.quiet.muted`, the library's one way); those imported
+    inside the block read the environment variables set here. Everything is
+    restored at the end.
     """
     saved_environment = {name: os.environ.get(name) for name in QUIET_ENVIRONMENT}
     os.environ.update(QUIET_ENVIRONMENT)
-    saved_levels = {name: logging.getLogger(name).level for name in THIRD_PARTY_LOGGERS}
-    for name in THIRD_PARTY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
-    restore_bars = _imported_bars_disabled()
+    switched = tuple(name for name in LIBRARIES if name not in IMPORTED_TO_MUTE or name in sys.modules)
     try:
-        with warnings.catch_warnings():
+        with muted(switched, OTHER_LOGGERS), warnings.catch_warnings():
             warnings.simplefilter("ignore")
             warnings.filterwarnings("default", module=r"skfungi(\.|$)")
             yield
     finally:
-        restore_bars()
-        for name, level in saved_levels.items():
-            logging.getLogger(name).setLevel(level)
         for name, value in saved_environment.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-
-
-def _imported_bars_disabled():
-    """Disable the progress bars of huggingface_hub and transformers if already imported; returns the undo."""
-    undo = []
-    hub = sys.modules.get("huggingface_hub.utils")
-    if hub is not None and not hub.are_progress_bars_disabled():
-        hub.disable_progress_bars()
-        undo.append(hub.enable_progress_bars)
-    transformers_logging = sys.modules.get("transformers.utils.logging")
-    if transformers_logging is not None and transformers_logging.is_progress_bar_enabled():
-        transformers_logging.disable_progress_bar()
-        undo.append(transformers_logging.enable_progress_bar)
-
-    def restore():
-        for call in undo:
-            call()
-
-    return restore
 
 
 @contextmanager

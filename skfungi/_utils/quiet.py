@@ -27,7 +27,7 @@ import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-__all__ = ["LIBRARIES", "muted"]
+__all__ = ["IMPORTED_TO_MUTE", "LIBRARIES", "muted"]
 
 
 @contextmanager
@@ -106,13 +106,18 @@ _MUTERS = {
     "open_clip": lambda: _root_records_of("open_clip"),
 }
 LIBRARIES = tuple(_MUTERS)
+# the libraries muted through their own calls, which import them (the others are muted by name)
+IMPORTED_TO_MUTE = ("huggingface_hub", "transformers")
 
 
 @contextmanager
-def muted(libraries: tuple[str, ...]) -> Iterator[None]:
-    """Silence the logs and progress bars of ``libraries`` (names of :data:`LIBRARIES`) inside the block."""
+def muted(libraries: tuple[str, ...], loggers: tuple[str, ...] = ()) -> Iterator[None]:
+    """Silence the logs and progress bars of ``libraries`` (names of :data:`LIBRARIES`), and the messages below
+    ERROR of the other ``loggers``, inside the block."""
     with ExitStack() as stack:
         for name, muter in _MUTERS.items():
             if name in libraries:
                 stack.enter_context(muter())
+        for name in loggers:
+            stack.enter_context(_logger_at_error(name))
         yield
