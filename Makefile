@@ -1,4 +1,4 @@
-# skfungi set-up: `make test` (lint + tests) and `make demo` (the MobileNetV2 x Fashion-MNIST demo).
+# skfungi set-up: `make test` (lint + tests) and `make demo` (skfungi evaluate: MobileNetV2 x Fashion-MNIST).
 # Both create .venv with python3 -m venv on first use; a stamp file keeps later runs from reinstalling.
 
 PYTHON ?= python3
@@ -12,16 +12,18 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 CONSTRAINTS := requirements/constraints.txt
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 DEMO_ARGS ?=
+DEMO_DIR ?= skfungi-demo
 ACCURACY_ARGS ?=
 ACCURACY_APT := dataset-fashion-mnist $(foreach lang,en es fr it ru,asterisk-core-sounds-$(lang)-wav)
 
-.PHONY: help install test test-one-thread test-latest constraints lint demo demo-assets fashion-mnist accuracy accuracy-assets clean-venv
+.PHONY: help install test test-one-thread test-latest constraints lint demo demo-quick demo-assets fashion-mnist accuracy accuracy-assets clean-venv
 
 help:
 	@echo "make test   - create $(VENV), install skfungi[test], run ruff, build the docs site and run pytest"
 	@echo "make docs   - build the documentation site (mkdocs build --strict, runs examples/) into site/"
-	@echo "make demo   - also install the demo's assets (MobileNetV2 weights, Fashion-MNIST) and run the demo"
-	@echo "              (DEMO_ARGS='--quick' for a 60-train / 40-test smoke run, 2-3 min)"
+	@echo "make demo   - also install the demo's assets (MobileNetV2 weights, Fashion-MNIST) and run the demo:"
+	@echo "              skfungi evaluate on 1,256 Fashion-MNIST images (DEMO_ARGS: more skfungi evaluate options);"
+	@echo "              make demo-quick: a smoke run of 60 train / 40 test images, 2 splits"
 	@echo "make accuracy - install the real models and data of benchmarks/accuracy.py (apt packages need root) and run it"
 	@echo "              (ACCURACY_ARGS='--quick' for a ~5 min subset)"
 	@echo "make clean-venv - remove $(VENV)"
@@ -76,8 +78,16 @@ constraints: install
 docs: install
 	NO_MKDOCS_2_WARNING=1 HF_HUB_OFFLINE=1 $(VENV)/bin/mkdocs build --strict
 
+# The demo is `skfungi evaluate` on 1,256 Fashion-MNIST images (docs/evaluate.md): write them to an .npz, then
+# evaluate. Extracted blocks are kept in $(DEMO_DIR): a rerun reads them (remove the folder to extract again).
 demo: demo-assets
-	$(VENV_PYTHON) -m skfungi.cli.demo $(DEMO_ARGS)
+	@data=$$($(VENV_PYTHON) -m skfungi.evaluation.demo_data $(DEMO_DIR)) && set -x && \
+	HF_HUB_OFFLINE=1 $(VENV)/bin/skfungi evaluate $$data --backbone skfungi:mobilenet_v2 --image-size 32 \
+		--fit-samples 256 --train-size 700 --test-size 300 --threads 1 --batch-size 256 --output $(DEMO_DIR) $(DEMO_ARGS)
+
+# The same, as a smoke run (60 train / 40 test images, 2 splits): skfungi demo --quick.
+demo-quick: demo-assets
+	HF_HUB_OFFLINE=1 $(VENV)/bin/skfungi demo --quick --output $(DEMO_DIR)-quick
 
 demo-assets: install fashion-mnist
 

@@ -33,7 +33,7 @@ Data (``--data``), generated block by block from ``--seed``:
   The test features are the queries.
 * ``--fashion-mnist N``: real FUNGI features made here (then as
   ``--features``): embedding + KL gradient of the demo's ImageNet
-  MobileNetV2 at 32 px (``skfungi.cli.demo``'s settings) for ``N`` Fashion-MNIST
+  MobileNetV2 at 32 px (the demo's settings) for ``N`` Fashion-MNIST
   training images and ``N // 5`` test images, cached in ``--features``
   (default ``/tmp/skfungi_fashion_mnist_<N>.npz``). Needs the demo assets.
 
@@ -64,6 +64,7 @@ import numpy as np
 
 BLOCK = 10_000
 K = 20
+DEMO_IMAGE_SIZE = 32  # the demo's view size (skfungi demo, make demo)
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -179,12 +180,13 @@ def extract_fashion_mnist(n_train: int, path: str) -> None:
     import torch
 
     from skfungi import FungiTransformer, ImageBackbone
-    from skfungi.cli.demo import DEFAULT_IMAGE_SIZE, MOBILENET_LAYER, embed_mobilenet
+    from skfungi.backbones.mobilenet import MOBILENET_V2_LAYER as MOBILENET_LAYER
+    from skfungi.backbones.mobilenet import embed_mobilenet
     from skfungi.datasets import load_fashion_mnist, load_mobilenet_v2
 
     torch.set_num_threads(os.cpu_count() or 1)
     X_train, y_train, X_test, y_test = load_fashion_mnist(n_train, max(1, n_train // 5), random_state=0)
-    backbone = ImageBackbone(load_mobilenet_v2(), embed=embed_mobilenet, input_size=DEFAULT_IMAGE_SIZE)
+    backbone = ImageBackbone(load_mobilenet_v2(), embed=embed_mobilenet, input_size=DEMO_IMAGE_SIZE)
     fungi = FungiTransformer(backbone, losses=("kl",), layer=MOBILENET_LAYER, batch_size=128, random_state=0)
     start = time.perf_counter()
     train = fungi.fit_transform(X_train)

@@ -7,7 +7,18 @@ torch) reads the same values, so that a default is written once.
 
 from __future__ import annotations
 
-__all__ = ["LAYER", "LOSSES", "PRECISION", "PROJECTION", "VIEWS", "paper_losses"]
+__all__ = [
+    "EVALUATION_FIT_SAMPLES",
+    "EVALUATION_PROTOCOLS",
+    "EVALUATION_SPLITS",
+    "EVALUATION_TEST_SIZE",
+    "LAYER",
+    "LOSSES",
+    "PRECISION",
+    "PROJECTION",
+    "VIEWS",
+    "paper_losses",
+]
 
 # FungiTransformer's constructor defaults
 LOSSES = "auto"
@@ -15,6 +26,13 @@ VIEWS = "paper"
 LAYER = "auto"
 PROJECTION = "srht"
 PRECISION = "float32"
+
+# skfungi.evaluation.evaluate's defaults (and skfungi evaluate's): the paper's kNN on 5 random
+# stratified splits of 70% train / 30% test, transformers fitted on 64 samples held out of the data
+EVALUATION_PROTOCOLS = ("knn",)
+EVALUATION_SPLITS = 5
+EVALUATION_TEST_SIZE = 0.3
+EVALUATION_FIT_SAMPLES = 64
 
 # the paper's losses per modality: DINO needs image crops, so text, audio and tabular rows take KL and SimCLR
 _PAPER_LOSSES = {"image": ("kl", "dino", "simclr")}

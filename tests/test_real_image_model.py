@@ -11,7 +11,7 @@ from conftest import engine_gradients, reference_gradient
 from sklearn.datasets import load_digits
 
 from skfungi import DINOLoss, FungiTransformer, ImageBackbone, KLLoss, SimCLRLoss
-from skfungi.cli.demo import embed_mobilenet
+from skfungi.backbones.mobilenet import embed_mobilenet
 
 pytestmark = [
     pytest.mark.slow,

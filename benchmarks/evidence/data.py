@@ -9,14 +9,14 @@ Three offline pairs (see the project's ASSETS notes):
 * ``audio``: the Resemblyzer speaker encoder on Asterisk's spoken prompts,
   5 languages (en, es, fr, it, ru), the language as the label.
 
-A missing asset raises :class:`MissingAssetError` with the command that installs it.
+A missing asset raises :class:`MissingAssetError` with the command that installs it. A wrapper adds
+a pair of its own with :func:`register_pair` (``--pairs`` then takes its name), or passes
+:class:`Pair` objects to ``benchmarks.evidence.cli.main(pairs=...)``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedShuffleSplit
 
+from skfungi import _defaults
 from skfungi.datasets import ASTERISK_LANGUAGES, ASTERISK_SOUNDS_DIR
 from skfungi.losses import VIEW_PRESETS, DINOLoss, KLLoss, SimCLRLoss, check_view_preset
 
@@ -65,10 +66,11 @@ class Pair:
     n_train, n_test : int
         Sizes of each random stratified split of the pool.
     projection : str
-        The transformers' ``projection``.
+        The transformers' ``projection``; default FungiTransformer's (SRHT). The built-in pairs
+        pass the dense ``"rademacher"`` matrix, with which their tables were measured.
     batch_size : int
     settings : dict
-        Everything that determines the features (the cache key).
+        What else describes the pair (sizes, views), shown with its results.
     """
 
     name: str
@@ -81,26 +83,9 @@ class Pair:
     fit_samples: Sequence
     n_train: int
     n_test: int
-    projection: str = "rademacher"
+    projection: str = _defaults.PROJECTION
     batch_size: int = 64
     settings: dict = field(default_factory=dict)
-
-    def cache_key(self) -> str:
-        pool_digest = hashlib.sha1(np.asarray(self.labels).tobytes())
-        payload = json.dumps(
-            {
-                "name": self.name,
-                "layer": self.layer,
-                "projection": self.projection,
-                "losses": {name: repr(loss) for name, loss in self.losses.items()},
-                "settings": self.settings,
-                "n_pool": len(self.pool),
-                "n_fit": len(self.fit_samples),
-                "labels": pool_digest.hexdigest(),
-            },
-            sort_keys=True,
-        )
-        return hashlib.sha1(payload.encode()).hexdigest()[:12]
 
 
 def _require_module(module: str, what: str, command: str) -> None:
@@ -302,3 +287,12 @@ QUICK_SIZES = {
     "text": {"n_train": 300, "n_test": 200, "n_fit": 32},
     "audio": {"per_language": 30, "fit_per_language": 4},
 }
+
+
+def register_pair(name: str, builder: Callable[..., Pair], quick_sizes: dict | None = None) -> None:
+    """Add a pair that ``--pairs NAME`` builds: ``builder(**options)`` returns a :class:`Pair`
+    (``options``: ``quick_sizes`` with ``--quick``, and ``projection`` when ``--projection`` is given)."""
+    if not callable(builder):
+        raise TypeError(f"the builder of pair {name!r} must be callable.")
+    PAIR_BUILDERS[name] = builder
+    QUICK_SIZES[name] = dict(quick_sizes or {})

@@ -12,75 +12,78 @@ import numpy as np
 from .harness import HEADLINE_SHOTS, SHOTS, label
 
 
-def _pm(value: tuple[float, float], scale=100.0, digits=1) -> str:
-    return f"{scale * value[0]:.{digits}f} ± {scale * value[1]:.{digits}f}"
+def _pm(values, scale=100.0, digits=1) -> str:
+    values = np.asarray(values, dtype=np.float64)
+    std = values.std(ddof=1) if len(values) > 1 else 0.0
+    return f"{scale * values.mean():.{digits}f} ± {scale * std:.{digits}f}"
+
+
+def _against(comparison: dict) -> str:
+    gain, spread = 100 * comparison["gain"], 100 * comparison["spread"]
+    return f"{gain:+.1f} (spread {spread:.1f}; {label(comparison['reference'])})"
 
 
 def format_result(result: dict) -> str:
-    """Markdown tables of one pair: accuracies, deltas and verdicts, headline protocols, costs."""
+    """Markdown tables of one pair: accuracies, both comparisons and the verdict, headline protocols, costs."""
+    document = result["evaluation"]
+    rows = document["rows"]
+    embedding = next(row for row in rows if row["features"] == ["embedding"])
+    shot = f"few_shot_knn:{HEADLINE_SHOTS}"
     lines = [
         f"### {result['pair']}: {result['title']}",
         "",
         f"Pool {result['n_pool']} samples, {result['n_classes']} classes; {result['n_splits']} random stratified "
-        f"splits of {result['n_train']} train / {result['n_test']} test; accuracy in %, mean ± std over splits.",
+        f"splits of {result['n_train']} train / {result['n_test']} test; accuracy in %, mean ± std over splits. "
+        "The verdict is stated on the stronger comparison: against the matched control or against the best "
+        "no-gradient feature set of equal or lower cost, whichever leaves the smaller gain.",
         "",
         "| features | kNN top-1 (PCA) | mean/class (PCA) | top-1 (no PCA) | mean/class (no PCA) | "
         f"{HEADLINE_SHOTS}-shot top-1 | {HEADLINE_SHOTS}-shot mean/class | Δ vs embedding | "
-        "Δ vs control (control) | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "Δ vs control (control) | Δ vs best no-gradient alternative (alternative) | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    shot = f"shot{HEADLINE_SHOTS}"
-    for row in result["rows"]:
-        name = f"*control: {row['label']}*" if row["is_control"] else row["label"]
+    for row in rows:
+        scores = row["scores"]
+        name = row["label"] if row["gradient"] or row["features"] == ["embedding"] else f"*no gradient: {row['label']}*"
         cells = [
-            _pm(row["full_pca.top1"]),
-            _pm(row["full_pca.mean_per_class"]),
-            _pm(row["full_raw.top1"]),
-            _pm(row["full_raw.mean_per_class"]),
-            _pm(row[f"{shot}.top1"]),
-            _pm(row[f"{shot}.mean_per_class"]),
+            _pm(scores["knn"]["top1"]),
+            _pm(scores["knn"]["mean_per_class"]),
+            _pm(scores["knn_no_pca"]["top1"]),
+            _pm(scores["knn_no_pca"]["mean_per_class"]),
+            _pm(scores[shot]["top1"]),
+            _pm(scores[shot]["mean_per_class"]),
         ]
-        if row["is_control"]:
-            cells += ["", "", ""]
+        if row["features"] == ["embedding"]:
+            cells += ["-", "-", "-", "-"]
+        elif not row["gradient"]:
+            cells += [f"{100 * (row['mean'] - embedding['mean']):+.1f}", "", "", ""]
         else:
-            versus_embedding, versus_control = row["vs_embedding"], row["vs_control"]
-            cells.append("-" if versus_embedding["verdict"] == "-" else f"{100 * versus_embedding['delta'][0]:+.1f}")
-            delta, spread = 100 * versus_control["delta"][0], 100 * versus_control["spread"]
-            unchanged = versus_control["verdict"] == "-"
-            cells.append("-" if unchanged else f"{delta:+.1f} (spread {spread:.1f}; {row['control']})")
-            cells.append(versus_control["verdict"])
+            control, alternative = (row["comparisons"]["knn"][key] for key in ("control", "alternative"))
+            same = alternative["reference"] == control["reference"]
+            cells += [
+                f"{100 * (row['mean'] - embedding['mean']):+.1f}",
+                _against(control),
+                "the control" if same else _against(alternative),
+                row["verdict"],
+            ]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += ["", "Few-shot kNN top-1 (first n per class of each split; k = min(20, n)):", ""]
     lines.append("| features | " + " | ".join(f"{shots} shot" for shots in SHOTS) + " |")
     lines.append("|---|" + "---|" * len(SHOTS))
     for entry in result["headline"].values():
-        lines.append(f"| {entry['label']} | " + " | ".join(_pm(entry["curve"][f"{s}.top1"]) for s in SHOTS) + " |")
-    probed = [entry for entry in result["headline"].values() if "probe.top1" in entry]
-    if probed:
-        lines += [
-            "",
-            f"Linear probe (PCA 512, L2 swept on a 20% validation split) and k-means AMI on the test set, "
-            f"{probed[0]['n_probe_splits']} splits:",
-            "",
-            "| features | probe top-1 | probe mean/class | k-means AMI (x100) |",
-            "|---|---|---|---|",
-        ]
-        for entry in probed:
-            lines.append(
-                f"| {entry['label']} | {_pm(entry['probe.top1'])} | {_pm(entry['probe.mean_per_class'])} | "
-                f"{_pm(entry['kmeans.ami'])} |"
-            )
+        curve = entry["curve"]
+        cells = [_pm(curve[f"few_shot_knn:{shots}"]["top1"]) for shots in SHOTS]
+        lines.append(f"| {entry['label']} | " + " | ".join(cells) + " |")
+    lines += _probe_lines(result)
     lines += ["", "| block | ms / sample | × embedding | fit s |", "|---|---|---|---|"]
-    for cost in result["costs"]:
-        cached = " (cached)" if cost["from_cache"] else ""
+    embedding_ms = next(block for block in document["blocks"] if block["name"] == "embedding")["ms_per_sample"]
+    for block in document["blocks"]:
+        stored = " (stored)" if block["stored"] else ""
         lines.append(
-            f"| {label([cost['block']])} | {1000 * cost['seconds_per_sample']:.2f}{cached} | "
-            f"{cost['ratio_to_embedding']:.1f} | {cost['fit_seconds']:.1f} |"
+            f"| {label([block['name']])} | {block['ms_per_sample']:.2f}{stored} | "
+            f"{block['ms_per_sample'] / embedding_ms:.1f} | {block['fit_seconds']:.1f} |"
         )
-    lines += [
-        "",
-        f"Extraction {result['extract_seconds']:.0f} s, scoring {result['score_seconds']:.0f} s.",
-    ]
+    lines += ["", f"Extraction {result['extract_seconds']:.0f} s, scoring {result['score_seconds']:.0f} s."]
     if result["pca_check"]:
         check = result["pca_check"]
         lines.append(
@@ -90,20 +93,53 @@ def format_result(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _probe_lines(result: dict) -> list[str]:
+    if not result["probe_verdicts"]:
+        return []
+    lines = [
+        "",
+        f"Linear probe (PCA 512, L2 swept on a 20% validation split) and k-means AMI on the test set, "
+        f"{result['n_probe_splits']} split(s):",
+        "",
+        "| features | probe top-1 | probe mean/class | k-means AMI (x100) |",
+        "|---|---|---|---|",
+    ]
+    for entry in result["headline"].values():
+        probe = entry["probe"]
+        lines.append(
+            f"| {entry['label']} | {_pm(probe['top1'])} | {_pm(probe['mean_per_class'])} | "
+            f"{_pm(entry['kmeans']['ami'])} |"
+        )
+    features = result["headline"]["fungi"]["features"]
+    fungi = next(row for row in result["evaluation"]["rows"] if row["features"] == features)
+    knn = fungi["verdict"]
+    probe = result["probe_verdicts"]
+    stronger = min(probe.values(), key=lambda comparison: comparison["gain"])
+    sentence = (
+        f"{fungi['label']} with the linear probe: against its control {_against(probe['control'])}"
+        + (f", against its best alternative {_against(probe['alternative'])}" if "alternative" in probe else "")
+        + f"; verdict {stronger['verdict']} (kNN: {knn})."
+    )
+    if stronger["verdict"] != knn:
+        sentence += " **The kNN and the linear probe disagree.**"
+    return [*lines, "", sentence]
+
+
 def plot_few_shot(results: Sequence[dict], path: Path) -> None:
-    """Accuracy vs shots per pair: embedding, embedding + all gradients, and its control."""
+    """Accuracy vs shots per pair: embedding, embedding + all gradients, its control (and its alternative)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, len(results), figsize=(4.2 * len(results), 3.4), squeeze=False)
+    styles = {"embedding": "o-", "fungi": "s-", "control": "^--", "alternative": "v:"}
     for axis, result in zip(axes[0], results, strict=True):
-        for name, style in (("embedding", "o-"), ("fungi", "s-"), ("control", "^--")):
-            entry = result["headline"][name]
-            means = np.array([entry["curve"][f"{s}.top1"][0] for s in SHOTS]) * 100
-            stds = np.array([entry["curve"][f"{s}.top1"][1] for s in SHOTS]) * 100
-            axis.errorbar(SHOTS, means, yerr=stds, fmt=style, capsize=3, label=entry["label"])
+        for name, entry in result["headline"].items():
+            values = [100 * np.asarray(entry["curve"][f"few_shot_knn:{s}"]["top1"]) for s in SHOTS]
+            means = [value.mean() for value in values]
+            stds = [value.std(ddof=1) if len(value) > 1 else 0.0 for value in values]
+            axis.errorbar(SHOTS, means, yerr=stds, fmt=styles[name], capsize=3, label=entry["label"])
         axis.set_xscale("log")
         axis.set_xticks(SHOTS, [str(s) for s in SHOTS])
         axis.set_xlabel("training samples per class")

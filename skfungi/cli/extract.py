@@ -78,7 +78,7 @@ def extract_command(args: argparse.Namespace) -> int:
     store = ChunkStore.open(
         parts, _settings(args, source, fit_source), len(source), args.chunk_size, restart=args.restart
     )
-    bars = ProgressBars("image" if source.modality == "image" else "text", disable=args.quiet)
+    bars = ProgressBars({"image": "image", "audio": "clip"}.get(source.modality, "text"), disable=args.quiet)
     quiet_third_parties = nullcontext() if args.verbose else third_parties_silenced()
     with _torch_threads(args.threads, args.verbose), progress_listener(bars), quiet_third_parties:
         try:

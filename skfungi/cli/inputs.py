@@ -1,4 +1,5 @@
-"""What ``skfungi extract`` reads: a folder of images, a CSV / Parquet table of texts, a ``.npy`` array.
+"""What ``skfungi extract`` and ``skfungi evaluate`` read: a folder of images or of audio clips, a CSV /
+Parquet table of texts, a ``.npy`` array or a ``.npz`` file of arrays.
 
 Every source is an :class:`InputSource`: a fixed, ordered list of samples
 with a name each (a file's relative path, or a row number), optional labels
@@ -24,11 +25,16 @@ import numpy as np
 
 from .errors import CommandError
 
-__all__ = ["IMAGE_EXTENSIONS", "InputError", "InputSource", "read_input"]
+__all__ = ["AUDIO_EXTENSIONS", "IMAGE_EXTENSIONS", "NPZ_LABEL_KEYS", "NPZ_SAMPLE_KEYS", "InputError", "InputSource",
+           "read_input"]  # fmt: skip
 
 CHECK_BYTES = 64 * 2**20
 IMAGE_EXTENSIONS = (".bmp", ".gif", ".jpeg", ".jpg", ".pbm", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
+AUDIO_EXTENSIONS = (".aif", ".aiff", ".flac", ".ogg", ".wav")
 TABLE_EXTENSIONS = (".csv", ".parquet")
+# the arrays of a .npz input: its samples and, optionally, their labels (the first key found)
+NPZ_SAMPLE_KEYS = ("X", "images", "texts")
+NPZ_LABEL_KEYS = ("y", "labels")
 _IMAGE_VALUES = "uint8 (0-255), uint16 (0-65535), bool or floats in [0, 1]"
 
 
@@ -45,7 +51,8 @@ class InputSource:
     kind : str
         ``"folder"``, ``"table"`` or ``"array"``.
     modality : str
-        ``"image"`` or ``"text"``.
+        ``"image"``, ``"text"`` or ``"audio"`` (a folder of clips: each sample
+        is a ``(waveform, sample_rate)`` pair, the channels of a clip averaged).
     names : ndarray of str
         One name per sample: the path relative to the folder, or the row number.
     labels : ndarray of str or None
@@ -112,32 +119,37 @@ class InputSource:
 
 
 def read_input(path, *, text_column: str = "text", label_column: str | None = None, exclude: tuple = ()) -> InputSource:
-    """Open ``path`` as an input source (a folder, a ``.csv`` / ``.parquet`` table or a ``.npy`` array).
+    """Open ``path`` as an input source: a folder (of images, or of audio clips), a ``.csv`` / ``.parquet``
+    table, a ``.npy`` array or a ``.npz`` file (samples under one of :data:`NPZ_SAMPLE_KEYS`, labels under
+    one of :data:`NPZ_LABEL_KEYS`, or ``label_column``).
 
-    ``exclude`` lists paths never to be read as images (the output and its
+    ``exclude`` lists paths never to be read as samples (the output and its
     partial-results folder, when they lie inside an input folder).
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"input {os.fspath(path)!r} does not exist.")
     if path.is_dir():
-        return _image_folder(path, exclude)
+        return _folder(path, exclude)
     suffix = path.suffix.lower()
     if suffix in TABLE_EXTENSIONS:
         return _text_table(path, text_column, label_column)
     if suffix == ".npy":
         return _array(path)
+    if suffix == ".npz":
+        return _npz(path, label_column)
     raise InputError(
-        f"input {os.fspath(path)!r} is not a folder of images, a .csv / .parquet table of texts or a .npy array."
+        f"input {os.fspath(path)!r} is not a folder of images or audio clips, a .csv / .parquet table of texts, "
+        "a .npy array or a .npz file."
     )
 
 
-# -- a folder of images ----------------------------------------------------------------
+# -- a folder of images or audio clips -----------------------------------------------------
 
 
-def _image_folder(folder: Path, exclude: tuple) -> InputSource:
+def _folder(folder: Path, exclude: tuple) -> InputSource:
     excluded = {Path(item).resolve() for item in exclude}
-    files, ignored = [], 0
+    images, clips, ignored = [], [], 0
     for root, directories, names in os.walk(folder):
         root_path = Path(root)
         # hidden entries (.DS_Store, .git, ...) and the extraction's own files are never samples
@@ -149,20 +161,29 @@ def _image_folder(folder: Path, exclude: tuple) -> InputSource:
             if name.startswith(".") or file.resolve() in excluded:
                 continue
             if file.suffix.lower() in IMAGE_EXTENSIONS:
-                files.append(file.relative_to(folder))
+                images.append(file.relative_to(folder))
+            elif file.suffix.lower() in AUDIO_EXTENSIONS:
+                clips.append(file.relative_to(folder))
             else:
                 ignored += 1
-    if not files:
+    if images and clips:
         raise InputError(
-            f"input folder {os.fspath(folder)!r} holds no image files (looked for {', '.join(IMAGE_EXTENSIONS)})."
+            f"input folder {os.fspath(folder)!r} holds both images ({images[0].as_posix()!r}) and audio clips "
+            f"({clips[0].as_posix()!r}); give a folder of one kind."
         )
-    files.sort(key=lambda relative: relative.as_posix())
+    if not images and not clips:
+        raise InputError(
+            f"input folder {os.fspath(folder)!r} holds no image files (looked for {', '.join(IMAGE_EXTENSIONS)}) "
+            f"and no audio clips ({', '.join(AUDIO_EXTENSIONS)})."
+        )
+    files = sorted(images or clips, key=lambda relative: relative.as_posix())
+    what = "images" if images else "clips"
     nested = [len(relative.parts) > 1 for relative in files]
     if any(nested) and not all(nested):
         top = next(relative for relative, inside in zip(files, nested, strict=True) if not inside)
         raise InputError(
-            f"input folder {os.fspath(folder)!r} mixes images at its top level (e.g. {top.as_posix()!r}) with "
-            "class sub-folders; put every image in a class sub-folder, or none of them."
+            f"input folder {os.fspath(folder)!r} mixes {what} at its top level (e.g. {top.as_posix()!r}) with "
+            f"class sub-folders; put every file in a class sub-folder, or none of them."
         )
     labels = np.asarray([relative.parts[0] for relative in files]) if all(nested) else None
     names = np.asarray([relative.as_posix() for relative in files])
@@ -172,14 +193,19 @@ def _image_folder(folder: Path, exclude: tuple) -> InputSource:
         "path": os.fspath(folder.resolve()),
         "files": [[name, stat.st_size, stat.st_mtime_ns] for name, stat in zip(names.tolist(), stats, strict=True)],
     }
+    if clips:
+        from .clips import check_clips as checker
+        from .clips import load_clips as loader
+    else:
+        loader, checker = _load_images, _check_images
     return InputSource(
         "folder",
-        "image",
+        "image" if images else "audio",
         names,
         labels,
         fingerprint,
-        lambda indices: _load_images(folder, names, indices),
-        lambda progress: _check_images(folder, names, progress),
+        lambda indices: loader(folder, names, indices),
+        lambda progress: checker(folder, names, progress),
         ignored,
     )
 
@@ -296,7 +322,7 @@ def _load_texts(texts: np.ndarray, column: str, indices) -> tuple[list, list[int
     return samples, kept, failed
 
 
-# -- a .npy array --------------------------------------------------------------------------
+# -- a .npy array, a .npz file -------------------------------------------------------------
 
 
 def _array(path: Path) -> InputSource:
@@ -304,6 +330,43 @@ def _array(path: Path) -> InputSource:
         array = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as error:
         raise InputError(f"cannot read {os.fspath(path)!r} as a .npy array: {error}") from error
+    return _array_source(path, array, None, "array")
+
+
+def _npz(path: Path, label_key: str | None) -> InputSource:
+    """A .npz file: its samples under one of :data:`NPZ_SAMPLE_KEYS` (or its only array), its labels under
+    ``label_key`` (``--label-column``) or one of :data:`NPZ_LABEL_KEYS`."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = list(archive.files)
+            sample_key = next((key for key in NPZ_SAMPLE_KEYS if key in keys), keys[0] if len(keys) == 1 else None)
+            if label_key is not None and label_key not in keys:
+                raise InputError(f"{os.fspath(path)!r} has no array {label_key!r} (its arrays: {', '.join(keys)}).")
+            label_key = label_key or next((key for key in NPZ_LABEL_KEYS if key in keys), None)
+            if sample_key is None or sample_key == label_key:
+                raise InputError(
+                    f"{os.fspath(path)!r} holds the arrays {', '.join(keys) or 'none'}; name its samples "
+                    f"{' or '.join(NPZ_SAMPLE_KEYS)} and its labels {' or '.join(NPZ_LABEL_KEYS)}."
+                )
+            array = archive[sample_key]
+            labels = None if label_key is None else archive[label_key]
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read {os.fspath(path)!r} as a .npz file of arrays: {error}") from error
+    if labels is not None:
+        if labels.ndim != 1 or len(labels) != len(array):
+            raise InputError(
+                f"{os.fspath(path)!r}: the labels {label_key!r} have shape {labels.shape}; expected one label per "
+                f"sample ({len(array)},)."
+            )
+        if labels.dtype.kind not in "biufUS":
+            raise InputError(
+                f"{os.fspath(path)!r}: the labels {label_key!r} are {labels.dtype}; give numbers or strings."
+            )
+        labels = labels.astype(str) if labels.dtype.kind == "S" else labels
+    return _array_source(path, array, labels, "npz")
+
+
+def _array_source(path: Path, array: np.ndarray, labels, kind: str) -> InputSource:
     if array.ndim == 1 and array.dtype.kind in "US":
         modality = "text"
     elif array.ndim in (3, 4) and array.dtype.kind in "buif":
@@ -325,8 +388,8 @@ def _array(path: Path) -> InputSource:
         "array",
         modality,
         _row_names(len(array)),
-        None,
-        _file_fingerprint(path, "array"),
+        labels,
+        _file_fingerprint(path, kind),
         load,
         lambda progress: _check_array(path, array, progress) if modality == "image" else [],
     )

@@ -91,7 +91,7 @@ BACKBONE_HELP = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``skfungi`` argument parser with its ``extract``, ``demo`` and ``info`` commands.
+    """The ``skfungi`` argument parser with its ``extract``, ``evaluate``, ``demo`` and ``info`` commands.
 
     ``demo``'s own options are parsed by the demo (``skfungi demo --help``
     lists them), so that this parser imports nothing of it.
@@ -119,10 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_index_commands(commands)
 
+    from .evaluate import EVALUATE_DESCRIPTION, EVALUATE_EPILOG, add_evaluate_arguments  # torch-free
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="does FUNGI help on your data? the gradient blocks against their no-gradient controls",
+        description=EVALUATE_DESCRIPTION,
+        epilog=EVALUATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_evaluate_arguments(evaluate)
+
     commands.add_parser(
         "demo",
         add_help=False,
-        help="run the MobileNetV2 x Fashion-MNIST demo ('skfungi demo --help' for its options)",
+        help="skfungi evaluate on Fashion-MNIST with the ImageNet MobileNetV2 ('skfungi demo --help')",
     )
     commands.add_parser(
         "info",
@@ -355,6 +366,10 @@ def _run(args: argparse.Namespace) -> int:
         from .index import index_command, search_command
 
         return (index_command if args.command == "index" else search_command)(args)
+    if args.command == "evaluate":
+        from .evaluate import evaluate_command
+
+        return evaluate_command(args)
     from .info import info_command
 
     return info_command(args)

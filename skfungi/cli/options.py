@@ -14,6 +14,11 @@ __all__ = [
     "BATCH_SIZE",
     "CHUNK_SIZE",
     "COMMAND_LOSSES",
+    "EVALUATE_BATCH_SIZE",
+    "EVALUATE_FIT_SAMPLES",
+    "EVALUATE_PROTOCOLS",
+    "EVALUATE_SPLITS",
+    "EVALUATE_TEST_SIZE",
     "FIT_SAMPLES",
     "INDEX_BATCH_SIZE",
     "INDEX_PARAMETERS",
@@ -21,6 +26,9 @@ __all__ = [
     "LAYER",
     "LOSSES",
     "PRECISION",
+    "PROJECTION",
+    "PROJECTION_CHOICES",
+    "PROTOCOL_CHOICES",
     "SEED",
     "VIEWS",
     "paper_losses",
@@ -38,6 +46,17 @@ BATCH_SIZE = 8
 CHUNK_SIZE = 64
 # the blocks --losses takes: the gradient blocks, and the no-gradient controls of the losses with several views
 COMMAND_LOSSES = ("kl", "dino", "simclr", "dino_views", "simclr_views")
+
+# skfungi evaluate: the library's defaults (skfungi.evaluation.evaluate), and the choices its options list
+# without importing the library (tests check that they equal the library's)
+EVALUATE_SPLITS = _defaults.EVALUATION_SPLITS
+EVALUATE_TEST_SIZE = _defaults.EVALUATION_TEST_SIZE
+EVALUATE_FIT_SAMPLES = _defaults.EVALUATION_FIT_SAMPLES
+EVALUATE_PROTOCOLS = _defaults.EVALUATION_PROTOCOLS
+EVALUATE_BATCH_SIZE = 32  # FungiTransformer's
+PROTOCOL_CHOICES = ("knn", "knn_no_pca", "linear_probe", "few_shot_knn", "kmeans")
+PROJECTION_CHOICES = ("srht", "rademacher", "gaussian", "kronecker")
+PROJECTION = _defaults.PROJECTION
 
 # skfungi index: HNSWTransformer's own defaults (tests/test_cli_index.py checks that they are the estimator's), and
 # a fixed seed so that a rebuilt index is the same graph

@@ -33,9 +33,9 @@ class ProgressBars:
         self._expected = {}
         self._bars = {}
 
-    def open(self, stage: str, description: str, total: int, initial: int = 0) -> None:
-        """Show a bar for ``stage`` now: ``total`` samples, ``initial`` of them done."""
-        self._bars[stage] = self._bar(description, total, initial)
+    def open(self, stage: str, description: str, total: int, initial: int = 0, unit: str | None = None) -> None:
+        """Show a bar for ``stage`` now: ``total`` samples (or units: ``unit``), ``initial`` of them done."""
+        self._bars[stage] = self._bar(description, total, initial, unit)
 
     def expect(self, stage: str, description: str, total: int) -> None:
         """Show the bar of ``stage`` at its first report (work before it, such as loading a model, is not
@@ -48,14 +48,14 @@ class ProgressBars:
         elif stage in self._bars:
             self._bars[stage].update(n_samples)
 
-    def _bar(self, description: str, total: int, initial: int):
+    def _bar(self, description: str, total: int, initial: int, unit: str | None = None):
         from tqdm import tqdm
 
         return tqdm(
             desc=description,
             total=total,
             initial=initial,
-            unit=self.unit,
+            unit=unit or self.unit,
             disable=self.disable,
             file=sys.stderr,
             dynamic_ncols=True,

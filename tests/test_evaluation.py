@@ -1,0 +1,293 @@
+"""skfungi.evaluation: blocks, controls, splits, verdicts, the report, its JSON and pairing two runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.model_selection import StratifiedShuffleSplit
+
+from skfungi import FungiTransformer, ImageBackbone
+from skfungi.evaluation import (
+    SCHEMA,
+    Block,
+    compare_runs,
+    control_of,
+    draw_splits,
+    evaluate,
+    extract_blocks,
+    parse_feature_sets,
+    plan_blocks,
+    score_feature_sets,
+    validate_report,
+)
+from skfungi.evaluation.report import TABLE_WIDTH
+from skfungi.evaluation.verdict import GAIN, WITHIN, build_results, recommend
+from skfungi.losses import DINOLoss, KLLoss, SimCLRLoss
+from skfungi.protocols import evaluate_knn, feature_blocks
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+# Small losses: the evaluation's code path at a fraction of the paper's view counts.
+LOSSES = [KLLoss(latent_dim=8), DINOLoss(n_local_crops=2, latent_dim=8), SimCLRLoss(grid_size=2, latent_dim=8)]
+BLOCKS = ["embedding", "kl", "dino", "simclr", "dino_views", "simclr_views"]
+
+
+def tiny_data(n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    images = rng.integers(0, 120, size=(n, 14, 14, 3)).astype(np.uint8)
+    images[..., 0] += (60 * labels).astype(np.uint8)[:, None, None]  # class-dependent red channel
+    return images, labels
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    from conftest import tiny_cnn
+
+    return ImageBackbone(tiny_cnn(), layer="pointwise", input_size=12)
+
+
+@pytest.fixture(scope="module")
+def report(backbone, tmp_path_factory):
+    images, labels = tiny_data()
+    folder = tmp_path_factory.mktemp("evaluation")
+    return evaluate(backbone, images, labels, losses=LOSSES, fit_samples=6, splits=3, output_dir=folder,
+                    protocols=("knn", "linear_probe"))  # fmt: skip
+
+
+# -- blocks --------------------------------------------------------------------------------
+
+
+def test_blocks_and_controls():
+    assert list(plan_blocks(LOSSES)) == BLOCKS
+    assert list(plan_blocks("auto", modality="text")) == ["embedding", "kl", "simclr", "simclr_views"]
+    assert control_of(("kl",), BLOCKS) == ("embedding",)  # KL's one view is the inference view
+    assert control_of(("embedding", "kl", "simclr"), BLOCKS) == ("embedding", "simclr_views")
+    assert control_of(("dino", "simclr"), BLOCKS) == ("dino_views", "simclr_views")
+    assert parse_feature_sets("default", BLOCKS) == [
+        ("embedding",), ("kl",), ("dino",), ("simclr",), ("embedding", "kl", "dino", "simclr")
+    ]  # fmt: skip
+    assert len(parse_feature_sets("all", BLOCKS)) == 15
+    assert parse_feature_sets("emb+kl,simclr_views", BLOCKS) == [("embedding", "kl"), ("simclr_views",)]
+    with pytest.raises(ValueError, match="not extracted"):
+        parse_feature_sets("emb+dino", ["embedding", "kl"])
+
+
+def test_separate_blocks_equal_one_transformer_with_every_block(backbone):
+    """Each block's own transformer gives exactly the columns of one transformer with every block."""
+    images, _ = tiny_data(n=10)
+    wanted = plan_blocks(LOSSES)
+    events = []
+
+    class Recorder:
+        def open(self, stage, description, total, unit=None):
+            events.append(("open", stage, description, total))
+
+        def expect(self, stage, description, total):
+            events.append(("expect", stage, description, total))
+
+        def close(self, stage):
+            events.append(("close", stage))
+
+        def __call__(self, stage, n_samples):
+            events.append((stage, n_samples))
+
+    blocks = extract_blocks(backbone, wanted, images[:4], images, batch_size=4, progress=Recorder())
+    combined = FungiTransformer(backbone, losses=[loss for loss in wanted.values() if loss is not None],
+                                batch_size=4, random_state=0).fit(images[:4])  # fmt: skip
+    features = combined.transform(images)
+    columns = feature_blocks(combined.get_feature_names_out())
+    assert list(columns) == list(blocks) == BLOCKS
+    for name, block in blocks.items():
+        np.testing.assert_allclose(block.features, features[:, columns[name]], rtol=1e-5, atol=1e-6)
+        assert block.seconds_per_sample > 0 and not block.stored
+    # the per-sample bar moves inside every block, and SimCLR's bank has a bar of its own
+    opened = [event[2] for event in events if event[0] == "open"]
+    assert opened == ["embedding", "KL grads", "DINO grads", "SimCLR grads", "DINO views", "SimCLR views"]
+    assert sum(event[1] for event in events if event[0] == "transform") == len(BLOCKS) * len(images)
+    assert ("expect", "fit", "SimCLR grads: fit (negative bank)", 4) in events
+
+
+# -- scoring and verdicts ------------------------------------------------------------------
+
+
+def test_scores_are_the_knn_protocol_on_random_stratified_splits():
+    rng = np.random.default_rng(1)
+    labels = np.arange(60) % 3
+    blocks = {name: Block(name, rng.normal(size=(60, 5)) + labels[:, None], 0.0, 1.0) for name in ("embedding", "kl")}
+    splits = draw_splits(labels, 2, train_size=40, test_size=20, seed=0)
+    scores = score_feature_sets(blocks, labels, [("embedding", "kl")], splits)
+    expected_splits = StratifiedShuffleSplit(2, train_size=40, test_size=20, random_state=0).split(np.zeros(60), labels)
+    features = np.hstack([blocks["embedding"].features, blocks["kl"].features])
+    expected = [evaluate_knn(features[tr], labels[tr], features[te], labels[te])["top1"] for tr, te in expected_splits]
+    assert scores[("embedding", "kl")]["knn"]["top1"] == expected
+    # split i does not depend on the number of splits: 5 splits begin with these 2
+    longer = draw_splits(labels, 5, train_size=40, test_size=20, seed=0)
+    assert [split.test_digest for split in longer[:2]] == [split.test_digest for split in splits]
+
+
+def scores_of(values: dict) -> dict:
+    return {features: {"knn": {"top1": list(top1)}} for features, top1 in values.items()}
+
+
+FUNGI = ("embedding", "kl", "dino", "simclr")
+CONTROL = ("embedding", "dino_views", "simclr_views")
+NO_GRADIENT = [("embedding",), ("dino_views",), ("simclr_views",), ("embedding", "dino_views"),
+               ("embedding", "simclr_views"), ("dino_views", "simclr_views"), CONTROL]  # fmt: skip
+
+
+def flattering_scores(fungi_probe=(0.936, 0.946, 0.956), views_probe=(0.945, 0.950, 0.955)):
+    """The issue's case: emb + all gradients 88.6, its matched control 85.2, the SimCLR views alone 86.9."""
+    fungi = np.array([0.876, 0.886, 0.896])
+    knn = {
+        FUNGI: fungi,
+        CONTROL: fungi - 0.034,
+        ("simclr_views",): fungi - np.array([0.014, 0.017, 0.020]),
+        **{features: np.full(3, 0.80) for features in NO_GRADIENT if features not in (CONTROL, ("simclr_views",))},
+    }
+    probe = {features: np.full(3, 0.90) for features in knn}
+    probe[FUNGI], probe[("simclr_views",)], probe[CONTROL] = fungi_probe, views_probe, views_probe
+    scores = {features: {"knn": {"top1": list(knn[features])}, "linear_probe": {"top1": list(probe[features])}}
+              for features in knn}  # fmt: skip
+    costs = {FUNGI: 0.070, CONTROL: 0.020, ("simclr_views",): 0.013, ("embedding",): 0.0005}
+    costs |= {features: 0.015 for features in NO_GRADIENT if features not in costs}
+    return scores, costs
+
+
+def test_the_verdict_is_stated_against_the_stronger_comparison():
+    scores, costs = flattering_scores()
+    (fungi, *_) = build_results(scores, costs, [FUNGI], NO_GRADIENT, BLOCKS, ["knn"])
+    against_control = fungi.comparisons["knn"]["control"]
+    against_alternative = fungi.comparisons["knn"]["alternative"]
+    assert against_control.reference == CONTROL and against_control.gain == pytest.approx(0.034)
+    assert against_alternative.reference == ("simclr_views",)  # the best no-gradient set that costs no more
+    assert against_alternative.gain == pytest.approx(0.017) and against_alternative.gain_std == pytest.approx(0.003)
+    assert fungi.stronger("knn") is against_alternative and fungi.verdict("knn") == GAIN
+    text, recommended = recommend([fungi], ["knn"])
+    assert recommended == FUNGI and text.startswith("Use emb + KL + DINO + SimCLR") and "SimCLR views" in text
+
+
+def test_a_cheaper_alternative_only_counts_when_it_costs_no_more():
+    scores, costs = flattering_scores()
+    costs[("simclr_views",)] = 0.5  # dearer than the gradients: not an alternative
+    (fungi, *_) = build_results(scores, costs, [FUNGI], NO_GRADIENT, BLOCKS, ["knn"])
+    assert fungi.comparisons["knn"]["alternative"].reference == CONTROL
+
+
+def test_where_the_knn_and_the_linear_probe_disagree_the_embedding_is_kept():
+    scores, costs = flattering_scores()  # probe: 94.6 against 95.0 for the views
+    results = build_results(scores, costs, [FUNGI], NO_GRADIENT, BLOCKS, ["knn", "linear_probe"])
+    fungi = results[0]
+    assert fungi.verdict("knn") == GAIN and fungi.verdict("linear_probe") == WITHIN
+    assert fungi.disagreement(["knn", "linear_probe"]) == "kNN top-1: GAIN; linear probe top-1: within spread"
+    text, recommended = recommend(results, ["knn", "linear_probe"])
+    assert recommended is None and text.startswith("Keep the embedding")
+    assert "The protocols disagree on emb + KL + DINO + SimCLR" in text
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+def test_report_table_fits_88_columns_and_names_both_comparisons(report):
+    table = report.summary()
+    assert max(len(line) for line in table.splitlines()) <= TABLE_WIDTH
+    assert "control: emb + DINO views + SimCLR views" in table and "kNN top-1" in table
+    assert "linear probe top-1" in table and "ms (x emb)" in table
+    assert report.recommendation.startswith(("Use ", "Keep the embedding"))
+    rows = [result for result in report.results if result.requested]
+    assert [result.label for result in rows] == ["embedding", "KL grads", "DINO grads", "SimCLR grads",
+                                                 "emb + KL + DINO + SimCLR"]  # fmt: skip
+
+
+def test_report_json_holds_the_schema_and_every_splits_score(report, tmp_path):
+    document = json.loads(report.to_json(tmp_path / "report.json"))
+    validate_report(document)
+    assert set(document) == set(SCHEMA)
+    assert [split["seed"] for split in document["splits"]] == [0, 0, 0]
+    assert [split["index"] for split in document["splits"]] == [0, 1, 2]
+    fungi = next(row for row in document["rows"] if row["features"] == list(FUNGI))
+    for key in ("features", "mean", "std", "control", "gain", "gain_std", "wins", "ms_per_sample"):
+        assert fungi[key] is not None, key
+    assert fungi["control"] == list(CONTROL) and len(fungi["scores"]["knn"]["top1"]) == 3
+    assert fungi["mean"] == pytest.approx(np.mean(fungi["scores"]["knn"]["top1"]))
+    assert isinstance(document["recommendation"], str)
+    broken = json.loads(json.dumps(document))
+    broken["rows"][0]["scores"]["knn"]["top1"].pop()
+    with pytest.raises(ValueError, match="2 values for 3 splits"):
+        validate_report(broken)
+    del broken["rows"][0]["gain"]
+    with pytest.raises(ValueError, match=r"report.rows\[0\]: missing gain"):
+        validate_report(broken)
+
+
+def test_report_plot_is_a_png(report, tmp_path):
+    pytest.importorskip("matplotlib")
+    report.plot(tmp_path / "report.png")
+    assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_blocks_kept_in_the_output_are_not_extracted_again(backbone, tmp_path, extracted_rows):
+    images, labels = tiny_data()
+    first = evaluate(backbone, images, labels, losses=LOSSES, fit_samples=6, splits=2, output_dir=tmp_path)
+    pool = len(images) - 6
+    assert extracted_rows["rows"] == 6 * pool and not any(block.stored for block in first.blocks.values())
+    again = evaluate(backbone, images, labels, losses=LOSSES, fit_samples=6, splits=2, output_dir=tmp_path)
+    assert extracted_rows["rows"] == 6 * pool and all(block.stored for block in again.blocks.values())
+    for name, block in first.blocks.items():
+        np.testing.assert_array_equal(block.features, again.blocks[name].features)
+    # another projection: the embedding and the view blocks, which it does not touch, are read again
+    other = evaluate(backbone, images, labels, losses=LOSSES, fit_samples=6, splits=2, output_dir=tmp_path,
+                     projection="rademacher")  # fmt: skip
+    assert {name for name, block in other.blocks.items() if block.stored} == {"embedding", "dino_views", "simclr_views"}
+    assert extracted_rows["rows"] == 9 * pool
+
+
+def test_compare_runs_pairs_two_runs_split_by_split(report, backbone, tmp_path):
+    images, labels = tiny_data()
+    dense = evaluate(backbone, images, labels, losses=LOSSES, fit_samples=6, splits=3, projection="rademacher")
+    paths = [tmp_path / "a.json", tmp_path / "b.json"]
+    report.to_json(paths[0])
+    dense.to_json(paths[1])
+    comparison = compare_runs(*paths)
+    assert comparison.n_paired == 3 and comparison.differences["projection"] == ("srht", "rademacher")
+    rows = dict(comparison.rows)
+    assert rows[("embedding",)].gain == 0 and rows[("embedding",)].wins == 0  # no projection: the same features
+    first, second = (json.loads(path.read_text()) for path in paths)
+    kl_a = next(row for row in first["rows"] if row["features"] == ["kl"])["scores"]["knn"]["top1"]
+    kl_b = next(row for row in second["rows"] if row["features"] == ["kl"])["scores"]["knn"]["top1"]
+    assert rows[("kl",)].gain == pytest.approx(np.mean(np.subtract(kl_b, kl_a)))
+    assert max(len(line) for line in comparison.table().splitlines()) <= TABLE_WIDTH
+    other = evaluate(backbone, images[::-1], labels[::-1], losses=LOSSES[:1], fit_samples=6, splits=3)
+    with pytest.raises(ValueError, match="data digests differ"):
+        compare_runs(report, other)
+
+
+def test_estimate_and_labels_are_checked(backbone):
+    images, labels = tiny_data()
+    messages = []
+    found = evaluate(backbone, images, labels, losses=LOSSES[:1], fit_samples=6, splits=2, estimate=True,
+                     log=messages.append)  # fmt: skip
+    assert found.estimate["seconds"] > 0 and found.estimate["alternative"] is None  # loss objects: no preset
+    assert messages and messages[0].startswith("Expected extraction time on this machine: about")
+    with pytest.raises(ValueError, match="one label per sample"):
+        evaluate(backbone, images, labels[:-1], losses=LOSSES[:1])
+    with pytest.raises(ValueError, match="at least 2"):
+        evaluate(backbone, images, np.r_[labels[:-1], 7], losses=LOSSES[:1], fit_samples=6)
+
+
+def test_the_documentation_describes_every_field_of_the_json():
+    from pathlib import Path
+
+    from skfungi.evaluation.schema import ListOf, MapOf, Optional
+
+    def fields(shape) -> set[str]:
+        if isinstance(shape, (ListOf, MapOf, Optional)):
+            return fields(shape.item if isinstance(shape, ListOf) else shape.value)
+        if isinstance(shape, dict):
+            return set(shape) | {name for value in shape.values() for name in fields(value)}
+        return set()
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "evaluate.md").read_text(encoding="utf-8")
+    assert sorted(name for name in fields(SCHEMA) if f"`{name}`" not in page) == []
