@@ -19,6 +19,7 @@ and with the best feature set without gradients that costs no more.
 
 * :mod:`~skfungi.evaluation.feature_sets` -- feature sets, their controls and names;
 * :mod:`~skfungi.evaluation.store` -- blocks in memory and on disk (:class:`BlockStore`);
+* :mod:`~skfungi.evaluation.pipeline` -- :func:`evaluate`, the whole evaluation;
 * :mod:`~skfungi.evaluation.extraction` -- every block extracted once, and the expected time;
 * :mod:`~skfungi.evaluation.scoring` -- random stratified splits and the protocols;
 * :mod:`~skfungi.evaluation.verdict` -- the comparisons, the verdicts and the recommendation;
@@ -29,9 +30,9 @@ and with the best feature set without gradients that costs no more.
 """
 
 from .compare import RunComparison, compare_runs, load_report
-from .evaluate import evaluate
 from .extraction import Estimate, estimate_extraction, extract_blocks, plan_blocks
 from .feature_sets import control_of, default_feature_sets, every_combination, parse_feature_sets, set_label
+from .pipeline import evaluate
 from .report import EvaluationReport
 from .schema import SCHEMA, validate_report
 from .scoring import PROTOCOLS, Split, draw_splits, score_feature_sets
