@@ -81,7 +81,7 @@ docs: install
 # The demo is `skfungi evaluate` on 1,256 Fashion-MNIST images (docs/evaluate.md): write them to an .npz, then
 # evaluate. Extracted blocks are kept in $(DEMO_DIR): a rerun reads them (remove the folder to extract again).
 demo: demo-assets
-	@data=$$($(VENV_PYTHON) -m skfungi.evaluation.demo_data $(DEMO_DIR)) && set -x && \
+	@data=$$($(VENV)/bin/skfungi demo --data-only --output $(DEMO_DIR)) && set -x && \
 	HF_HUB_OFFLINE=1 $(VENV)/bin/skfungi evaluate $$data --backbone skfungi:mobilenet_v2 --image-size 32 \
 		--fit-samples 256 --train-size 700 --test-size 300 --threads 1 --batch-size 256 --output $(DEMO_DIR) $(DEMO_ARGS)
 

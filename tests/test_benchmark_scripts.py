@@ -71,46 +71,36 @@ def test_gpu_script_dry_run_on_the_cpu(scripts, tmp_path):
     assert "dry run: not a measurement" in text and text.count("<= 66x") == 2 and text.count("<= 12x") == 2
 
 
-def test_projection_accuracy_scores_two_cached_projections_on_the_same_splits(scripts, monkeypatch, tmp_path, capsys):
-    """Blocks that differ only in the gradient block: the embedding rows agree exactly, the
-    separable block of one projection scores higher, a block cached for one projection only is
-    named and skipped."""
+def test_projection_accuracy_pairs_two_projections_on_the_same_splits(scripts, monkeypatch, tmp_path):
+    """Two evaluations of one pair, one per projection, paired split by split: the embedding does not
+    depend on the projection (read from the store by the second run, scored the same), the gradient
+    blocks are extracted for each projection."""
     monkeypatch.syspath_prepend(str(BENCHMARKS.parent))
+    monkeypatch.syspath_prepend(str(BENCHMARKS.parent / "tests"))
     projection_accuracy = scripts("projection_accuracy")
     data = scripts("benchmarks.evidence.data")
+    from conftest import tiny_cnn
+
+    from skfungi import ImageBackbone
+    from skfungi.losses import KLLoss
+
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1], 30)
+    images = rng.integers(0, 120, size=(60, 14, 14, 3)).astype(np.uint8)
+    images[..., 0] += (100 * labels).astype(np.uint8)[:, None, None]
 
-    def synthetic_pair(projection):
-        return data.Pair(
-            name="synthetic",
-            title="",
-            backbone=None,
-            layer="lin",
-            losses={"kl": "KL", "simclr": "SimCLR"},
-            pool=list(range(60)),
-            labels=labels,
-            fit_samples=[],
-            n_train=40,
-            n_test=20,
-            projection=projection,
-        )
+    def tiny_pair(**options):
+        backbone = ImageBackbone(tiny_cnn(), layer="pointwise", input_size=12)
+        return data.Pair("tiny", "", backbone, "pointwise", {"kl": KLLoss(latent_dim=8)}, images, labels,
+                         images[:4], n_train=40, n_test=20, batch_size=16)  # fmt: skip
 
-    noise = rng.normal(size=(60, 8))
-    separable = noise + 4.0 * labels[:, None]
-    for projection, kl in (("rademacher", noise), ("srht", separable)):
-        folder = tmp_path / f"synthetic-{synthetic_pair(projection).cache_key()}"
-        folder.mkdir()
-        for name, features in (("embedding", noise), ("kl", kl)):
-            np.savez(folder / f"{name}.npz", features=features)
-    np.savez(folder / "simclr.npz", features=noise)  # only in the srht cache
-    monkeypatch.setitem(projection_accuracy.PAIRS, "synthetic", synthetic_pair)
-
-    rows = projection_accuracy.compare_pair("synthetic", ("rademacher", "srht"), tmp_path, n_splits=3)
-    assert [row["set"] for row in rows] == ["embedding", "embedding + kl"]
-    np.testing.assert_array_equal(rows[0]["a"], rows[0]["b"])
-    assert rows[1]["b"].mean() > rows[1]["a"].mean() + 20
-    assert "not in both caches, skipped: simclr" in capsys.readouterr().out
+    monkeypatch.setitem(data.PAIR_BUILDERS, "tiny", tiny_pair)
+    comparison, (_, srht) = projection_accuracy.compare_pair("tiny", ("rademacher", "srht"), tmp_path, 3, False)
+    rows = dict(comparison.rows)
+    assert list(rows) == [("embedding",), ("embedding", "kl")] and comparison.n_paired == 3
+    assert rows[("embedding",)].gain == 0 and comparison.differences["projection"] == ("rademacher", "srht")
+    assert srht.blocks["embedding"].stored and not srht.blocks["kl"].stored
+    assert "B - A" in comparison.table()
 
 
 def test_preset_accuracy_projects_one_gradient_with_each_projection_side_by_side(scripts):

@@ -36,6 +36,12 @@ def test_demo_data_is_fashion_mnist_or_the_digits(tmp_path, monkeypatch):
     assert write_demo_data(tmp_path / "demo", warn=messages.append) == path and path.stat().st_mtime_ns == modified
 
 
+def test_data_only_writes_the_data_and_prints_its_path(tmp_path, capsys):
+    assert demo.main(["--data-only", "--output", str(tmp_path)]) == 0
+    path = capsys.readouterr().out.strip()
+    assert path.endswith(".npz") and np.load(path)["X"].shape[0] == DEMO_SAMPLES
+
+
 def test_the_demo_stands_for_a_skfungi_evaluate_command():
     args = demo._parser().parse_args(["--quick", "--views", "fast"])
     line = demo.demo_command_line(args, "data.npz")

@@ -5,9 +5,9 @@ stratified Fashion-MNIST training images, or scikit-learn's digits when the
 Debian package ``dataset-fashion-mnist`` is missing) with
 :func:`skfungi.evaluation.demo_data.write_demo_data`, prints the
 ``skfungi evaluate`` command it stands for, and runs it. ``make demo`` runs
-the same two steps. Options after ``skfungi demo`` are ``skfungi evaluate``'s
-and replace the demo's; ``--quick`` is a smoke run (60 train / 40 test images,
-2 splits).
+the same two steps (``skfungi demo --data-only``, then ``skfungi evaluate``).
+Options after ``skfungi demo`` are ``skfungi evaluate``'s and replace the
+demo's; ``--quick`` is a smoke run (60 train / 40 test images, 2 splits).
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ def _parser(add_help: bool = True) -> argparse.ArgumentParser:
     )
     add_evaluate_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="smoke run: 60 train / 40 test images, 2 splits")
+    parser.add_argument(
+        "--data-only", action="store_true", help="write the demo's data to OUTPUT, print its path, evaluate nothing"
+    )
     parser.set_defaults(**DEMO_ARGUMENTS, output=DEMO_FOLDER)
     return parser
 
@@ -81,10 +84,13 @@ def main_with_args(args: argparse.Namespace) -> int:
         for name, value in QUICK_ARGUMENTS.items():
             setattr(args, name, min(getattr(args, name), value))
     n_samples = DEMO_SAMPLES if not args.quick else args.fit_samples + args.train_size + args.test_size
-    args.input = str(write_demo_data(args.output, n_samples))
-    print("skfungi demo runs: skfungi " + " ".join(demo_command_line(args, args.input)), flush=True)
     try:
         with signals_as_exceptions(), log_to_stderr(args.quiet, args.verbose):
+            args.input = str(write_demo_data(args.output, n_samples))
+            if args.data_only:
+                print(args.input)
+                return 0
+            print("skfungi demo runs: skfungi " + " ".join(demo_command_line(args, args.input)), flush=True)
             return evaluate_command(args)
     except KeyboardInterrupt as interruption:
         print("skfungi: interrupted; rerun the same command to continue where it stopped.", file=sys.stderr)

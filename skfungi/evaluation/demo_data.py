@@ -1,23 +1,22 @@
 """The demo's data: a stratified sample of Fashion-MNIST (or scikit-learn's digits) as an ``.npz`` file.
 
-``make demo`` and ``skfungi demo`` write it, then run ``skfungi evaluate`` on it::
-
-    python -m skfungi.evaluation.demo_data FOLDER [N_SAMPLES]
-
-prints the path of the file written: ``FOLDER/fashion-mnist.npz`` (arrays
-``X``, uint8 images of 28 x 28, and ``y``, the classes) or, when Debian's
-``dataset-fashion-mnist`` is not installed, ``FOLDER/digits.npz`` (8 x 8
-images) with a warning on stderr.
+``make demo`` and ``skfungi demo`` write it, then run ``skfungi evaluate`` on it
+(``skfungi demo --data-only --output FOLDER`` writes it and prints its path):
+``FOLDER/fashion-mnist.npz`` (arrays ``X``, uint8 images of 28 x 28, and ``y``,
+the classes) or, when Debian's ``dataset-fashion-mnist`` is not installed,
+``FOLDER/digits.npz`` (8 x 8 images), with a warning.
 """
 
 from __future__ import annotations
 
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["DEMO_SAMPLES", "write_demo_data"]
+
+logger = logging.getLogger(__name__)
 
 #: 700 train + 300 test per split, and 256 held out for SimCLR's negative bank
 DEMO_SAMPLES = 1256
@@ -33,7 +32,7 @@ def write_demo_data(folder, n_samples: int = DEMO_SAMPLES, random_state: int = 0
     n_samples : int, default=1256
     random_state : int, default=0
     warn : callable or None
-        Receives the warning when the digits replace Fashion-MNIST (default: print to stderr).
+        Receives the warning when the digits replace Fashion-MNIST (default: the ``skfungi`` logger).
 
     Returns
     -------
@@ -43,7 +42,7 @@ def write_demo_data(folder, n_samples: int = DEMO_SAMPLES, random_state: int = 0
     """
     from .. import datasets
 
-    warn = warn or (lambda message: print(message, file=sys.stderr))
+    warn = warn or logger.warning
     try:
         images, labels, _, _ = datasets.load_fashion_mnist(n_samples, 10, random_state)
         name = "fashion-mnist"
@@ -64,16 +63,3 @@ def write_demo_data(folder, n_samples: int = DEMO_SAMPLES, random_state: int = 0
     np.savez(temporary, X=images, y=labels)
     temporary.replace(path)
     return path
-
-
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not 1 <= len(argv) <= 2:
-        print(__doc__.split("\n\n")[1], file=sys.stderr)
-        return 2
-    print(write_demo_data(argv[0], int(argv[1]) if len(argv) == 2 else DEMO_SAMPLES))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
