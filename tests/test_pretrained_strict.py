@@ -29,9 +29,9 @@ from safetensors.torch import save_file
 from test_pretrained import CLIP_CFG, TIMM_ARCH, bert_folder, cache_repository, save_repository, tiny_vit_weights
 
 from skfungi import FungiTransformer
+from skfungi._utils.quiet import muted
 from skfungi.backbones import CheckpointError, WeightsNotFoundError, resolve_backbone
 from skfungi.backbones._checkpoints import replaced
-from skfungi._utils.quiet import muted
 
 TEXTS = ["the cat sat on the mat", "a big red dog ran fast", "the small blue bird sings"]
 

@@ -11,10 +11,10 @@ import torch
 from sklearn.exceptions import NotFittedError
 
 from skfungi import GaussianProjection, KroneckerProjection, RademacherProjection
+from skfungi.projection import SRHTProjection, make_projection
 from skfungi.projection import _base as projection_base
 from skfungi.projection import dense as dense_module
 from skfungi.projection import srht as srht_module
-from skfungi.projection import SRHTProjection, make_projection
 
 
 @pytest.mark.parametrize("cls", [RademacherProjection, GaussianProjection])

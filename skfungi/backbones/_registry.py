@@ -25,9 +25,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from .._utils.quiet import muted
 from ..inputs.columns import column_values, is_missing
 from ._base import Backbone
-from .._utils.quiet import muted
 
 __all__ = [
     "FAMILIES",

@@ -39,7 +39,7 @@ class DINOLoss(FungiLoss):
         0.43: 96 px at 224, DINO's own local crop size). The side is then
         adjusted to what the backbone can forward (see
         :meth:`~skfungi.backbones.ImageBackbone.forward_size`, see
-        :func:`skfungi.views.image.dino_local_size`: a multiple of
+        ``skfungi.views.image.dino_local_size``: a multiple of
         the patch size for timm ViTs, whose position embeddings are
         interpolated; the input size for fixed-size models).
     latent_dim : int, default=2048

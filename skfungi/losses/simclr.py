@@ -61,7 +61,7 @@ class SimCLRLoss(FungiLoss):
         paper). ``False`` forwards it at its own side (112 px at 224; about a
         quarter of the cost), adjusted to what the backbone can forward (see
         :meth:`~skfungi.backbones.ImageBackbone.forward_size`; see
-        :func:`skfungi.views.image.simclr_patch_size`); ``views="fast"``
+        ``skfungi.views.image.simclr_patch_size``); ``views="fast"``
         uses ``False`` with ``grid_size=4``.
     n_views : int or "auto", default="auto"
         Positive views per sample for text / audio / tabular ("auto": 12 for
