@@ -53,15 +53,18 @@ def format_result(result: dict) -> str:
             _pm(scores[shot]["top1"]),
             _pm(scores[shot]["mean_per_class"]),
         ]
+        versus_embedding = (
+            f"{100 * np.mean(np.subtract(scores['knn']['top1'], embedding['scores']['knn']['top1'])):+.1f}"
+        )
         if row["features"] == ["embedding"]:
             cells += ["-", "-", "-", "-"]
         elif not row["gradient"]:
-            cells += [f"{100 * (row['mean'] - embedding['mean']):+.1f}", "", "", ""]
+            cells += [versus_embedding, "", "", ""]
         else:
             control, alternative = (row["comparisons"]["knn"][key] for key in ("control", "alternative"))
             same = alternative["reference"] == control["reference"]
             cells += [
-                f"{100 * (row['mean'] - embedding['mean']):+.1f}",
+                versus_embedding,
                 _against(control),
                 "the control" if same else _against(alternative),
                 row["verdict"],

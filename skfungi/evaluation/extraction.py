@@ -142,10 +142,11 @@ def extract_blocks(
         What identifies the data, fit samples and backbone in the store's keys
         (see :func:`~skfungi.evaluation.evaluate`); required with ``store``.
     progress : object or None
-        Shows progress: ``open(stage, description, total)``,
+        Shows progress: ``open(stage, description, total, unit=None)``,
         ``expect(stage, description, total)``, ``close(stage)`` and, as the
         library's progress listener, ``progress(stage, n_samples)`` per
-        finished sample (``skfungi.cli.progress.ProgressBars`` is one).
+        finished sample, image by image within a batch
+        (``skfungi.cli.progress.ProgressBars`` is one: the command line's bars).
     on_block : callable or None
         Called with each block as it is ready.
     random_state : int

@@ -139,7 +139,8 @@ def evaluate(
     pca : {"auto", "full", "covariance_eigh", "randomized"}, default="auto"
         The PCA's solver (see :func:`~skfungi.evaluation.scoring.pca_solver`).
     progress : object or None
-        Progress bars (see :func:`~skfungi.evaluation.extract_blocks`), e.g.
+        Progress bars, per sample within each block and per feature set
+        while scoring (see :func:`~skfungi.evaluation.extract_blocks`), e.g.
         ``skfungi.cli.progress.ProgressBars("image")``.
     log : callable or None
         Receives the messages (the estimate); default: the ``skfungi`` logger.
