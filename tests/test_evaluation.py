@@ -291,3 +291,8 @@ def test_the_documentation_describes_every_field_of_the_json():
 
     page = (Path(__file__).resolve().parents[1] / "docs" / "evaluate.md").read_text(encoding="utf-8")
     assert sorted(name for name in fields(SCHEMA) if f"`{name}`" not in page) == []
+
+
+def test_the_removed_skfungi_evidence_says_where_it_went():
+    with pytest.raises(ImportError, match=r"skfungi\.evaluation\.evaluate .*benchmarks/evidence"):
+        from skfungi.evidence import run_pair  # noqa: F401
