@@ -12,6 +12,10 @@ affects both alike:
 * ``batch_size`` on a CPU: DINO's 12 views per image forwarded 32 at a time
   (the default) against 4 at a time, for the ImageNet-shaped MobileNetV2 and
   the ViT at 224 px (the Kronecker projection, so that the forwards dominate);
+* torch's thread count (``--sections threads``): the same fit and transform
+  at one torch thread against two, interleaved (1, 2, 1, 2, ...): the README's
+  quickstart (MobileNetV2 at 32 px on scikit-learn digits, every block, fast
+  views), MobileNetV2 at 224 px and a ViT-S/16 at 224 px (paper views);
 * ``compile`` (with ``--compile``; minutes of compilation on a CPU): the
   backbone's forward through ``torch.compile``, against eager, once compiled;
   the first call, which compiles, is reported on its own.
@@ -126,6 +130,45 @@ def forward_batch(args) -> list[tuple[str, float, float]]:
     return rows
 
 
+def thread_counts(args) -> list[tuple[str, float, float]]:
+    """fit + transform at one torch thread against two, runs interleaved; the speed-up is two threads' over one."""
+    from sklearn.datasets import load_digits
+
+    digits = np.repeat(
+        (load_digits().images[: args.n_thread_images] * 16).clip(0, 255).astype(np.uint8)[..., None], 3, -1
+    )
+    photos = np.random.default_rng(0).integers(0, 256, (max(2, args.n_thread_images // 8), 256, 256, 3), dtype=np.uint8)
+    workloads = {
+        "quickstart: MobileNetV2 32 px, digits, every block, fast views": (
+            ImageBackbone(torchvision.models.mobilenet_v2(), layer="features.18.0", input_size=32),
+            digits,
+            "fast",
+        ),
+        "MobileNetV2 224 px, every block, paper views": (
+            ImageBackbone(torchvision.models.mobilenet_v2(), layer="features.18.0", input_size=224),
+            photos,
+            "paper",
+        ),
+        f"{args.vit}, every block, paper views": (TimmBackbone(args.vit, pretrained=False), photos[:2], "paper"),
+    }
+    rows = []
+    for name, (backbone, images, views) in workloads.items():
+        times = {1: [], 2: []}
+        for _ in range(args.repeats):
+            for threads in (1, 2):
+                torch.set_num_threads(threads)
+                fungi = FungiTransformer(backbone, views=views, batch_size=args.batch_size, random_state=0)
+                start = time.perf_counter()
+                fungi.fit(images).transform(images)
+                times[threads].append(time.perf_counter() - start)
+        seconds = {threads: statistics.median(values) for threads, values in times.items()}
+        rows += [
+            (f"{name}, {threads} thread(s)", 1000 * value / len(images), seconds[1] / value)
+            for threads, value in seconds.items()
+        ]
+    return rows
+
+
 def compiled(args) -> list[tuple[str, float, float]]:
     images = np.random.default_rng(0).integers(0, 256, (args.n_vit_images, 64, 64, 3), dtype=np.uint8)
     configs = {
@@ -162,23 +205,26 @@ def main(argv=None) -> int:
     parser.add_argument("--vit", default="vit_small_patch16_224", help="timm ViT for the precision rows")
     parser.add_argument("--n-batch-images", type=int, default=8, help="images per transform for batch_size (quick: 2)")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--n-thread-images", type=int, default=64, help="digits per run of the threads section")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timed repeats (quick: 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--compile", action="store_true", help="also measure compile=True (minutes on a CPU)")
     parser.add_argument(
         "--sections",
         default="num_workers,precision,batch_size",
-        help="comma-separated questions to answer (default num_workers,precision,batch_size)",
+        help="comma-separated questions among num_workers, precision, batch_size, threads "
+        "(default num_workers,precision,batch_size)",
     )
     parser.add_argument("--quick", action="store_true", help="~1 minute smoke run")
     args = parser.parse_args(argv)
     if args.quick:
         args.n_images, args.n_vit_images, args.n_batch_images, args.repeats = 64, 8, 2, 1
+        args.n_thread_images = 16
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch_size={args.batch_size}")
     sections = {section.strip() for section in args.sections.split(",")}
-    unknown = sections - {"num_workers", "precision", "batch_size"}
+    unknown = sections - {"num_workers", "precision", "batch_size", "threads"}
     if unknown:
         parser.error(f"unknown --sections {sorted(unknown)}")
     rows = []
@@ -189,6 +235,8 @@ def main(argv=None) -> int:
         rows += precision(args)
     if "batch_size" in sections:
         rows += forward_batch(args)
+    if "threads" in sections:
+        rows += thread_counts(args)
     if args.compile:
         rows += compiled(args)
     width = max(len(name) for name, *_ in rows)

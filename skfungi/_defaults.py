@@ -14,6 +14,7 @@ __all__ = [
     "EVALUATION_TEST_SIZE",
     "LAYER",
     "LOSSES",
+    "NUM_THREADS",
     "PRECISION",
     "PROJECTION",
     "VIEWS",
@@ -26,6 +27,7 @@ VIEWS = "paper"
 LAYER = "auto"
 PROJECTION = "srht"
 PRECISION = "float32"
+NUM_THREADS = "auto"
 
 # skfungi.evaluation.evaluate's defaults (and skfungi evaluate's): the paper's kNN on 5 random
 # stratified splits of 70% train / 30% test, transformers fitted on 64 samples held out of the data

@@ -105,6 +105,14 @@ default="srht"
     num_workers : int, default=0
         Threads that decode inputs (files, PIL images, resizing) ahead of the
         batch being computed; 0 decodes in the calling thread.
+    num_threads : "auto", int or None, default="auto"
+        torch's intra-op threads during ``fit`` and ``transform`` (restored
+        afterwards). ``"auto"`` runs small forwards (``batch_size`` views of
+        under 1 GFLOP in all, such as a MobileNetV2 on 32-px images) at one
+        thread, where a second thread gains little on idle cores and costs up
+        to 100x when another job holds a core, and leaves larger ones at
+        torch's count (``torch.set_num_threads``); an int sets the count;
+        None leaves torch's setting alone. See the user guide's "Threads".
     compile : bool or dict, default=False
         Run the backbone's forward through ``torch.compile`` (a dict gives its
         keyword arguments, e.g. ``{"mode": "max-autotune"}``). Only a shallow
@@ -213,6 +221,7 @@ default="srht"
         device="auto",
         precision=defaults.PRECISION,
         num_workers=0,
+        num_threads=defaults.NUM_THREADS,
         compile=False,
         random_state=None,
         modality="auto",
@@ -231,6 +240,7 @@ default="srht"
         self.device = device
         self.precision = precision
         self.num_workers = num_workers
+        self.num_threads = num_threads
         self.compile = compile
         self.random_state = random_state
         self.modality = modality
@@ -250,6 +260,7 @@ default="srht"
         "device": [str, torch.device],
         "precision": [StrOptions(set(PRECISIONS))],
         "num_workers": [int_range(0)],
+        "num_threads": [StrOptions({"auto"}), int_range(1), None],
         "compile": ["boolean", dict],
         "random_state": ["random_state"],
         "modality": [StrOptions({"auto", *MODALITIES})],
@@ -404,6 +415,7 @@ default="srht"
             include_embedding=bool(self.include_embedding),
             batch_size=int(self.batch_size),
             num_workers=int(self.num_workers),
+            num_threads=self.num_threads,
             precision=self.precision,
             verbose=int(self.verbose),
             on_non_finite=self.on_non_finite,

@@ -103,7 +103,7 @@ def test_features_are_bitwise_identical_at_any_thread_count(case, bert_dir, rest
     for threads in THREADS:
         torch.set_num_threads(threads)
         fungi, X = make()
-        fitted[threads] = fungi.fit(X)
+        fitted[threads] = fungi.set_params(num_threads=None).fit(X)  # torch's count, not the small-forward rule
     torch.set_num_threads(1)
     reference = fitted[1].transform(X)
     width = fitted[1].embedding_dim_
@@ -115,3 +115,43 @@ def test_features_are_bitwise_identical_at_any_thread_count(case, bert_dir, rest
                 assert np.array_equal(features, reference), (case, fit_threads, transform_threads)
             else:  # the backbone's own forward depends on the thread count: rounding-level differences only
                 np.testing.assert_allclose(features, reference, atol=1e-5)
+
+
+class ThreadsSeen(nn.Module):
+    """A linear embedding that records torch's thread count at every forward."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.linear = nn.Linear(width, 8)
+        self.seen = []
+
+    def forward(self, rows):
+        self.seen.append(torch.get_num_threads())
+        return self.linear(rows)
+
+
+@pytest.mark.parametrize(
+    "width, setting, expected",
+    [
+        (16, "auto", 1),  # a forward of 16 rows x 2 x 16 x 8 = 4,096 FLOPs: small, one thread
+        (64, "auto", 3),  # 16,384 FLOPs: large, torch's count
+        (16, 2, 2),  # an int sets the count
+        (16, None, 3),  # None leaves torch's setting alone
+    ],
+)
+def test_num_threads_runs_small_forwards_at_one_thread_and_restores_the_count(
+    width, setting, expected, restore_threads, monkeypatch
+):
+    from skfungi._utils import threads
+    from skfungi.backbones import TabularBackbone
+
+    monkeypatch.setattr(threads, "SMALL_FORWARD_FLOPS", 10_000)  # 1 GFLOP by default: scaled to tiny modules
+    torch.manual_seed(0)
+    module = ThreadsSeen(width)
+    rows = np.random.default_rng(0).normal(size=(16, width)).astype(np.float32)
+    fungi = FungiTransformer(TabularBackbone(module), losses=("kl",), num_threads=setting, batch_size=16)
+    torch.set_num_threads(3)
+    fungi.fit(rows).transform(rows)
+    assert fungi.extractor_.flops_per_view == 2 * width * 8
+    assert set(module.seen[1:]) == {expected}  # the first forward, fit's probe, runs before the rule is known
+    assert torch.get_num_threads() == 3

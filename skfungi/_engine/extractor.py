@@ -45,6 +45,7 @@ from .._utils.device import autocast, loss_dtype
 from .._utils.freeze import frozen_eval
 from .._utils.progress import SampleCounter, listening, report_progress
 from .._utils.seeding import derive_seed, generator
+from .._utils.threads import counted_flops, thread_count, torch_threads
 from ..backbones.layers import layer_shape, resolve_layer
 from ..inputs.lazy import LazySequence
 from ..losses import LossContext
@@ -82,6 +83,7 @@ class RunOptions:
     precision: str = "float32"
     verbose: int = 0
     on_non_finite: str = "raise"
+    num_threads: int | str | None = "auto"  # torch's threads for the call (see skfungi._utils.threads)
     bank_cache: Path | None = None  # folder of stored negative banks (the estimator's memory); None: no cache
 
 
@@ -110,6 +112,7 @@ class FeatureExtractor:
         self.seed = seed
         self.embedding_dim = None
         self.gradient_shape = None
+        self.flops_per_view = None
 
     @property
     def losses(self) -> list:
@@ -122,7 +125,8 @@ class FeatureExtractor:
         """Probe the backbone, fit the projection and every block."""
         with frozen_eval(self.backbone.module):
             first = KeyedSample.of(self.backbone, samples, 0)
-            probe = ExtractionRun(self, options).embeddings([self.backbone.inference_view(first.sample)])
+            view = self.backbone.inference_view(first.sample)
+            probe, self.flops_per_view = counted_flops(lambda: ExtractionRun(self, options).embeddings([view]))
             self.embedding_dim = probe.shape[-1]
             if self.losses:
                 self._fit_projection(n_components)
@@ -135,10 +139,16 @@ class FeatureExtractor:
                 training_samples=LazySequence(samples, functools.partial(KeyedSample.from_raw, backbone=self.backbone)),
                 negative_bank=functools.partial(self._negative_bank, options, probe.device),
             )
-            for block in self.blocks:
-                logger.info("fitting %s", type(block).__name__)
-                block.fit(context)
+            with self._threads(options):
+                for block in self.blocks:
+                    logger.info("fitting %s", type(block).__name__)
+                    block.fit(context)
         return self
+
+    def _threads(self, options: RunOptions):
+        """The torch thread count of a call with ``options`` (``num_threads``, see ``skfungi._utils.threads``)."""
+        flops = getattr(self, "flops_per_view", None)  # absent from extractors pickled before it was counted
+        return torch_threads(thread_count(options.num_threads, flops, options.batch_size))
 
     def _fit_projection(self, n_components) -> None:
         shape = layer_shape(resolve_layer(self.backbone.module, self.layer_path))
@@ -178,7 +188,8 @@ class FeatureExtractor:
 
     def transform(self, samples, options: RunOptions) -> np.ndarray:
         """Feature rows of ``samples`` (float32), in order."""
-        return ExtractionRun(self, options).transform(samples)
+        with self._threads(options):
+            return ExtractionRun(self, options).transform(samples)
 
     def to(self, device: torch.device, memo: dict | None = None) -> FeatureExtractor:
         """A shallow copy whose backbone and blocks live on ``device`` (the given module is never moved in place;

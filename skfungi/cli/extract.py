@@ -87,7 +87,12 @@ def extract_command(args: argparse.Namespace) -> int:
             else:
                 fungi = fit_transformer(args, names, fit_source, bars)
                 files = {TRANSFORMER_FILE: transformer_writer(fungi)}
-            fungi.set_params(batch_size=args.batch_size, num_workers=args.num_workers, verbose=int(bool(args.verbose)))
+            fungi.set_params(
+                batch_size=args.batch_size,
+                num_workers=args.num_workers,
+                num_threads=options.num_threads(args.threads),
+                verbose=int(bool(args.verbose)),
+            )
             feature_names = fungi.get_feature_names_out().tolist()
             if store.manifest.setdefault("feature_names", feature_names) != feature_names:
                 raise CommandError(f"the features of {parts} were named differently; pass --restart to start anew.")
@@ -230,15 +235,12 @@ def _torch_threads(threads: int | None, verbose: bool) -> Iterator[None]:
     """
     import torch
 
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    if verbose:
-        logger.info("torch runs %d thread(s)%s", torch.get_num_threads(), "" if threads is None else " (--threads)")
-    try:
+    from .._utils.threads import torch_threads
+
+    with torch_threads(threads):
+        if verbose:
+            logger.info("torch runs %d thread(s)%s", torch.get_num_threads(), "" if threads is None else " (--threads)")
         yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _transform_pending(store: ChunkStore, fungi, source, args: argparse.Namespace, bars: ProgressBars) -> None:

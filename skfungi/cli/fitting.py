@@ -86,6 +86,7 @@ def fit_transformer(args: argparse.Namespace, names: tuple[str, ...], fit_source
         device=args.device,
         precision=args.precision or options.PRECISION,
         num_workers=args.num_workers,
+        num_threads=options.num_threads(args.threads),
         memory=args.bank_cache,
         verbose=int(bool(args.verbose)),  # the model libraries' own messages; the bars are the command's
     )

@@ -31,6 +31,7 @@ __all__ = [
     "PROTOCOL_CHOICES",
     "SEED",
     "VIEWS",
+    "num_threads",
     "paper_losses",
 ]
 
@@ -39,6 +40,12 @@ VIEWS = _defaults.VIEWS
 LAYER = _defaults.LAYER
 PRECISION = _defaults.PRECISION
 paper_losses = _defaults.paper_losses
+
+
+def num_threads(threads: int | None):
+    """The transformer's ``num_threads`` for ``--threads``: the count asked for, else the library's rule."""
+    return _defaults.NUM_THREADS if threads is None else threads
+
 
 SEED = 0  # the command's features are repeatable by default (the library's random_state is None)
 FIT_SAMPLES = 64  # the reference implementation's bank size
