@@ -216,5 +216,3 @@ def load_digits_images(
         random_state=random_state,
     )
     return X_train, y_train, X_test, y_test
-
-
