@@ -169,11 +169,11 @@ def test_a_bank_of_another_thread_count_is_not_reused(folder):
     """Audit: a bank stored at 2 torch threads was read at 1 (features 1e-7 away from a fresh run at 1):
     the cache must keep "same inputs, parameters and thread count give the same features, bit for bit"."""
     torch.set_num_threads(2)
-    try:
-        transformer(memory=folder).fit(IMAGES)
+    try:  # num_threads=None: torch's count (the default runs these tiny forwards at one thread)
+        transformer(memory=folder, num_threads=None).fit(IMAGES)
     finally:
         torch.set_num_threads(1)
-    cached, fresh = transformer(memory=folder).fit(IMAGES), transformer().fit(IMAGES)
+    cached, fresh = transformer(memory=folder, num_threads=None).fit(IMAGES), transformer(num_threads=None).fit(IMAGES)
     assert len(banks(folder)) == 2
     assert_fresh(cached, fresh, IMAGES[:3])
 
