@@ -296,3 +296,15 @@ def test_the_documentation_describes_every_field_of_the_json():
 def test_the_removed_skfungi_evidence_says_where_it_went():
     with pytest.raises(ImportError, match=r"skfungi\.evaluation\.evaluate .*benchmarks/evidence"):
         from skfungi.evidence import run_pair  # noqa: F401
+
+
+def test_a_module_takes_the_input_size_through_its_adapter():
+    """evaluate(module, ..., input_size=...) resolves the module into its adapter first (a timm ViT, a
+    plain CNN), as it does a spec string; it refused a module before."""
+    from conftest import tiny_cnn, tiny_vit
+
+    images, labels = tiny_data(n=40)
+    for module, size in ((tiny_vit(), 16), (tiny_cnn(), 10)):
+        report = evaluate(module, images, labels, losses=["kl"], layer="auto" if size == 16 else "pointwise",
+                          fit_samples=4, splits=2, input_size=size)  # fmt: skip
+        assert report.blocks["embedding"].features.shape[0] == 36

@@ -78,12 +78,15 @@ def resolve_once(backbone, sample, *, random_state: int = 0, device="auto", inpu
 
     A spec string is resolved by a transformer fitted on one sample (so that a
     spec with random weights gets the weights the transformer would give);
-    ``input_size`` then replaces the adapter's (image backbones). Modules and
-    adapters are returned as they are unless ``input_size`` is given.
+    ``input_size`` then replaces the adapter's (image backbones), for which a
+    module is resolved into its adapter the same way. Adapters, and modules
+    without ``input_size``, are returned as they are.
     """
+    import torch
+
     FungiTransformer = fungi_transformer()
     adapter = backbone
-    if isinstance(backbone, str):
+    if isinstance(backbone, str) or (input_size is not None and isinstance(backbone, torch.nn.Module)):
         fitted = FungiTransformer(backbone, losses=(), random_state=random_state, device=device).fit([sample])
         adapter = fitted.backbone_
     if input_size is not None:
