@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from . import options
+from .arguments import positive_int, sample_size
 from .errors import CommandError
 
 __all__ = ["EVALUATE_DESCRIPTION", "EVALUATE_EPILOG", "add_evaluate_arguments", "evaluate_command"]
@@ -57,27 +58,6 @@ examples:
   skfungi evaluate --compare srht/report.json dense/report.json"""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _size(text: str):
-    """A fraction in (0, 1) or a count of samples."""
-    try:
-        value = float(text) if "." in text else int(text)
-    except ValueError:
-        value = 0
-    if not (0 < value < 1 if isinstance(value, float) else value >= 1):
-        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a number of samples, got {text!r}")
-    return value
-
-
 def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``skfungi evaluate``."""
     parser.add_argument("input", metavar="INPUT", nargs="?", help="labelled data: a folder, a table, .npz or .npy")
@@ -113,30 +93,32 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--splits",
-        type=_positive_int,
+        type=positive_int,
         default=options.EVALUATE_SPLITS,
         metavar="N",
         help=f"random stratified splits (default {options.EVALUATE_SPLITS})",
     )
     parser.add_argument(
         "--test-size",
-        type=_size,
+        type=sample_size,
         default=options.EVALUATE_TEST_SIZE,
         metavar="X",
         help=f"test part of each split: a fraction or a number of samples (default {options.EVALUATE_TEST_SIZE})",
     )
-    parser.add_argument("--train-size", type=_size, metavar="X", help="training part of each split (default: rest)")
+    parser.add_argument(
+        "--train-size", type=sample_size, metavar="X", help="training part of each split (default: rest)"
+    )
     parser.add_argument(
         "--fit-samples",
-        type=_positive_int,
+        type=positive_int,
         default=options.EVALUATE_FIT_SAMPLES,
         metavar="N",
         help=f"samples held out of INPUT to fit on (default {options.EVALUATE_FIT_SAMPLES})",
     )
     parser.add_argument(
-        "--max-samples", type=_positive_int, metavar="N", help="evaluate a stratified sample of N samples of INPUT"
+        "--max-samples", type=positive_int, metavar="N", help="evaluate a stratified sample of N samples of INPUT"
     )
-    parser.add_argument("--image-size", type=_positive_int, metavar="N", help="side of the image backbone's views")
+    parser.add_argument("--image-size", type=positive_int, metavar="N", help="side of the image backbone's views")
     parser.add_argument("--text-column", default="text", metavar="NAME", help="text column of a table (default text)")
     parser.add_argument("--label-column", metavar="NAME", help="label column of a table, label array of a .npz")
     parser.add_argument("--labels", metavar="FILE", help="labels of a .npy INPUT: a .npy array or one label per line")
@@ -146,14 +128,14 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=options.SEED, metavar="N", help="random_state (default 0)")
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=options.EVALUATE_BATCH_SIZE,
         metavar="N",
         help=f"samples per batch (default {options.EVALUATE_BATCH_SIZE})",
     )
     parser.add_argument("--device", default="auto", metavar="DEVICE", help="torch device (default auto)")
     parser.add_argument("--precision", choices=("float32", "bfloat16", "float16"), default=options.PRECISION)
-    parser.add_argument("--threads", type=_positive_int, metavar="N", help="torch's intra-op threads for this run")
+    parser.add_argument("--threads", type=positive_int, metavar="N", help="torch's intra-op threads for this run")
     parser.add_argument("--num-workers", type=int, default=0, metavar="N", help="decoding threads (default 0)")
     parser.add_argument("--no-estimate", action="store_true", help="extract without timing a few samples first")
     parser.add_argument(

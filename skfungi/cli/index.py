@@ -33,6 +33,7 @@ import shutil
 from pathlib import Path
 
 from . import options
+from .arguments import positive_int
 from .errors import CommandError
 
 __all__ = ["add_index_commands", "index_command", "search_command"]
@@ -60,16 +61,16 @@ def add_index_commands(commands) -> None:
     index.add_argument("-o", "--output", required=True, metavar="INDEX", help="the index folder to write")
     _add_columns_arguments(index)
     index.add_argument("--metric", choices=("euclidean", "sqeuclidean", "cosine", "ip"), default=parameters["metric"])
-    index.add_argument("--M", type=_positive_int, default=parameters["M"], metavar="N", help="links per node")
+    index.add_argument("--M", type=positive_int, default=parameters["M"], metavar="N", help="links per node")
     index.add_argument(
-        "--ef-construction", type=_positive_int, default=parameters["ef_construction"], metavar="N", help="build width"
+        "--ef-construction", type=positive_int, default=parameters["ef_construction"], metavar="N", help="build width"
     )
     index.add_argument(
-        "--ef", type=_positive_int, default=parameters["ef"], metavar="N", help="search width kept with the index"
+        "--ef", type=positive_int, default=parameters["ef"], metavar="N", help="search width kept with the index"
     )
     index.add_argument(
         "--n-neighbors",
-        type=_positive_int,
+        type=positive_int,
         default=parameters["n_neighbors"],
         metavar="N",
         help="neighbours of the loaded HNSWTransformer's transform (its n_neighbors)",
@@ -89,9 +90,9 @@ def add_index_commands(commands) -> None:
     )
     search.add_argument("index", metavar="INDEX", help="an index folder written by skfungi index")
     search.add_argument("queries", metavar="QUERIES", help="query features: .parquet file or folder, or .npy")
-    search.add_argument("-k", type=_positive_int, default=10, metavar="K", help="neighbours per query (default 10)")
+    search.add_argument("-k", type=positive_int, default=10, metavar="K", help="neighbours per query (default 10)")
     search.add_argument("-o", "--output", required=True, metavar="NEIGHBOURS", help="the .parquet file to write")
-    search.add_argument("--ef", type=_positive_int, metavar="N", help="search width (default: the index's)")
+    search.add_argument("--ef", type=positive_int, metavar="N", help="search width (default: the index's)")
     search.add_argument("--id-column", default="sample", metavar="NAME", help="ids of QUERIES (default 'sample')")
     search.add_argument("--overwrite", action="store_true", help="replace NEIGHBOURS if it exists")
     _add_run_arguments(search)
@@ -115,7 +116,7 @@ def _add_columns_arguments(parser) -> None:
 def _add_run_arguments(parser) -> None:
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=options.INDEX_BATCH_SIZE,
         metavar="N",
         help=f"rows read and added (or searched) at a time (default {options.INDEX_BATCH_SIZE})",
@@ -127,16 +128,6 @@ def _add_run_arguments(parser) -> None:
         help="hnswlib threads (default 1: the graph is then the same at every build; -1: every core)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar, warnings and errors only")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 # -- skfungi index ---------------------------------------------------------------------------------------------

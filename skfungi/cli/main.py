@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from . import options
+from .arguments import non_negative_int, positive_int
 from .options import COMMAND_LOSSES
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "build_parser", "main"]
@@ -174,7 +175,7 @@ def _add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", help="dotted path of the target layer (default: the backbone's own choice)")
     parser.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=options.BATCH_SIZE,
         metavar="N",
         help=f"samples per batch (default {options.BATCH_SIZE}); the progress bar moves once per batch",
@@ -194,14 +195,14 @@ def _add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--num-workers",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=0,
         metavar="N",
         help="threads decoding the next batches while one is computed (default 0: none)",
     )
     parser.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="torch's intra-op threads for this run (default: torch's own, one per core). On a machine busy with "
         "other jobs, 1 can be several times faster: threads that wait for a busy core stall the others (measured "
@@ -210,7 +211,7 @@ def _add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     cluster = parser.add_mutually_exclusive_group()
     cluster.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="transform the chunks on a local Dask cluster of N worker processes, one torch thread each (fitting "
         "stays in this process); needs pip install 'skfungi[distributed]'. See docs/scale_out.md",
@@ -235,7 +236,7 @@ def _add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--fit-samples",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help=f"size of SimCLR's negative bank: samples of the fit input encoded by fit, drawn with --seed "
         f"(default {options.FIT_SAMPLES}; with skfungi:mobilenet_v2 and the paper's views each costs about 0.7 "
@@ -262,7 +263,7 @@ def _add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--chunk-size",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         default=options.CHUNK_SIZE,
         help=f"samples per saved chunk, the unit of resumption: an interruption loses at most one chunk's work "
@@ -302,23 +303,6 @@ def _add_extract_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also show the progress bars, log messages and warnings of the libraries the backbone comes from",
     )
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
