@@ -227,10 +227,21 @@ def test_numbers_in_object_arrays_and_ints_are_converted_as_sklearn_does(rows):
 def test_nan_is_refused_at_fit_and_transform(rows):
     bad = rows.copy()
     bad[3, 2] = np.nan
-    with pytest.raises(ValueError, match="Input X contains NaN"):
+    with pytest.raises(ValueError, match=r"X contains NaN or infinite values \(first at sample 3, feature 2: nan\)"):
         make_fungi().fit(bad)
-    with pytest.raises(ValueError, match="Input X contains NaN"):
+    with pytest.raises(ValueError, match="first at sample 3, feature 2"):
         make_fungi().fit(rows).transform(bad)
+
+
+def test_infinite_values_and_missing_cells_of_a_dataframe_name_the_sample_and_the_column(rows):
+    bad = rows.copy()
+    bad[5, 1] = -np.inf
+    with pytest.raises(ValueError, match=r"first at sample 5, feature 1: -inf"):
+        make_fungi().fit(bad)
+    frame = pd.DataFrame(rows.round(), columns=list("abcde")).astype("Int64")
+    frame.loc[4, "d"] = pd.NA
+    with pytest.raises(ValueError, match=r"first at sample 4, feature 'd'"):
+        make_fungi().fit(frame)
 
 
 def test_strings_are_refused_naming_where_they_are(rows):

@@ -2,7 +2,8 @@
 
 Rows are validated as scikit-learn validates them (``validate_data``: NaN,
 infinity, strings, sparse input and a changed number of features are
-errors); strings and image-shaped arrays get errors that say what to do.
+errors); NaN and infinite values, strings and image-shaped arrays get errors
+that name where they are and say what to do.
 """
 
 from __future__ import annotations
@@ -29,10 +30,25 @@ def as_rows(X, estimator=None, reset: bool = True) -> np.ndarray:
         refuse_meta(X, "X")
         X = X.detach().cpu().numpy()
     _refuse_strings_and_images(X)
-    options = {"dtype": [np.float64, np.float32], "copy": False}
-    if estimator is None:
-        return check_array(X, **options)
-    return validate_data(estimator, X, reset=reset, **options)
+    columns = list(X.columns) if hasattr(X, "columns") else None
+    options = {"dtype": [np.float64, np.float32], "copy": False, "ensure_all_finite": False}
+    rows = check_array(X, **options) if estimator is None else validate_data(estimator, X, reset=reset, **options)
+    _refuse_non_finite(rows, columns)
+    return rows
+
+
+def _refuse_non_finite(rows: np.ndarray, columns: list | None) -> None:
+    """Name the first NaN or infinite value (a missing cell of a DataFrame is NaN by now): its row and feature,
+    which scikit-learn's own check leaves out."""
+    bad = ~np.isfinite(rows)
+    if not bad.any():
+        return
+    sample, feature = np.argwhere(bad)[0]
+    name = repr(columns[feature]) if columns is not None else str(feature)
+    raise ValueError(
+        f"X contains NaN or infinite values (first at sample {sample}, feature {name}: {rows[sample, feature]}); "
+        "the tabular backbone needs finite features: drop or impute such rows first (e.g. SimpleImputer)."
+    )
 
 
 def _refuse_strings_and_images(X) -> None:
