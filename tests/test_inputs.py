@@ -79,6 +79,11 @@ def test_different_input_kind_at_transform(fitted):
         fitted.transform(np.zeros((3, 5), np.float32))
 
 
+def test_texts_given_to_an_image_transformer_are_named_as_texts_not_only_as_missing_files(fitted):
+    with pytest.raises(ValueError, match=r"'a cat' \(sample 0\).*no such file.*image file's path: texts need a text"):
+        fitted.transform(["a cat", "a dog"])
+
+
 @pytest.mark.parametrize(
     ("params", "error", "message"),
     [

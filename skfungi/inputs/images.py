@@ -241,5 +241,10 @@ def _open_image(path: str, where: str) -> np.ndarray:
         with Image.open(path) as image:
             image.load()
             return pil_array(image, where)
+    except FileNotFoundError as error:  # often not a path at all: texts given to an image backbone
+        raise ValueError(
+            f"cannot read {where}: no such file; an image backbone takes a str as an image file's path: texts need a "
+            "text backbone (hf:..., sentence_transformers:..., open_clip with modality='text')."
+        ) from error
     except (OSError, ValueError) as error:
         raise ValueError(f"cannot read {where}: {error}") from error
