@@ -308,3 +308,63 @@ def test_a_module_takes_the_input_size_through_its_adapter():
         report = evaluate(module, images, labels, losses=["kl"], layer="auto" if size == 16 else "pointwise",
                           fit_samples=4, splits=2, input_size=size)  # fmt: skip
         assert report.blocks["embedding"].features.shape[0] == 36
+
+
+# -- the audit's inputs: labels of any type, bad settings named before any extraction ----------------
+
+
+def test_class_labels_of_any_type_give_the_same_scores_and_missing_or_mixed_labels_are_refused(backbone):
+    """Float class ids (0.0, 0.5) were refused by scikit-learn as 'continuous' after the whole extraction;
+    a missing label (None, NaN) failed inside NumPy or scikit-learn, or was silently scored as a class."""
+    images, labels = tiny_data(n=40)
+    settings = {"losses": (), "fit_samples": 4, "splits": 2, "protocols": ("knn", "few_shot_knn:3")}
+    by_int = evaluate(backbone, images, labels, **settings)
+    for other in (labels * 0.5, np.array(["a", "b", "c"])[labels], labels.astype(object), labels == 1):
+        scores = evaluate(backbone, images, other, **settings).results[0].scores
+        if other.dtype != bool:
+            assert scores == by_int.results[0].scores
+    missing = labels.astype(object)
+    missing[[5, 9]] = None, np.nan
+    with pytest.raises(ValueError, match=r"y has no label for sample\(s\) 5, 9"):
+        evaluate(backbone, images, missing, **settings)
+    mixed = labels.astype(object)
+    mixed[7] = "2"
+    with pytest.raises(ValueError, match=r"y mixes labels of different kinds \(numbers, strings: sample 7 is '2'\)"):
+        evaluate(backbone, images, mixed, **settings)
+
+
+def test_bad_samples_and_settings_are_named_before_anything_is_extracted(backbone, extracted_rows):
+    images, labels = tiny_data(n=40)
+    settings = {"losses": (), "fit_samples": 4, "splits": 2}
+    with pytest.raises(TypeError, match=r"X must be a sequence of samples .* got generator"):
+        evaluate(backbone, (image for image in images), labels, **settings)
+    with pytest.raises(ValueError, match="X is empty"):
+        evaluate(backbone, images[:0], labels[:0], **settings)
+    for fit_samples in (True, 1.5, [], "photos/"):
+        with pytest.raises(ValueError, match="fit_samples must be a number of samples to hold out of X"):
+            evaluate(backbone, images, labels, **{**settings, "fit_samples": fit_samples})
+    with pytest.raises(ValueError, match="the number of splits must be a positive int, got True"):
+        evaluate(backbone, images, labels, **{**settings, "splits": True})
+    with pytest.raises(ValueError, match="pca='svd' is not a PCA solver"):
+        evaluate(backbone, images, labels, **settings, pca="svd")
+    assert extracted_rows["rows"] == 0
+
+
+def test_a_bad_sample_is_named_by_its_position_in_x_not_in_the_part_it_was_held_out_in(backbone):
+    """The fit samples and the pool are parts of X: an error named a position in the part (sample 26 for
+    X's sample 30)."""
+    images, labels = tiny_data(n=40)
+    as_floats = images / 255.0
+    for position in (30, 2, 15):  # 2 and 15 are held out to fit on
+        bad = as_floats.copy()
+        bad[position, 0, 0, 0] = np.nan
+        with pytest.raises(ValueError, match=rf"^sample {position} contains NaN or infinite values"):
+            evaluate(backbone, list(bad), labels, losses=LOSSES[2:], fit_samples=4, splits=2)  # SimCLR: a bank
+
+
+def test_a_numpy_seed_gives_a_report_that_writes_its_json(backbone, tmp_path):
+    images, labels = tiny_data(n=40)
+    report = evaluate(backbone, images, labels, losses=(), fit_samples=4, splits=2, random_state=np.int64(3))
+    report.to_json(tmp_path / "report.json")
+    assert validate_report(json.loads((tmp_path / "report.json").read_text())) is None
+    assert report.splits[0].seed == 3

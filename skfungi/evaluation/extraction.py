@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
+from .._utils.sample_names import samples_named
 from .feature_sets import EMBEDDING, VIEWS_SUFFIX, is_gradient_block, set_label
 from .store import Block, BlockStore
 
@@ -126,6 +127,7 @@ def extract_blocks(
     progress=None,
     on_block: Callable[[Block], None] | None = None,
     random_state: int = 0,
+    positions: tuple | None = None,
     **transformer_options,
 ) -> dict[str, Block]:
     """Each block on ``samples``, by its own transformer fitted on ``fit_samples``, or read from ``store``.
@@ -153,6 +155,10 @@ def extract_blocks(
     on_block : callable or None
         Called with each block as it is ready.
     random_state : int
+    positions : (sequence or None, sequence or None) or None
+        Where ``fit_samples`` and ``samples`` lie in the caller's data (their
+        positions in ``X``): an error that names a sample by its position
+        names it by these instead. None: as given.
     **transformer_options
         ``layer``, ``projection``, ``projection_dim``, ``batch_size``,
         ``device``, ``precision``, ``num_workers``, ``memory``, ... of ``FungiTransformer``.
@@ -179,7 +185,7 @@ def extract_blocks(
                 random_state=random_state,
                 **options,
             )
-            block = _extract_one(transformer, name, loss, fit_samples, samples, progress)
+            block = _extract_one(transformer, name, loss, fit_samples, samples, progress, positions or (None, None))
             if isinstance(backbone, str):  # the next blocks reuse the loaded model
                 backbone = transformer.backbone_
             if store is not None:
@@ -214,14 +220,15 @@ def _listening(progress):
     return progress_listener(progress)
 
 
-def _extract_one(transformer, name: str, loss, fit_samples, samples, progress) -> Block:
+def _extract_one(transformer, name: str, loss, fit_samples, samples, progress, positions) -> Block:
     label = set_label((name,))
     if progress is not None and _has_bank(loss):
         progress.expect("fit", f"{label}: fit (negative bank)", total=len(fit_samples))
     with _listening(progress):
         try:
             start = time.perf_counter()
-            transformer.fit(fit_samples)
+            with samples_named(positions[0]):
+                transformer.fit(fit_samples)
             fitted = time.perf_counter()
         finally:
             if progress is not None:
@@ -229,7 +236,8 @@ def _extract_one(transformer, name: str, loss, fit_samples, samples, progress) -
         if progress is not None:
             progress.open("transform", label, total=len(samples))
         try:
-            features = transformer.transform(samples)
+            with samples_named(positions[1]):
+                features = transformer.transform(samples)
             done = time.perf_counter()
         finally:
             if progress is not None:
@@ -273,6 +281,7 @@ def estimate_extraction(
     *,
     n_timed: int = 4,
     random_state: int = 0,
+    positions: tuple | None = None,
     **transformer_options,
 ) -> Estimate:
     """Time every block on ``n_timed`` samples (one transformer with all of them) and extrapolate.
@@ -283,22 +292,27 @@ def estimate_extraction(
     slower per sample than large ones, and extracting each block on its own
     forwards the inference view once per block, so the figure is approximate.
     Pass a resolved adapter (:func:`resolve_once`): a spec string would be
-    loaded inside the timed fit.
+    loaded inside the timed fit. ``positions`` as in :func:`extract_blocks`.
     """
     FungiTransformer = fungi_transformer()
     losses = [copy.deepcopy(loss) for loss in blocks.values() if loss is not None]
     k = max(1, min(n_timed, len(fit_samples), len(samples) - 1 if len(samples) > 1 else 1))
     options = {"projection": _projection_default(), **transformer_options}
     transformer = FungiTransformer(backbone, losses=losses, random_state=random_state, **options)
+    fit_positions, positions = positions or (None, None)
     start = time.perf_counter()
-    transformer.fit(list(fit_samples[:k]))
+    with samples_named(None if fit_positions is None else fit_positions[:k]):
+        transformer.fit(list(fit_samples[:k]))
     fit_time = time.perf_counter() - start
     bank = [loss for loss in transformer.losses_ if hasattr(loss, "n_negatives_")]
     if bank:  # encoding the bank dominates fit: scale it to the real bank's size
         fit_time *= min(max(loss.n_negatives_ for loss in bank), len(fit_samples)) / k
-    transformer.transform(list(samples[:1]))  # warm-up
-    timed = list(samples[1 : k + 1]) if len(samples) > k else list(samples[:k])
+    with samples_named(None if positions is None else positions[:1]):
+        transformer.transform(list(samples[:1]))  # warm-up
+    first = 1 if len(samples) > k else 0
+    timed = list(samples[first : first + k])
     start = time.perf_counter()
-    transformer.transform(timed)
+    with samples_named(None if positions is None else positions[first : first + k]):
+        transformer.transform(timed)
     per_sample = (time.perf_counter() - start) / len(timed)
     return Estimate(fit_time + per_sample * len(samples), fit_time, per_sample, len(timed))

@@ -12,11 +12,12 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from .. import _defaults
+from .._utils.sample_names import samples_named
 from ..protocols import PAPER_N_NEIGHBORS
 from .extraction import estimate_extraction, extract_blocks, plan_blocks, resolve_once, settings_of
 from .feature_sets import control_of, is_gradient_set, no_gradient_sets, parse_feature_sets
 from .report import EvaluationReport
-from .scoring import check_protocols, draw_splits, score_feature_sets
+from .scoring import check_pca_solver, check_protocols, draw_splits, score_feature_sets
 from .store import BlockStore, backbone_identity, sample_digest
 from .verdict import build_results, recommend
 
@@ -34,8 +35,63 @@ def _take(X, indices):
     return [X[int(index)] for index in indices]
 
 
+def _check_samples(X) -> None:
+    if isinstance(X, (str, bytes)) or not hasattr(X, "__len__") or not hasattr(X, "__getitem__"):
+        raise TypeError(
+            f"X must be a sequence of samples with a length (a list, an array, a Series...); got {type(X).__name__}."
+        )
+    if len(X) == 0:
+        raise ValueError("X is empty: evaluate needs labelled samples to hold out, train and test on.")
+
+
+def _checked_labels(y, n_samples: int) -> np.ndarray:
+    """``y`` as an array of one label per sample; missing labels and labels of mixed kinds are refused, naming
+    the samples (NumPy and scikit-learn failed on them with messages that named neither)."""
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != n_samples:
+        raise ValueError(f"y must hold one label per sample: {n_samples} samples, y of shape {y.shape}.")
+    missing = [index for index, label in enumerate(y) if _is_missing(label)]
+    if missing:
+        listed = ", ".join(map(str, missing[:10])) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        raise ValueError(f"y has no label for sample(s) {listed} (None or NaN); drop those samples or label them.")
+    if y.dtype == object:
+        kinds = [_kind(label) for label in y]
+        if len(set(kinds)) > 1:
+            other = next(index for index, kind in enumerate(kinds) if kind != kinds[0])
+            raise ValueError(
+                f"y mixes labels of different kinds ({', '.join(sorted(set(kinds)))}: sample {other} is "
+                f"{y[other]!r}); give labels of one kind, e.g. y.astype(str)."
+            )
+    return y
+
+
+def _class_codes(labels: np.ndarray) -> np.ndarray:
+    """The classes as codes ``0 .. n_classes - 1`` (in sorted order, so the stratified splits are the same), for
+    the classifiers: they take float labels (class ids 0.0, 0.5) as a regression target."""
+    return np.unique(labels, return_inverse=True)[1].reshape(-1)
+
+
+def _is_missing(label) -> bool:
+    if label is None:
+        return True
+    try:
+        return bool(label != label)  # NaN
+    except (TypeError, ValueError):  # pandas' NA, whose truth value is ambiguous
+        return True
+
+
+def _kind(label) -> str:
+    if isinstance(label, (str, bytes)):
+        return "strings"
+    return "numbers" if isinstance(label, numbers.Number) else type(label).__name__
+
+
 def _split_fit(X, y: np.ndarray, fit_samples, random_state: int):
-    """The pool to score and the samples to fit on: ``fit_samples`` samples held out of ``X``, or given."""
+    """The pool to score and the samples to fit on: ``fit_samples`` samples held out of ``X``, or given.
+
+    Returns the pool, its labels, the fit samples, and the positions in ``X`` of the pool and of the fit
+    samples (None for fit samples given).
+    """
     if isinstance(fit_samples, numbers.Integral) and not isinstance(fit_samples, bool):
         if not 0 < fit_samples < len(y) - 3:
             raise ValueError(f"fit_samples={fit_samples} must be between 1 and the number of samples minus 4.")
@@ -45,8 +101,17 @@ def _split_fit(X, y: np.ndarray, fit_samples, random_state: int):
         except ValueError:  # a class too small to stratify
             pool, fit = train_test_split(indices, test_size=int(fit_samples), random_state=random_state)
         pool, fit = np.sort(pool), np.sort(fit)
-        return _take(X, pool), y[pool], _take(X, fit)
-    return X, y, fit_samples
+        return _take(X, pool), y[pool], _take(X, fit), pool, fit
+    if not _is_sample_sequence(fit_samples):
+        raise ValueError(
+            "fit_samples must be a number of samples to hold out of X (an int) or the samples to fit on (a non-empty "
+            f"sequence); got {repr(fit_samples)[:80]}."
+        )
+    return X, y, fit_samples, np.arange(len(y)), None
+
+
+def _is_sample_sequence(value) -> bool:
+    return not isinstance(value, (str, bytes, numbers.Number)) and hasattr(value, "__len__") and len(value) > 0
 
 
 def _description(value) -> str:
@@ -101,7 +166,9 @@ def evaluate(
     X : sequence of samples
         Images, texts, ``(waveform, rate)`` clips or table rows, as ``FungiTransformer`` takes them.
     y : array-like of shape (n_samples,)
-        Their classes.
+        Their classes: numbers (class ids such as 0.5 included), strings or
+        booleans, of one kind; a missing label (None, NaN) is an error naming
+        the samples. An error about a sample names its position in ``X``.
     losses, views, layer, projection, projection_dim
         As in ``FungiTransformer`` (the same defaults: the paper's losses for
         the modality, ``"paper"`` views, the SRHT projection). The no-gradient
@@ -158,10 +225,10 @@ def evaluate(
         raise ValueError(f"random_state must be a non-negative int (the store's keys and the splits use it), "
                          f"got {random_state!r}.")  # fmt: skip
     protocols = check_protocols(protocols)
-    y = np.asarray(y)
-    if y.ndim != 1 or len(y) != len(X):
-        raise ValueError(f"y must hold one label per sample: {len(X)} samples, y of shape {y.shape}.")
-    pool, labels, fit = _split_fit(X, y, fit_samples, random_state)
+    check_pca_solver(pca)
+    _check_samples(X)
+    y = _checked_labels(y, len(X))
+    pool, labels, fit, pool_positions, fit_positions = _split_fit(X, y, fit_samples, random_state)
     drawn = draw_splits(labels, splits, train_size=train_size, test_size=test_size, seed=random_state)
     n_train = len(drawn[0].train)
     if n_train < PAPER_N_NEIGHBORS and any(protocol.startswith("knn") for protocol in protocols):
@@ -178,8 +245,10 @@ def evaluate(
     candidates = no_gradient_sets(names)
     controls = [control_of(feature_set, names) for feature_set in requested if is_gradient_set(feature_set)]
     references = list(dict.fromkeys([*candidates, *controls]))
-    adapter = resolve_once(backbone, _take(pool, [0])[0], random_state=random_state, device=device,
-                           input_size=input_size)  # fmt: skip
+    positions = (fit_positions, pool_positions)  # errors name a sample by its position in X
+    with samples_named(pool_positions[:1]):
+        adapter = resolve_once(backbone, _take(pool, [0])[0], random_state=random_state, device=device,
+                               input_size=input_size)  # fmt: skip
     options = {
         "layer": layer,
         "projection": projection,
@@ -206,16 +275,17 @@ def evaluate(
     expected = None
     if estimate and missing:
         expected = _estimate(adapter, blocks_plan, fit, pool, losses, views, modality, random_state, options, log,
-                             len(names) - len(missing))  # fmt: skip
+                             len(names) - len(missing), positions)  # fmt: skip
     extract_start = time.perf_counter()
     blocks = extract_blocks(adapter, blocks_plan, fit, pool, store=store, store_settings=store_settings,
-                            progress=progress, random_state=random_state, **options)  # fmt: skip
+                            progress=progress, random_state=random_state, positions=positions, **options)  # fmt: skip
     score_start = time.perf_counter()
     to_score = list(dict.fromkeys([*requested, *references]))
     if progress is not None:
         progress.open("score", f"scoring on {len(drawn)} splits", total=len(drawn) * len(to_score), unit="set")
     try:
-        scores = score_feature_sets(blocks, labels, to_score, drawn, protocols, pca=pca, threads=_torch_threads(),
+        scores = score_feature_sets(blocks, _class_codes(labels), to_score, drawn, protocols, pca=pca,
+                                    threads=_torch_threads(),
                                     on_scored=None if progress is None else lambda: progress("score", 1))  # fmt: skip
     finally:
         if progress is not None:
@@ -273,9 +343,11 @@ def _version() -> str:
     return __version__
 
 
-def _estimate(adapter, blocks_plan, fit, pool, losses, views, modality, random_state, options, log, n_stored) -> dict:
+def _estimate(adapter, blocks_plan, fit, pool, losses, views, modality, random_state, options, log, n_stored,
+              positions) -> dict:  # fmt: skip
     """Time a few samples of every block, in this preset and in the other one where it changes the views."""
     timing_options = {key: value for key, value in options.items() if key != "memory"}
+    timing_options["positions"] = positions
     found = estimate_extraction(adapter, blocks_plan, fit, pool, random_state=random_state, **timing_options)
     result = {"views": views, **found.to_dict(), "alternative": None}
     stored = f" ({n_stored} of {len(blocks_plan)} blocks are stored: only the others are extracted)" if n_stored else ""

@@ -39,6 +39,7 @@ __all__ = [
     "PROTOCOLS",
     "GramPCA",
     "Split",
+    "check_pca_solver",
     "check_protocols",
     "draw_splits",
     "pca_solver",
@@ -48,6 +49,7 @@ __all__ = [
 ]
 
 PROTOCOLS = ("knn", "knn_no_pca", "linear_probe", "few_shot_knn", "kmeans")
+PCA_SOLVERS = ("auto", "full", "gram", "covariance_eigh", "randomized")
 _LABELS = {
     "knn": "kNN top-1",
     "knn_no_pca": "kNN top-1 (no PCA)",
@@ -101,17 +103,17 @@ def draw_splits(labels, n_splits: int, *, train_size=None, test_size=0.3, seed: 
     [(0, 12, 8), (1, 12, 8), (2, 12, 8)]
     """
     labels = np.asarray(labels)
-    if not isinstance(n_splits, (int, np.integer)) or n_splits < 1:
+    if not isinstance(n_splits, (int, np.integer)) or isinstance(n_splits, bool) or n_splits < 1:
         raise ValueError(f"the number of splits must be a positive int, got {n_splits!r}.")
     classes, counts = np.unique(labels, return_counts=True)
     if len(classes) < 2:
         raise ValueError(f"the labels hold {len(classes)} class; scoring needs at least 2.")
     if counts.min() < 2:
-        rare = classes[np.argmin(counts)]
+        rare = classes.tolist()[int(np.argmin(counts))]
         raise ValueError(f"class {rare!r} has {counts.min()} sample; every class needs at least 2 to be split.")
-    splitter = StratifiedShuffleSplit(n_splits, train_size=train_size, test_size=test_size, random_state=seed)
+    splitter = StratifiedShuffleSplit(int(n_splits), train_size=train_size, test_size=test_size, random_state=seed)
     return [
-        Split(index, seed, train, test)
+        Split(index, int(seed), train, test)
         for index, (train, test) in enumerate(splitter.split(np.zeros(len(labels)), labels))
     ]
 
@@ -133,6 +135,13 @@ def check_protocols(protocols: Sequence[str]) -> list[str]:
     if len(set(checked)) != len(checked):
         raise ValueError(f"protocols {checked} name one twice.")
     return checked
+
+
+def check_pca_solver(pca: str) -> str:
+    """``pca``, checked to name a solver of :func:`score_feature_sets` (before any extraction, not after)."""
+    if pca not in PCA_SOLVERS:
+        raise ValueError(f"pca={pca!r} is not a PCA solver; use one of {', '.join(PCA_SOLVERS)}.")
+    return pca
 
 
 def primary_metric(protocol: str) -> str:
@@ -267,6 +276,7 @@ def score_feature_sets(
 
     labels = np.asarray(labels)
     protocols = check_protocols(protocols)
+    check_pca_solver(pca)
     with threadpool_limits(limits=threads, user_api="blas"):
         return _score_all(blocks, labels, feature_sets, splits, protocols, pca, on_scored)
 
