@@ -368,3 +368,18 @@ def test_a_numpy_seed_gives_a_report_that_writes_its_json(backbone, tmp_path):
     report.to_json(tmp_path / "report.json")
     assert validate_report(json.loads((tmp_path / "report.json").read_text())) is None
     assert report.splits[0].seed == 3
+
+
+def test_a_vit_takes_another_input_size_by_its_patches_and_an_impossible_one_is_refused():
+    """input_size=24 on a 16-px ViT of 8-px patches failed inside timm ('Input height (24) doesn't match model
+    (16)'); input_size=3, 0 or True failed inside timm or PIL."""
+    from conftest import tiny_vit
+
+    images, labels = tiny_data(n=40)
+    report = evaluate(tiny_vit(), images, labels, losses=["kl"], fit_samples=4, splits=2, input_size=24)
+    assert np.isfinite(report.blocks["kl"].features).all()
+    with pytest.raises(ValueError, match=r"input_size=3 .* cannot forward: it takes 8-px views; pass input_size=8"):
+        evaluate(tiny_vit(), images, labels, losses=["kl"], fit_samples=4, splits=2, input_size=3)
+    for size in (0, True, 2.5):
+        with pytest.raises(ValueError, match=rf"input_size must be a positive int, got {size}"):
+            evaluate(tiny_vit(), images, labels, losses=["kl"], fit_samples=4, splits=2, input_size=size)

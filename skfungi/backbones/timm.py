@@ -167,7 +167,8 @@ class TimmBackbone(ImageBackbone):
         return max(1, round(size / self.patch_size)) * self.patch_size
 
     def embed_inputs(self, inputs: torch.Tensor) -> torch.Tensor:
-        if self.patch_size is None or inputs.shape[-1] == self.input_size:
+        # the model's own side, not input_size: an input_size replaced by the caller needs the interpolation too
+        if self.patch_size is None or inputs.shape[-1] == _patch_embedding_shape(self.module)[1]:
             return super().embed_inputs(inputs)
         with interpolated_position_embeddings(self.module):
             return super().embed_inputs(inputs)

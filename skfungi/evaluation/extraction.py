@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import numbers
 import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
@@ -93,8 +94,23 @@ def resolve_once(backbone, sample, *, random_state: int = 0, device="auto", inpu
     if input_size is not None:
         if not hasattr(adapter, "input_size"):
             raise ValueError(f"input_size applies to image backbones; {type(adapter).__name__} has none.")
-        adapter = copy.copy(adapter)
-        adapter.input_size = int(input_size)
+        adapter = _resized(adapter, input_size)
+    return adapter
+
+
+def _resized(adapter, input_size):
+    """A copy of the image adapter whose views are ``input_size`` pixels, a side it can forward (a ViT: a
+    multiple of its patch size; a model of fixed size: its own)."""
+    if not isinstance(input_size, numbers.Integral) or isinstance(input_size, bool) or input_size < 1:
+        raise ValueError(f"input_size must be a positive int, got {input_size!r}.")
+    forwarded = adapter.forward_size(int(input_size))
+    if forwarded != input_size:
+        raise ValueError(
+            f"input_size={input_size} is a side {type(adapter).__name__}({type(adapter.module).__name__}) cannot "
+            f"forward: it takes {forwarded}-px views; pass input_size={forwarded}."
+        )
+    adapter = copy.copy(adapter)
+    adapter.input_size = int(input_size)
     return adapter
 
 
