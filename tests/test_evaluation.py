@@ -383,3 +383,29 @@ def test_a_vit_takes_another_input_size_by_its_patches_and_an_impossible_one_is_
     for size in (0, True, 2.5):
         with pytest.raises(ValueError, match=rf"input_size must be a positive int, got {size}"):
             evaluate(tiny_vit(), images, labels, losses=["kl"], fit_samples=4, splits=2, input_size=size)
+
+
+def test_a_run_that_is_not_a_readable_report_is_refused_naming_its_file(report, tmp_path):
+    """compare_runs gave JSON's, UTF-8's or the schema's message without the file ('report: missing
+    skfungi_version, ...', 'Expecting value: line 1 column 1')."""
+    good = tmp_path / "good.json"
+    report.to_json(good)
+    other_schema = {**json.loads(good.read_text()), "schema": "skfungi.evaluation/9"}
+    contents = {
+        "schema.json": json.dumps(other_schema),
+        "another-tool.json": json.dumps({"schema": "other/1", "rows": []}),
+        "list.json": "[1, 2]",
+        "empty.json": "",
+        "broken.json": "{oops",
+        "latin1.json": b"\xff\xfe{}",
+    }
+    for name, content in contents.items():
+        path = tmp_path / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+        with pytest.raises(ValueError, match=rf"run '.*{name}' is not a report of skfungi evaluate"):
+            compare_runs(path, good)
+    with pytest.raises(ValueError, match=r"unknown version 'skfungi.evaluation/9' \(this skfungi reads"):
+        compare_runs(good, tmp_path / "schema.json")
+    for missing in (tmp_path / "nope.json", tmp_path):
+        with pytest.raises(ValueError, match=rf"cannot read run '{missing}'"):
+            compare_runs(missing, good)

@@ -31,8 +31,24 @@ def load_report(run) -> dict:
     elif isinstance(run, dict):
         document = run
     else:
-        document = json.loads(Path(run).read_text())
+        return _read_report(Path(run))
     validate_report(document)
+    return document
+
+
+def _read_report(path: Path) -> dict:
+    """The report in the file ``path``; an unreadable file or one of another shape is named in the error."""
+    try:
+        text = path.read_bytes()
+    except OSError as error:
+        raise ValueError(f"cannot read run {str(path)!r}: {error.strerror or error}.") from error
+    try:
+        document = json.loads(text.decode("utf-8"))
+        validate_report(document)
+    except ValueError as error:  # JSON's and UTF-8's errors are ValueErrors
+        raise ValueError(
+            f"run {str(path)!r} is not a report of skfungi evaluate (its --json, or report.to_json): {error}"
+        ) from error
     return document
 
 

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .feature_sets import FeatureSet, set_label
+from .schema import SCHEMA_VERSION
 from .scoring import Split, primary_metric, protocol_label
 from .store import Block
 from .verdict import FeatureSetResult
 
 __all__ = ["SCHEMA_VERSION", "TABLE_WIDTH", "EvaluationReport"]
 
-SCHEMA_VERSION = "skfungi.evaluation/1"
 TABLE_WIDTH = 88
 _LABEL, _SCORE, _GAIN, _WINS, _COST = 42, 11, 11, 5, 11
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 
-__all__ = ["SCHEMA", "ListOf", "MapOf", "Optional", "validate_report"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "ListOf", "MapOf", "Optional", "validate_report"]
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,10 @@ ROW = {
     "comparisons": MapOf(MapOf(COMPARISON)),  # protocol -> "control" / "alternative" -> comparison
     "disagreement": Optional(str),  # the protocols' verdicts, when they differ
 }
+
+SCHEMA_VERSION = "skfungi.evaluation/1"
 SCHEMA = {
-    "schema": str,  # "skfungi.evaluation/1"
+    "schema": str,  # SCHEMA_VERSION
     "skfungi_version": str,
     "data": {
         "name": str,
@@ -152,9 +154,10 @@ def validate_report(document: dict) -> None:
     list has one value per split, and every protocol of ``protocols`` is
     scored in every row.
     """
+    version = document.get("schema") if isinstance(document, dict) else None
+    if version is not None and version != SCHEMA_VERSION:  # another version's fields differ: say so, not the first one
+        raise ValueError(f"report.schema: unknown version {version!r} (this skfungi reads {SCHEMA_VERSION}).")
     _check(document, SCHEMA, "report")
-    if document["schema"] != "skfungi.evaluation/1":
-        raise ValueError(f"report.schema: unknown version {document['schema']!r}.")
     n_splits = len(document["splits"])
     for index, row in enumerate(document["rows"]):
         for protocol in document["protocols"]:
