@@ -23,12 +23,12 @@ import argparse
 import json
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from presets import make_backbone
+from timing import timed
 
 from skfungi import FungiTransformer
 from skfungi.losses import SimCLRLoss
@@ -44,9 +44,7 @@ def fit_seconds(backbone, images: np.ndarray, negatives: int, batch_size: int, d
         random_state=0,
         memory=memory,
     )
-    start = time.perf_counter()
-    fungi.fit(images)
-    return time.perf_counter() - start
+    return timed(fungi.fit, images)[0]
 
 
 def main(argv=None) -> dict:

@@ -29,28 +29,29 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, os.fspath(Path(__file__).resolve().parent))
 from neighbors import Vectors  # the clustered vectors of the HNSWTransformer benchmark
+from timing import process_peak_rss_mb, stopwatch, timed
+
+BENCHMARKS = os.fspath(Path(__file__).resolve().parent)  # where the child finds timing.py
 
 K = 10
 # The child reports its own peak RSS (VmHWM) at exit: the ru_maxrss of a child includes its parent's high-water
 # mark at the fork, here the parent's brute-force search.
 CHILD = (
     "import atexit, runpy, sys\n"
-    "path = sys.argv.pop(1)\n"
-    "def report():\n"
-    "    peak = [line for line in open('/proc/self/status') if line.startswith('VmHWM')][0].split()[1]\n"
-    "    open(path, 'w').write(peak)\n"
-    "atexit.register(report)\n"
+    "path, benchmarks = sys.argv.pop(1), sys.argv.pop(1)\n"
+    "sys.path.insert(0, benchmarks)\n"
+    "from timing import peak_rss_mb\n"
+    "sys.path.remove(benchmarks)\n"
+    "atexit.register(lambda: open(path, 'w').write(str(peak_rss_mb())))\n"
     "sys.argv[0] = 'skfungi'\n"
     "runpy.run_module('skfungi', run_name='__main__')\n"
 )
@@ -61,34 +62,31 @@ def write_dataset(folder: Path, n: int, dim: int, seed: int) -> float:
     from skfungi.cli.outputs import write_dataset as write
 
     vectors = Vectors("clustered", dim, seed)
-    started = time.perf_counter()
-    write(
-        folder,
-        lambda: (X for X, _ in vectors.rows(n)),
-        [f"embedding{i}" for i in range(dim)],
-        np.arange(n, dtype=np.int64),
-        None,
-        "blocks",
-    )
-    return time.perf_counter() - started
+    with stopwatch() as elapsed:
+        write(
+            folder,
+            lambda: (X for X, _ in vectors.rows(n)),
+            [f"embedding{i}" for i in range(dim)],
+            np.arange(n, dtype=np.int64),
+            None,
+            "blocks",
+        )
+    return elapsed.wall
 
 
 def run_child(arguments: list[str]) -> tuple[float, float]:
     """Run ``skfungi <arguments>`` in a child process; its wall seconds and peak RSS in MiB."""
     with tempfile.NamedTemporaryFile(suffix=".peak") as peak:
-        started = time.perf_counter()
-        status = subprocess.run([sys.executable, "-c", CHILD, peak.name, *arguments]).returncode
-        seconds = time.perf_counter() - started
-        if status != 0:
+        seconds, done = timed(subprocess.run, [sys.executable, "-c", CHILD, peak.name, BENCHMARKS, *arguments])
+        if done.returncode != 0:
             raise SystemExit(f"skfungi {' '.join(arguments)} failed")
-        return seconds, int(Path(peak.name).read_text()) / 1024
+        return seconds, float(Path(peak.name).read_text())
 
 
-def exact_neighbours(folder: Path, queries: np.ndarray, k: int) -> tuple[np.ndarray, float]:
+def exact_neighbours(folder: Path, queries: np.ndarray, k: int) -> np.ndarray:
     """Row numbers of the exact ``k`` nearest (euclidean) rows of each query, reading ``folder`` batch by batch."""
     import pyarrow.parquet as pq
 
-    started = time.perf_counter()
     best_distances = np.full((len(queries), 0), np.inf, dtype=np.float32)
     best_rows = np.empty((len(queries), 0), dtype=np.int64)
     query_norms = (queries**2).sum(1)[:, None]
@@ -103,7 +101,7 @@ def exact_neighbours(folder: Path, queries: np.ndarray, k: int) -> tuple[np.ndar
             keep = np.argpartition(best_distances, k, axis=1)[:, :k]
             best_distances = np.take_along_axis(best_distances, keep, axis=1)
             best_rows = np.take_along_axis(best_rows, keep, axis=1)
-    return best_rows, time.perf_counter() - started
+    return best_rows
 
 
 def main() -> None:
@@ -140,7 +138,7 @@ def main() -> None:
 
         queries, _ = Vectors("clustered", args.dim, args.seed).array(args.queries, stream=2)
         np.save(work / "queries.npy", queries)
-        exact, exact_seconds = exact_neighbours(dataset, queries, K)
+        exact_seconds, exact = timed(exact_neighbours, dataset, queries, K)
         rows = []
         for ef in efs:
             output = work / f"nn_{ef}.parquet"
@@ -170,7 +168,7 @@ def main() -> None:
         "searches": rows,
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
         "load_average": os.getloadavg(),
-        "self_peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "self_peak_rss_mb": process_peak_rss_mb(),
     }
     print()
     print("| n | dim | build (s) | peak RSS (MiB) | raw vectors (MiB) | RSS / raw | index file (MiB) |")

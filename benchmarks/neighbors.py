@@ -61,6 +61,7 @@ import tempfile
 import time
 
 import numpy as np
+from timing import current_rss_mb, peak_rss_mb, stopwatch, timed
 
 BLOCK = 10_000
 K = 20
@@ -114,14 +115,6 @@ class Vectors:
 # -- memory (Linux /proc) ----------------------------------------------------------------------
 
 
-def proc_status_mb(field: str) -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 # -- the child: streaming build and approximate queries -------------------------------------------
 
 
@@ -129,35 +122,33 @@ def child(args) -> None:
     from skfungi.neighbors import HNSWTransformer
 
     queries = np.load(args.queries_file)
-    baseline_mb = proc_status_mb("VmRSS")
+    baseline_mb = current_rss_mb()
     model = HNSWTransformer(
         n_neighbors=K, metric=args.metric, M=args.M, ef_construction=args.ef_construction, n_jobs=-1, random_state=0
     )
-    start = time.perf_counter()
-    if args.features:
-        train = np.load(args.train_file, mmap_mode="r")
-        for offset in range(0, len(train), BLOCK):
-            model.partial_fit(train[offset : offset + BLOCK])
-    else:
-        for X, _ in Vectors(args.data, args.dim, args.seed).rows(args.n):
-            model.partial_fit(X)
-    build_s = time.perf_counter() - start
-    peak_after_build_mb = proc_status_mb("VmHWM")
+    with stopwatch() as build:
+        if args.features:
+            train = np.load(args.train_file, mmap_mode="r")
+            for offset in range(0, len(train), BLOCK):
+                model.partial_fit(train[offset : offset + BLOCK])
+        else:
+            for X, _ in Vectors(args.data, args.dim, args.seed).rows(args.n):
+                model.partial_fit(X)
+    build_s = build.wall
+    peak_after_build_mb = peak_rss_mb()
 
     results = []
     model.set_params(ef=args.ef_list[0]).kneighbors(queries[:100])  # warm-up
     for ef in args.ef_list:
         model.set_params(ef=ef)
-        start = time.perf_counter()
-        indices = model.kneighbors(queries, K, return_distance=False)
-        seconds = time.perf_counter() - start
+        seconds, indices = timed(model.kneighbors, queries, K, return_distance=False)
         np.save(os.path.join(args.out_dir, f"hnsw_ef{ef}.npy"), indices)
         results.append({"ef": ef, "query_s": seconds})
     report = {
         "build_s": build_s,
         "baseline_rss_mb": baseline_mb,
         "peak_rss_after_build_mb": peak_after_build_mb,
-        "peak_rss_mb": proc_status_mb("VmHWM"),
+        "peak_rss_mb": peak_rss_mb(),
         "index_elements": model.n_samples_fit_,
         "queries": results,
     }
@@ -188,10 +179,10 @@ def extract_fashion_mnist(n_train: int, path: str) -> None:
     X_train, y_train, X_test, y_test = load_fashion_mnist(n_train, max(1, n_train // 5), random_state=0)
     backbone = ImageBackbone(load_mobilenet_v2(), embed=embed_mobilenet, input_size=DEMO_IMAGE_SIZE)
     fungi = FungiTransformer(backbone, losses=("kl",), layer=MOBILENET_LAYER, batch_size=128, random_state=0)
-    start = time.perf_counter()
-    train = fungi.fit_transform(X_train)
-    test = fungi.transform(X_test)
-    print(f"extracted {len(train) + len(test):,} FUNGI rows in {time.perf_counter() - start:.0f} s", flush=True)
+    with stopwatch() as extraction:
+        train = fungi.fit_transform(X_train)
+        test = fungi.transform(X_test)
+    print(f"extracted {len(train) + len(test):,} FUNGI rows in {extraction.wall:.0f} s", flush=True)
     np.savez(path, train=train, test=test, train_labels=y_train, test_labels=y_test)
 
 
@@ -241,12 +232,8 @@ def parent(args) -> None:
             train, train_labels = vectors.array(args.n)
         exact_metric = {"euclidean": "euclidean", "cosine": "cosine", "sqeuclidean": "sqeuclidean"}[args.metric]
         exact_model = KNeighborsTransformer(n_neighbors=K, algorithm="brute", metric=exact_metric)
-        start = time.perf_counter()
-        exact_model.fit(train)
-        exact_fit_s = time.perf_counter() - start
-        start = time.perf_counter()
-        exact = exact_model.kneighbors(queries, K, return_distance=False)
-        exact_query_s = time.perf_counter() - start
+        exact_fit_s, _ = timed(exact_model.fit, train)
+        exact_query_s, exact = timed(exact_model.kneighbors, queries, K, return_distance=False)
         raw_mb = train.nbytes / 2**20
         del exact_model, train
 

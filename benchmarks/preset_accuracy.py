@@ -16,12 +16,10 @@ One run per preset (``--preset``), then ``--plot`` draws every run's JSON.
 * Accuracy: the paper's kNN (k=20, uniform vote, Euclidean, PCA to 512 capped by the data,
   fitted on the training part) over ``--splits`` random stratified splits of the pool
   (``--test`` test images each); mean +- std in points.
-* The extraction itself runs with a ``--projection-buffer-mb`` buffer of reduced gradients (the
-  library's default is 64 MiB): the dense matrix is regenerated once per buffer, which dominates
-  on MobileNetV2's 1280 x 320 gradient; features do not depend on the buffer size.
 * Cost: seconds per image of each block with each projection, from ``transform`` of
-  ``--timing-images`` images per loss (fastest of 2 repeats), relative to the embedding forward
-  (``losses=()``); a combination costs its losses plus the embedding (KL shares its forward).
+  ``--timing-images`` images per loss (the blocks interleaved, fastest of 2 repeats), relative to
+  the embedding forward (``losses=()``); a combination costs its losses plus the embedding (KL
+  shares its forward).
 
 Usage::
 
@@ -36,16 +34,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import json
-import time
 
 import numpy as np
 import torch
 from sklearn.model_selection import StratifiedShuffleSplit
+from timing import fastest, interleaved, stopwatch, timed
 
 from skfungi import FungiTransformer
-from skfungi._engine import extractor as _engine
 from skfungi.backbones.mobilenet import mobilenet_v2_backbone
 from skfungi.datasets import FASHION_MNIST_DIR, read_idx
 from skfungi.projection import FlatGradientProjection, KroneckerProjection, make_projection
@@ -114,34 +112,34 @@ def combinations():
 
 
 def block_seconds(backbone, preset: str, images, bank, batch_size: int, projection: str) -> dict[str, float]:
-    """Seconds per image of the embedding forward and of each loss with ``projection``."""
-    seconds = {}
+    """Seconds per image of the embedding forward and of each loss with ``projection``, the blocks
+    timed in turn (fastest of 2 repeats)."""
+    calls = {}
     for name in ("embedding", *LOSSES):
-        losses = () if name == "embedding" else (name,)
         fungi = FungiTransformer(
             backbone,
-            losses=losses,
+            losses=() if name == "embedding" else (name,),
             views=preset,
             projection=projection,
             device="cpu",
             batch_size=batch_size,
             random_state=0,
         ).fit(bank)
-        seconds[name] = min(_timed(fungi.transform, images) for _ in range(2)) / len(images)
+        calls[name] = functools.partial(fungi.transform, images)
+    seconds = {name: best / len(images) for name, best in fastest(interleaved(calls, 2)).items()}
     # KL shares the embedding's forward: its cost is what it adds to it
     seconds["kl"] = max(seconds["kl"] - seconds["embedding"], 0.0)
     return seconds
 
 
-def _timed(function, *args) -> float:
-    start = time.perf_counter()
-    function(*args)
-    return time.perf_counter() - start
-
-
 def run(args) -> dict:
+    with stopwatch() as total:
+        result = evaluate_presets(args)
+    return {**result, "wall_seconds": total.wall}
+
+
+def evaluate_presets(args) -> dict:
     torch.set_num_threads(args.threads)
-    started = time.perf_counter()
     images, labels, bank = pool_and_bank(args.pool, args.bank)
     backbone = mobilenet_v2_backbone(input_size=args.input_size)
     projections = args.projections.split(",")
@@ -162,11 +160,7 @@ def run(args) -> dict:
         random_state=0,
     )
     fungi.fit(bank)
-    # a larger buffer regenerates the dense matrix less often; features do not depend on it
-    _engine.PROJECTION_BUFFER_BYTES = args.projection_buffer_mb * 2**20
-    extraction = time.perf_counter()
-    features = fungi.transform(images)
-    extraction = time.perf_counter() - extraction
+    extraction, features = timed(fungi.transform, images)
     print(f"features {features.shape} in {extraction:.0f} s", flush=True)
     if args.save_features:
         np.savez_compressed(args.save_features, features=features, labels=labels)
@@ -210,7 +204,6 @@ def run(args) -> dict:
         "batch_size": args.batch_size,
         "seconds_per_image": seconds,
         "extraction_seconds": extraction,
-        "wall_seconds": time.perf_counter() - started,
         "rows": results,
     }
 
@@ -311,9 +304,6 @@ def main(argv=None):
         default=32,
         help="FungiTransformer batch_size: at most this many views per forward (on a CPU, MobileNetV2 at 224 px "
         "runs 2x faster per image in forwards of 4 than of 32)",
-    )
-    parser.add_argument(
-        "--projection-buffer-mb", type=int, default=1024, help="projection buffer of the feature extraction"
     )
     parser.add_argument("--json", help="write the results here")
     parser.add_argument("--save-features", help="also save the extracted features and labels here (.npz)")

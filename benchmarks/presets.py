@@ -23,16 +23,17 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import inspect
 import json
 import platform
-import time
+from contextlib import nullcontext
 
 import numpy as np
 import torch
+from timing import fastest, interleaved
 
 from skfungi import FungiTransformer
-from skfungi._utils.device import autocast
 from skfungi.losses import VIEW_PRESETS, make_loss
 
 LOSS_SETS = {
@@ -89,55 +90,55 @@ def make_transformer(backbone, preset, losses, negatives: int, args):
     )
 
 
-def embedding_seconds(backbone, images: np.ndarray, batch_size: int, precision: str) -> float:
+def forward_precision(precision: str, device: torch.device):
+    """``torch.autocast`` at ``precision`` on ``device``, as ``FungiTransformer(precision=...)`` runs the
+    backbone's forward (none for float32)."""
+    if precision == "float32":
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=getattr(torch, precision))
+
+
+def embed_all(backbone, images: np.ndarray, batch_size: int, precision: str):
+    """The plain embedding forward: the adapter's ``embed`` of the inference views, without gradient.
+
+    Returns the call that runs it, the views built beforehand (outside the timing)."""
     samples = backbone.as_samples(images)
     views = [backbone.inference_view(backbone.canonical(samples[i], i)) for i in range(len(images))]
-    synchronize(backbone.device)
-    start = time.perf_counter()
-    with torch.no_grad(), autocast(precision, backbone.device):
-        for first in range(0, len(views), batch_size):
-            backbone.embed(views[first : first + batch_size])
-    synchronize(backbone.device)
-    return time.perf_counter() - start
 
+    def embed() -> None:
+        with torch.no_grad(), forward_precision(precision, backbone.device):
+            for first in range(0, len(views), batch_size):
+                backbone.embed(views[first : first + batch_size])
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    return embed
 
 
 def measure(backbone_name: str, presets, images, args) -> dict:
     backbone = make_backbone(backbone_name, args.input_size, args.model_args).to(torch.device(args.device))
-    fitted = {}
+    calls = {"embedding": embed_all(backbone, images, args.batch_size, args.precision)}
     for preset in presets:
         for label in args.loss_sets.split(","):
-            losses = LOSS_SETS[label]
-            fungi = make_transformer(backbone, preset, losses, args.negatives, args)
-            fitted[preset, label] = fungi.fit(images)
-    times = {key: [] for key in fitted}
-    baseline = []
-    for repeat in range(args.repeats):
-        baseline.append(embedding_seconds(backbone, images, args.batch_size, args.precision))
-        for key, fungi in fitted.items():
-            synchronize(backbone.device)
-            start = time.perf_counter()
-            fungi.transform(images)
-            synchronize(backbone.device)
-            times[key].append(time.perf_counter() - start)
-            print(f"  repeat {repeat}: {backbone_name} {key[0]:6s} {key[1]:20s} {times[key][-1]:8.2f} s", flush=True)
-    base = min(baseline)
+            fungi = make_transformer(backbone, preset, LOSS_SETS[label], args.negatives, args).fit(images)
+            calls[preset, label] = functools.partial(fungi.transform, images)
+
+    def report(repeat: int, times: dict) -> None:
+        for key, seconds in times.items():
+            if key != "embedding":
+                print(f"  repeat {repeat}: {backbone_name} {key[0]:6s} {key[1]:20s} {seconds[-1]:8.2f} s", flush=True)
+
+    best = fastest(interleaved(calls, args.repeats, backbone.device, on_repeat=report))
+    base = best.pop("embedding")
     rows = []
-    for (preset, label), seconds in times.items():
-        best = min(seconds)
-        paper = min(times["paper", label])
+    for (preset, label), seconds in best.items():
+        paper = best["paper", label]
         rows.append(
             {
                 "backbone": backbone_name,
                 "preset": preset,
                 "losses": label,
-                "seconds_per_image": best / len(images),
-                "ratio_to_embedding": best / base,
-                "paper_over_preset": paper / best,
+                "seconds_per_image": seconds / len(images),
+                "ratio_to_embedding": seconds / base,
+                "paper_over_preset": paper / seconds,
             }
         )
     return {"embedding_seconds_per_image": base / len(images), "rows": rows}

@@ -13,7 +13,7 @@ samples (the engine regenerates it once per 64 MiB of reduced gradients).
 ``--memory`` adds the extra peak resident memory of one ``reduce`` +
 ``project`` call of ``S`` samples, each measured in a fresh interpreter
 (the peak RSS mark is reset after the factors are allocated; see
-``projection_child`` in ``throughput.py``, whose helpers it uses).
+``projection_child`` in ``throughput.py``).
 
 Usage::
 
@@ -25,15 +25,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import platform
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
+from timing import current_rss_mb, fastest, interleaved, peak_rss_mb, reset_peak_rss
 
 from skfungi.projection import make_projection
 
@@ -64,33 +65,24 @@ def fitted(name: str, layer: str):
     return make_projection(name).fit(shape, width, 0)
 
 
-def _synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def time_layer(layer: str, samples: int, views: int, repeats: int, device: str) -> dict[str, float]:
     """Fastest seconds per sample of ``reduce`` + ``project`` for each projection, interleaved."""
     g, a = factors(layer, samples, views, device)
     projections = {name: fitted(name, layer) for name in PROJECTIONS}
     for projection in projections.values():  # first call: SRHT draws its signs, kernels warm up
         projection.project(projection.reduce(g[:1], a[:1]))
-    best = dict.fromkeys(PROJECTIONS, float("inf"))
-    for _ in range(repeats):
-        for name, projection in projections.items():
-            _synchronize(device)
-            start = time.perf_counter()
-            out = projection.project(projection.reduce(g, a))
-            _synchronize(device)
-            best[name] = min(best[name], time.perf_counter() - start)
-            assert out.shape == (samples, LAYERS[layer][1])
-    return {name: seconds / samples for name, seconds in best.items()}
+    calls = {name: functools.partial(reduce_and_project, projection, g, a) for name, projection in projections.items()}
+    return {name: best / samples for name, best in fastest(interleaved(calls, repeats, device)).items()}
+
+
+def reduce_and_project(projection, g: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+    out = projection.project(projection.reduce(g, a))
+    assert out.shape == (len(g), projection.n_components_)
+    return out
 
 
 def memory_child(layer: str, name: str, samples: int, views: int) -> float:
     """Extra peak RSS (MB) of the first ``reduce`` + ``project`` call, in this (fresh) process."""
-    from throughput import current_rss_mb, peak_rss_since_reset_mb, reset_peak_rss
-
     g, a = factors(layer, samples, views, "cpu")
     projection = fitted(name, layer)
     gc.collect()
@@ -98,7 +90,7 @@ def memory_child(layer: str, name: str, samples: int, views: int) -> float:
     if not reset_peak_rss():
         raise RuntimeError("cannot reset the peak RSS mark (/proc/self/clear_refs) on this system")
     projection.project(projection.reduce(g, a))
-    return peak_rss_since_reset_mb() - before
+    return peak_rss_mb() - before
 
 
 def memory(layer: str, name: str, samples: int, views: int, threads: int) -> float:

@@ -31,12 +31,12 @@ import copy
 import inspect
 import json
 import platform
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from presets import model_overrides
+from timing import fastest, interleaved
 
 from skfungi import FungiTransformer, TimmBackbone
 from skfungi.losses import DINOLoss, KLLoss, SimCLRLoss
@@ -91,19 +91,6 @@ def reference_wrapper(model, losses, dataset, args):
     )
     wrapper.setup(dataset=dataset)
     return wrapper
-
-
-def _synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
-def timed(function, device: str) -> float:
-    _synchronize(device)
-    start = time.perf_counter()
-    function()
-    _synchronize(device)
-    return time.perf_counter() - start
 
 
 def main(argv=None) -> dict:
@@ -188,12 +175,12 @@ def compare(name, model, embedding, images, pil_images, bank, dataset, args) -> 
     for projection in args.projection.split(","):
         ours = skfungi_transformer(model, losses, args.negatives, projection, args).fit(bank)
         calls[f"skfungi {projection}"] = lambda ours=ours: ours.transform(images)
-    times = {key: [] for key in calls}
-    for repeat in range(args.repeats):
-        for key, call in calls.items():
-            times[key].append(timed(call, args.device))
+
+    def report(repeat: int, times: dict) -> None:
         print(f"  {name} repeat {repeat}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in times.items()), flush=True)
-    best = {key: min(values) / args.images for key, values in times.items()}
+
+    times = interleaved(calls, args.repeats, args.device, on_repeat=report)
+    best = {key: seconds / args.images for key, seconds in fastest(times).items()}
     return [
         {
             "config": name,

@@ -29,15 +29,15 @@ Models are randomly initialised (timing does not depend on the weights)::
 from __future__ import annotations
 
 import argparse
-import statistics
+import functools
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision
 from PIL import Image
+from timing import interleaved, medians, timed
 
 from skfungi import FungiTransformer, ImageBackbone, TimmBackbone
 
@@ -59,13 +59,8 @@ def interleaved_seconds(configs: dict[str, FungiTransformer], inputs, repeats: i
     for fungi in configs.values():
         fungi.fit(inputs[:2])
         fungi.transform(inputs[:2])  # warm-up
-    times = {name: [] for name in configs}
-    for _ in range(repeats):
-        for name, fungi in configs.items():
-            start = time.perf_counter()
-            fungi.transform(inputs)
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    calls = {name: functools.partial(fungi.transform, inputs) for name, fungi in configs.items()}
+    return medians(interleaved(calls, repeats))
 
 
 def decoding(args, folder: Path) -> list[tuple[str, float, float]]:
@@ -153,20 +148,22 @@ def thread_counts(args) -> list[tuple[str, float, float]]:
     }
     rows = []
     for name, (backbone, images, views) in workloads.items():
-        times = {1: [], 2: []}
-        for _ in range(args.repeats):
-            for threads in (1, 2):
-                torch.set_num_threads(threads)
-                fungi = FungiTransformer(backbone, views=views, batch_size=args.batch_size, random_state=0)
-                start = time.perf_counter()
-                fungi.fit(images).transform(images)
-                times[threads].append(time.perf_counter() - start)
-        seconds = {threads: statistics.median(values) for threads, values in times.items()}
+        calls = {
+            threads: functools.partial(fit_and_transform, backbone, images, views, args.batch_size, threads)
+            for threads in (1, 2)
+        }
+        seconds = medians(interleaved(calls, args.repeats))
         rows += [
             (f"{name}, {threads} thread(s)", 1000 * value / len(images), seconds[1] / value)
             for threads, value in seconds.items()
         ]
     return rows
+
+
+def fit_and_transform(backbone, images, views: str, batch_size: int, threads: int) -> None:
+    """A fresh transformer's fit and transform at ``threads`` torch threads."""
+    torch.set_num_threads(threads)
+    FungiTransformer(backbone, views=views, batch_size=batch_size, random_state=0).fit(images).transform(images)
 
 
 def compiled(args) -> list[tuple[str, float, float]]:
@@ -181,9 +178,7 @@ def compiled(args) -> list[tuple[str, float, float]]:
         )
         for flag in (False, True)
     }
-    start = time.perf_counter()
-    configs[True].fit(images[:2]).transform(images)
-    first_call = time.perf_counter() - start
+    first_call, _ = timed(lambda: configs[True].fit(images[:2]).transform(images))
     seconds = interleaved_seconds(configs, images, args.repeats)
     print(f"compile: the first transform (compiling) took {first_call:.0f} s")
     return [

@@ -26,14 +26,13 @@ import json
 import logging
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from timing import medians, timed
 
 
 def write_images(folder: Path, n: int, size: int, seed: int = 0) -> None:
@@ -48,11 +47,10 @@ def write_images(folder: Path, n: int, size: int, seed: int = 0) -> None:
 def skfungi(*arguments) -> float:
     """Seconds of ``skfungi <arguments>`` in a child process (offline, as the tests run)."""
     environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    started = time.perf_counter()
-    completed = subprocess.run([sys.executable, "-m", "skfungi", *map(str, arguments)], env=environment)
+    seconds, completed = timed(subprocess.run, [sys.executable, "-m", "skfungi", *map(str, arguments)], env=environment)
     if completed.returncode != 0:
         raise SystemExit(f"skfungi {' '.join(map(str, arguments))} failed")
-    return time.perf_counter() - started
+    return seconds
 
 
 def compare(found: Path, reference: Path) -> str:
@@ -117,23 +115,23 @@ def main() -> None:
         reference = work / "1_process_1_thread"
         equality = {name: compare(work / name.replace(" ", "_").replace(",", ""), reference) for name in configurations}
 
-    medians = {name: statistics.median(values) for name, values in seconds.items()}
-    single = medians["1 process, 1 thread"]
+    median = medians(seconds)
+    single = median["1 process, 1 thread"]
     print()
     print(f"{args.images} images of {args.image_size} px, {args.backbone}, views={args.views}, losses {args.losses}, ")
     print(f"chunks of {args.chunk_size}; fit (once, --save-transformer): {fit_seconds:.1f} s")
     print()
     print("| configuration | median s | s / image | speed-up over 1 thread | over 2 threads | features vs 1 thread |")
     print("|---|---|---|---|---|---|")
-    for name, median in medians.items():
+    for name, took in median.items():
         print(
-            f"| {name} | {median:.1f} | {median / args.images:.2f} | {single / median:.2f}x | "
-            f"{medians['1 process, 2 threads'] / median:.2f}x | {equality[name]} |"
+            f"| {name} | {took:.1f} | {took / args.images:.2f} | {single / took:.2f}x | "
+            f"{median['1 process, 2 threads'] / took:.2f}x | {equality[name]} |"
         )
     print(f"\nall repeats: {json.dumps(seconds)}")
     print(f"load average at the end: {os.getloadavg()}; {platform.processor() or platform.machine()}, {os.cpu_count()}")
     if args.json:
-        report = {"args": vars(args), "seconds": seconds, "medians": medians, "equality": equality}
+        report = {"args": vars(args), "seconds": seconds, "medians": median, "equality": equality}
         Path(args.json).write_text(json.dumps(report, indent=1))
 
 

@@ -58,7 +58,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -75,7 +74,7 @@ from skfungi.dense import (
 from skfungi.dense.propagation import fill_memory_bank, pixel_scores, support_classes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from neighbors import proc_status_mb  # the neighbours benchmark, next to this file
+from timing import current_rss_mb, peak_rss_mb, stopwatch  # the benchmarks' timing module, next to this file
 
 N_NEIGHBORS, TEMPERATURE = 30, 0.02
 QUERY_SEED_OFFSET = 10_000  # query scenes of seed s are drawn with random_state QUERY_SEED_OFFSET + s
@@ -121,26 +120,26 @@ def run_mobilenet(args) -> dict:
                 batch_size=8,
                 random_state=seed,
             )
-            start = time.perf_counter()
-            dense.fit(support_images[:n])
-            seconds["fit"] += time.perf_counter() - start
-            start = time.perf_counter()
-            support_blocks = dense.transform_blocks(support_images[:n])
-            query_blocks = dense.transform_blocks(query_images)
-            seconds["transform"] += time.perf_counter() - start
-            seconds["images"] += n + len(query_images)
-            start = time.perf_counter()
+            with stopwatch() as fit:
+                dense.fit(support_images[:n])
+            with stopwatch() as transform:
+                support_blocks = dense.transform_blocks(support_images[:n])
+                query_blocks = dense.transform_blocks(query_images)
             predictions = {}
-            for name, blocks in FEATURE_SETS.items():
-                predictions[name] = propagate(
-                    combine_blocks(support_blocks, blocks),
-                    support_masks[:n],
-                    combine_blocks(query_blocks, blocks),
-                    args.scene_size,
-                    seed,
-                )
-                results[name][n].append(mean_iou(query_masks, predictions[name]))
-            seconds["propagation"] += time.perf_counter() - start
+            with stopwatch() as propagation:
+                for name, blocks in FEATURE_SETS.items():
+                    predictions[name] = propagate(
+                        combine_blocks(support_blocks, blocks),
+                        support_masks[:n],
+                        combine_blocks(query_blocks, blocks),
+                        args.scene_size,
+                        seed,
+                    )
+                    results[name][n].append(mean_iou(query_masks, predictions[name]))
+            seconds["fit"] += fit.wall
+            seconds["transform"] += transform.wall
+            seconds["propagation"] += propagation.wall
+            seconds["images"] += n + len(query_images)
             print(
                 f"seed {seed} support {n}: " + ", ".join(f"{name} {results[name][n][-1]:.4f}" for name in FEATURE_SETS),
                 flush=True,
@@ -200,20 +199,19 @@ def dense_worker(args) -> dict:
         batch_size=8,
         random_state=0,
     )
-    before = proc_status_mb("VmRSS")
-    start = time.perf_counter()
-    dense.fit(support_images)
-    fitted = time.perf_counter()
-    support_maps = dense.transform(support_images)
-    query_maps = dense.transform(query_images)
-    elapsed = time.perf_counter() - fitted
+    before = current_rss_mb()
+    with stopwatch() as fit:
+        dense.fit(support_images)
+    with stopwatch() as transform:
+        support_maps = dense.transform(support_images)
+        query_maps = dense.transform(query_images)
     predictions = propagate(support_maps, support_masks, query_maps, args.scene_size, 0)
     return {
         "path": args.worker,
-        "fit_s": fitted - start,
-        "s_per_image": elapsed / (len(support_images) + len(query_images)),
+        "fit_s": fit.wall,
+        "s_per_image": transform.wall / (len(support_images) + len(query_images)),
         "rss_before_mb": before,
-        "peak_rss_mb": proc_status_mb("VmHWM"),
+        "peak_rss_mb": peak_rss_mb(),
         "miou_fraction": mean_iou(query_masks, predictions),
     }
 
@@ -239,10 +237,10 @@ def run_vit(args) -> dict:
         seg = InContextSegmenter(
             DenseFungiTransformer(backbone, features=features, random_state=0), n_neighbors=N_NEIGHBORS
         )
-        start = time.perf_counter()
-        seg.fit(support_images[: args.vit_support], support_masks[: args.vit_support])
-        score = seg.score(query_images[: args.vit_queries], query_masks[: args.vit_queries])
-        out[features] = {"miou_fraction": score, "seconds": time.perf_counter() - start}
+        with stopwatch() as elapsed:
+            seg.fit(support_images[: args.vit_support], support_masks[: args.vit_support])
+            score = seg.score(query_images[: args.vit_queries], query_masks[: args.vit_queries])
+        out[features] = {"miou_fraction": score, "seconds": elapsed.wall}
         print(f"vit {features}: {out[features]}", flush=True)
     out["grid"] = list(seg.transformer_.grid_shape_)
     out["width"] = seg.transformer_.n_features_out_
@@ -269,27 +267,26 @@ def bank_rows(n: int, stream: int):
 def bank_worker(args) -> dict:
     n = args.bank_patches
     queries = np.concatenate([rows for rows, _ in bank_rows(args.bank_queries, stream=2)])
-    before = proc_status_mb("VmRSS")
+    before = current_rss_mb()
     bank = PatchMemoryBank(N_NEIGHBORS, TEMPERATURE, "hnsw", ef_construction=args.bank_ef_construction)
-    start = time.perf_counter()
-    for block, (rows, labels) in enumerate(bank_rows(n, stream=1)):
-        (bank.fit(rows, labels, expected_patches=n) if block == 0 else bank.partial_fit(rows, labels))
-    build = time.perf_counter() - start
-    after = proc_status_mb("VmRSS")
-    start = time.perf_counter()
-    bank.predict_proba(queries)
-    query_s = (time.perf_counter() - start) / len(queries)
+    with stopwatch() as build:
+        for block, (rows, labels) in enumerate(bank_rows(n, stream=1)):
+            (bank.fit(rows, labels, expected_patches=n) if block == 0 else bank.partial_fit(rows, labels))
+    after = current_rss_mb()
+    with stopwatch() as query:
+        bank.predict_proba(queries)
+    query_s = query.wall / len(queries)
     _, found = bank.index_.search(queries[: args.bank_recall_queries], N_NEIGHBORS)
     exact = _exact_neighbours(queries[: args.bank_recall_queries], n)
     recall = np.mean([len(set(a) & set(b)) / N_NEIGHBORS for a, b in zip(found, exact, strict=True)])
     return {
         "patches": n,
-        "build_s": build,
+        "build_s": build.wall,
         "index_mb": after - before,
         "mb_per_million": (after - before) / n * 1e6,
         "query_ms": 1e3 * query_s,
         "recall_at_30": float(recall),
-        "peak_rss_mb": proc_status_mb("VmHWM"),
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 
@@ -447,13 +444,13 @@ def main(argv=None) -> None:
         result = bank_worker(args) if args.worker == "bank" else dense_worker(args)
         print(json.dumps(result))
         return
-    started = time.perf_counter()
     runners = {"mobilenet": run_mobilenet, "dense": run_dense, "vit": run_vit, "bank": run_bank}
     results = {}
-    for section in args.sections.split(","):
-        print(f"== {section}", flush=True)
-        results[section] = runners[section](args)
-    report(args, results, time.perf_counter() - started)
+    with stopwatch() as total:
+        for section in args.sections.split(","):
+            print(f"== {section}", flush=True)
+            results[section] = runners[section](args)
+    report(args, results, total.wall)
 
 
 if __name__ == "__main__":

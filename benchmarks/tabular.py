@@ -41,7 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 
 import numpy as np
 import torch
@@ -51,6 +50,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
+from timing import stopwatch, timed
 
 from skfungi import FungiTransformer
 from skfungi.backbones.tabular import TabularBackbone, TabularMLP, make_mlp_encoder
@@ -100,10 +100,10 @@ def fold_feature_sets(X_train, X_test, steps: int, seed: int) -> tuple[dict, dic
     if steps > 0:
         backbones["pretrained"] = lambda: TabularBackbone(pretrained_mlp(X_train, steps, seed), standardize=True)
     for name, make_backbone in backbones.items():
-        start = time.perf_counter()
-        fungi = FungiTransformer(make_backbone(), random_state=seed).fit(X_train)
-        features = (fungi.transform(X_train), fungi.transform(X_test))
-        seconds[name] = time.perf_counter() - start
+        with stopwatch() as elapsed:
+            fungi = FungiTransformer(make_backbone(), random_state=seed).fit(X_train)
+            features = (fungi.transform(X_train), fungi.transform(X_test))
+        seconds[name] = elapsed.wall
         scaled = StandardScaler().fit(features[0])
         sets[f"{name}: fungi"] = features
         sets[f"{name}: raw + fungi"] = tuple(np.hstack([r, f]) for r, f in zip(raw, features, strict=True))
@@ -163,9 +163,8 @@ def main() -> None:
     folds, steps = (3, min(args.pretrain_steps, 50)) if args.quick else (args.folds, args.pretrain_steps)
     results = {}
     for dataset in args.datasets.split(","):
-        start = time.perf_counter()
-        results[dataset] = evaluate(dataset, folds, steps, args.seed)
-        print(f"{dataset}: {time.perf_counter() - start:.0f} s", flush=True)
+        seconds, results[dataset] = timed(evaluate, dataset, folds, steps, args.seed)
+        print(f"{dataset}: {seconds:.0f} s", flush=True)
     print(f"\n{folds} stratified folds (shuffled, seed 0); mean +- std of fold accuracies; (difference to raw)\n")
     print_table(results)
     if args.json:

@@ -27,6 +27,7 @@ LAYERS = [
             "skfungi.evidence",
             "skfungi.dask",
             "skfungi.datasets",
+            "skfungi.monitoring",
         ),
     ),
     ("command line", ("skfungi.cli", "skfungi.__main__")),

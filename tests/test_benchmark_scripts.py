@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import os
@@ -144,3 +145,85 @@ def test_throughput_baseline_embeds_the_views_fungi_embeds(scripts):
     fungi = FungiTransformer(model, losses=("kl",), random_state=0).fit(images)
     expected = torch.nn.functional.normalize(throughput.baseline_embed(model, inputs, 2), dim=1).numpy()
     np.testing.assert_allclose(fungi.transform(images)[:, : fungi.embedding_dim_], expected, atol=1e-5)
+
+
+# -- benchmarks are users of the library: public names only, nothing patched --
+
+
+def private_uses(source: str) -> list[str]:
+    """What ``source`` does that a user of the public API must not: import a private skfungi module or
+    name, read a private attribute of a skfungi object, or change a skfungi module, class or function
+    (assign or delete an attribute, ``setattr``/``delattr``, ``patch``/``setattr`` by a "skfungi..." path)."""
+    tree = ast.parse(source)
+    found, bound = [], set()  # bound: the local names of imported skfungi modules and objects
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.partition(".")[0] == "skfungi":
+                    bound.add((alias.asname or alias.name).partition(".")[0])
+                    if _private_path(alias.name):
+                        found.append(f"line {node.lineno}: import {alias.name}")
+        elif isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").partition(".")[0] == "skfungi":
+            for alias in node.names:
+                bound.add(alias.asname or alias.name)
+                if _private_path(node.module) or alias.name.startswith("_"):
+                    found.append(f"line {node.lineno}: from {node.module} import {alias.name}")
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Delete)):
+            targets = node.targets if isinstance(node, (ast.Assign, ast.Delete)) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Attribute) and _root(target) in bound:
+                    found.append(f"line {node.lineno}: changes {ast.unparse(target)}")
+        elif isinstance(node, ast.Call):
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            first = node.args[0] if node.args else None
+            if name in ("setattr", "delattr") and first is not None and _root(first) in bound:
+                found.append(f"line {node.lineno}: {ast.unparse(node)}")
+            elif name in ("patch", "setattr", "setitem", "delattr") and any(
+                isinstance(arg, ast.Constant) and str(arg.value).startswith("skfungi") for arg in node.args
+            ):
+                found.append(f"line {node.lineno}: {ast.unparse(node)}")
+        elif isinstance(node, ast.Attribute) and _root(node) in bound:
+            if node.attr.startswith("_") and not node.attr.startswith("__"):
+                found.append(f"line {node.lineno}: reads {ast.unparse(node)}")
+    return found
+
+
+def _private_path(module: str) -> bool:
+    return any(part.startswith("_") for part in module.split("."))
+
+
+def _root(node) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript, ast.Call)):
+        node = node.func if isinstance(node, ast.Call) else node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def test_the_check_finds_private_imports_and_patches():
+    source = """
+import skfungi._engine.extractor
+from skfungi._utils.device import autocast
+from skfungi.losses import _base
+from skfungi import FungiTransformer
+from skfungi._engine import extractor as engine
+engine.PROJECTION_BUFFER_BYTES = 1
+skfungi._engine.extractor.FeatureExtractor.transform = len
+setattr(FungiTransformer, "fit", len)
+monkeypatch.setattr("skfungi._engine.extractor.LABELS", {})
+FungiTransformer._private
+fungi = FungiTransformer(None)
+fungi.batch_size = 2
+"""
+    lines = {int(use.split(":")[0].removeprefix("line ")) for use in private_uses(source)}
+    assert sorted(lines) == [2, 3, 4, 6, 7, 8, 9, 10, 11]  # not the public import (5) nor the instance's parameter (13)
+
+
+def test_benchmarks_import_only_public_names_and_patch_nothing():
+    scripts = sorted(BENCHMARKS.rglob("*.py"))
+    assert len(scripts) > 15
+    found = {
+        str(path.relative_to(BENCHMARKS)): uses
+        for path in scripts
+        if (uses := private_uses(path.read_text(encoding="utf-8")))
+    }
+    assert found == {}

@@ -23,7 +23,6 @@ import json
 import os
 import platform
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import torch
 from skfungi.losses import VIEW_PRESETS
 from skfungi.projection import PROJECTIONS
 
+from ..timing import stopwatch
 from .data import PAIR_BUILDERS, QUICK_SIZES, MissingAssetError, Pair
 from .harness import run_pair
 from .report import format_result, plot_few_shot, report_from
@@ -173,7 +173,17 @@ def main_with_args(args: argparse.Namespace, pairs: Sequence[Pair] | None = None
     """Run the benchmark with parsed options; returns the exit status."""
     if args.report_from:
         return report_from(args.report_from, args.markdown, args.plot)
-    start = time.perf_counter()
+    with stopwatch() as elapsed:
+        results = run_pairs(args, pairs)
+    if results is None:
+        return 2
+    write_report(args, results, elapsed.wall)
+    return 0
+
+
+def run_pairs(args: argparse.Namespace, pairs: Sequence[Pair] | None) -> list[dict] | None:
+    """Every pair's results, printed (and saved with ``--json``) as each finishes; None when a pair
+    cannot run (an option that does not apply to given pairs, or a missing asset)."""
     torch.set_num_threads(args.threads)
     n_splits = args.splits or (3 if args.quick else 5)
     probe_splits = min(n_splits, args.probe_splits if args.probe_splits is not None else 3)
@@ -182,7 +192,7 @@ def main_with_args(args: argparse.Namespace, pairs: Sequence[Pair] | None = None
         if refused:
             print(f"ERROR: {', '.join(refused)} build(s) the built-in pairs; the pairs passed from Python carry "
                   "their own settings. Leave the option(s) out.", file=sys.stderr)  # fmt: skip
-            return 2
+            return None
         if args.projection is not None:
             pairs = [dataclasses.replace(pair, projection=args.projection) for pair in pairs]
     else:
@@ -192,7 +202,7 @@ def main_with_args(args: argparse.Namespace, pairs: Sequence[Pair] | None = None
             for error in missing:
                 print(f"  - {error.what}: {error.command}", file=sys.stderr)
             print("`make accuracy` installs all of them (apt packages need root).", file=sys.stderr)
-            return 2
+            return None
     print(
         f"evidence benchmark: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), {'quick' if args.quick else 'full'} run, {n_splits} splits"
@@ -207,7 +217,11 @@ def main_with_args(args: argparse.Namespace, pairs: Sequence[Pair] | None = None
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps({"complete": False, "results": results}, indent=1))
-    total = time.perf_counter() - start
+    return results
+
+
+def write_report(args: argparse.Namespace, results: list[dict], total: float) -> None:
+    """The plot, the Markdown tables and the JSON of a finished run (``total`` wall seconds)."""
     if args.plot:
         plot_few_shot(results, args.plot)
     report = "\n\n".join(format_result(result) for result in results)
@@ -218,4 +232,3 @@ def main_with_args(args: argparse.Namespace, pairs: Sequence[Pair] | None = None
     if args.json:
         args.json.write_text(json.dumps({"complete": True, "results": results, "wall_seconds": total}, indent=1))
     print(f"\ntotal wall time {total:.0f} s ({total / 60:.1f} min)")
-    return 0

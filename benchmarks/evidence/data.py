@@ -17,6 +17,7 @@ a pair of its own with :func:`register_pair` (``--pairs`` then takes its name), 
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -25,13 +26,14 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedShuffleSplit
 
-from skfungi import _defaults
+from skfungi import FungiTransformer
 from skfungi.datasets import ASTERISK_LANGUAGES, ASTERISK_SOUNDS_DIR
 from skfungi.losses import VIEW_PRESETS, DINOLoss, KLLoss, SimCLRLoss, check_view_preset
 
 ASTERISK_DIR = ASTERISK_SOUNDS_DIR
 LANGUAGES = ASTERISK_LANGUAGES
 ROTTEN_TOMATOES_FILE = "rotten_tomatoes_corpus_full.csv.bz2"
+DEFAULT_PROJECTION = inspect.signature(FungiTransformer).parameters["projection"].default  # the library's
 
 
 class MissingAssetError(RuntimeError):
@@ -83,7 +85,7 @@ class Pair:
     fit_samples: Sequence
     n_train: int
     n_test: int
-    projection: str = _defaults.PROJECTION
+    projection: str = DEFAULT_PROJECTION
     batch_size: int = 64
     settings: dict = field(default_factory=dict)
 

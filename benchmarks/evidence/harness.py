@@ -30,7 +30,6 @@ embedding + all gradients differs from the kNN's, the report says so.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +37,7 @@ import torch
 
 from skfungi.evaluation import compare_paired, control_of, evaluate, score_feature_sets, set_label
 
+from ..timing import timed
 from .data import Pair
 
 SHOTS = (1, 2, 5, 10, 20, 50)
@@ -84,9 +84,39 @@ def run_pair(
     log=print,
 ) -> dict:
     """Evaluate ``pair`` (its blocks stored under ``cache_dir / pair.name``), then its headline extras."""
-    start = time.perf_counter()
     log(f"[{pair.name}] {pair.title}")
     log(f"[{pair.name}] pool {len(pair.pool)} samples, fit set {len(pair.fit_samples)}; extracting blocks ...")
+    evaluation_seconds, report = timed(
+        evaluate_pair, pair, cache_dir=cache_dir, n_splits=n_splits, random_state=random_state, pca=pca, quiet=quiet
+    )
+    extras_seconds, (extras, check) = timed(headline_extras, report, pair, probe_splits, pca_check, pca)
+    timing = {
+        "extract_seconds": report.timing["extract_seconds"],
+        "score_seconds": report.timing["score_seconds"] + extras_seconds,
+        "total_seconds": evaluation_seconds + extras_seconds,
+    }
+    labels = np.asarray(pair.labels)
+    return {
+        "pair": pair.name,
+        "title": pair.title,
+        "projection": str(pair.projection),
+        "n_pool": len(pair.pool),
+        "n_train": pair.n_train,
+        "n_test": pair.n_test,
+        "n_classes": len(np.unique(labels)),
+        "n_splits": n_splits,
+        "n_probe_splits": min(probe_splits, n_splits),
+        "evaluation": report.to_dict(),
+        "headline": extras,
+        "probe_verdicts": probe_verdicts(extras),
+        "pca_check": check,
+        **timing,
+    }
+
+
+def evaluate_pair(pair: Pair, *, cache_dir: Path, n_splits: int, random_state: int, pca: str, quiet: bool):
+    """``skfungi.evaluation.evaluate`` of the pair: every feature set, the paper's protocols, the blocks
+    stored under ``cache_dir / pair.name`` (the command line's progress bars unless ``quiet``)."""
     bars = progress_bars(pair, quiet)
     try:
         report = evaluate(
@@ -111,7 +141,12 @@ def run_pair(
         )
     finally:
         bars.close_all()
-    extras_start = time.perf_counter()
+    return report
+
+
+def headline_extras(report, pair: Pair, probe_splits: int, pca_check: bool, pca: str) -> tuple[dict, dict | None]:
+    """The headline feature sets' few-shot curves, linear probe and k-means (the probe on the first
+    ``probe_splits`` splits), and the PCA check when asked for."""
     threads = torch.get_num_threads()  # as many BLAS threads as torch's (see score_feature_sets)
     headline = headline_sets(report)
     labels = np.asarray(pair.labels)
@@ -125,28 +160,7 @@ def run_pair(
                "probe": probed[features]["linear_probe"], "kmeans": probed[features]["kmeans"]}
         for name, features in headline.items()
     }  # fmt: skip
-    document = report.to_dict()
-    timing = {
-        "extract_seconds": report.timing["extract_seconds"],
-        "score_seconds": report.timing["score_seconds"] + time.perf_counter() - extras_start,
-        "total_seconds": time.perf_counter() - start,
-    }
-    return {
-        "pair": pair.name,
-        "title": pair.title,
-        "projection": str(pair.projection),
-        "n_pool": len(pair.pool),
-        "n_train": pair.n_train,
-        "n_test": pair.n_test,
-        "n_classes": len(np.unique(labels)),
-        "n_splits": n_splits,
-        "n_probe_splits": min(probe_splits, n_splits),
-        "evaluation": document,
-        "headline": extras,
-        "probe_verdicts": probe_verdicts(extras),
-        "pca_check": check,
-        **timing,
-    }
+    return extras, check
 
 
 def probe_verdicts(extras: dict) -> dict | None:
