@@ -409,3 +409,26 @@ def test_a_run_that_is_not_a_readable_report_is_refused_naming_its_file(report, 
     for missing in (tmp_path / "nope.json", tmp_path):
         with pytest.raises(ValueError, match=rf"cannot read run '{missing}'"):
             compare_runs(missing, good)
+
+
+def test_the_thread_count_reaches_every_transformer():
+    """evaluate's transformers ran at the library's 'auto' count whatever was asked (the command
+    line's --threads 2 ran small forwards at one thread)."""
+    import torch
+    from conftest import tiny_cnn
+
+    class CountingThreads(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net, self.seen = tiny_cnn(), set()
+
+        def forward(self, x):
+            self.seen.add(torch.get_num_threads())
+            return self.net(x)
+
+    images, labels = tiny_data(n=40)
+    for asked, expected in ((3, {3}), ("auto", {1})):
+        module = CountingThreads()
+        backbone = ImageBackbone(module, layer="net.pointwise", input_size=12)
+        evaluate(backbone, images, labels, losses=LOSSES[:2], fit_samples=4, splits=2, num_threads=asked)
+        assert module.seen == expected

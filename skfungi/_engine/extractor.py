@@ -126,7 +126,8 @@ class FeatureExtractor:
         with frozen_eval(self.backbone.module):
             first = KeyedSample.of(self.backbone, samples, 0)
             view = self.backbone.inference_view(first.sample)
-            probe, self.flops_per_view = counted_flops(lambda: ExtractionRun(self, options).embeddings([view]))
+            with torch_threads(thread_count(options.num_threads, None, options.batch_size)):  # an int is kept
+                probe, self.flops_per_view = counted_flops(lambda: ExtractionRun(self, options).embeddings([view]))
             self.embedding_dim = probe.shape[-1]
             if self.losses:
                 self._fit_projection(n_components)

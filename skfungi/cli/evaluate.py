@@ -135,7 +135,12 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--device", default="auto", metavar="DEVICE", help="torch device (default auto)")
     parser.add_argument("--precision", choices=("float32", "bfloat16", "float16"), default=options.PRECISION)
-    parser.add_argument("--threads", type=positive_int, metavar="N", help="torch's intra-op threads for this run")
+    parser.add_argument(
+        "--threads",
+        type=positive_int,
+        metavar="N",
+        help="torch's intra-op threads for this run (default: one thread for small forwards, torch's count otherwise)",
+    )
     parser.add_argument("--num-workers", type=int, default=0, metavar="N", help="decoding threads (default 0)")
     parser.add_argument("--no-estimate", action="store_true", help="extract without timing a few samples first")
     parser.add_argument(
@@ -284,6 +289,7 @@ def _run(args, samples, labels, source, output: Path, json_path: Path, plot_path
                 device=args.device,
                 precision=args.precision,
                 num_workers=args.num_workers,
+                num_threads=options.num_threads(args.threads),
                 input_size=args.image_size,
                 output_dir=output,
                 estimate=not args.no_estimate,
@@ -310,7 +316,10 @@ def _run(args, samples, labels, source, output: Path, json_path: Path, plot_path
     print(f"the blocks, kept for the next run: {output}")
     plural = "s" if threads > 1 else ""
     wall = time.perf_counter() - start
-    say(f"total wall time: {wall:.0f} s on {platform.machine()} ({threads} torch thread{plural})")
+    counted = f"{threads} torch thread{plural}"
+    if args.threads is None:
+        counted = f"small forwards at 1 torch thread, others at {threads}"
+    say(f"total wall time: {wall:.0f} s on {platform.machine()} ({counted})")
     return 0
 
 

@@ -231,7 +231,7 @@ def _torch_threads(threads: int | None, verbose: bool) -> Iterator[None]:
     """torch's intra-op threads set to ``threads`` (None: left as they are) during the block, then restored.
 
     The count is reported when ``verbose``: on a machine busy with other jobs it can change the
-    speed several times (docs/cli.md, "Threads"), and it does not change the features.
+    speed several times (docs/cli.md, "Threads"); the features change with it only in float rounding.
     """
     import torch
 

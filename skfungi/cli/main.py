@@ -204,9 +204,9 @@ def _add_extract_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads",
         type=positive_int,
         metavar="N",
-        help="torch's intra-op threads for this run (default: torch's own, one per core). On a machine busy with "
-        "other jobs, 1 can be several times faster: threads that wait for a busy core stall the others (measured "
-        "in docs/cli.md, 'Threads')",
+        help="torch's intra-op threads for this run (default: one thread for forwards under 1 GFLOP a batch, torch's "
+        "own count, one per core, for larger ones). On a machine busy with other jobs, 1 can be several times faster: "
+        "threads that wait for a busy core stall the others (docs/cli.md, 'Threads')",
     )
     cluster = parser.add_mutually_exclusive_group()
     cluster.add_argument(

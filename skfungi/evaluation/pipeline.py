@@ -139,6 +139,7 @@ def evaluate(
     device="auto",
     precision: str = _defaults.PRECISION,
     num_workers: int = 0,
+    num_threads=_defaults.NUM_THREADS,
     input_size: int | None = None,
     output_dir=None,
     estimate: bool = False,
@@ -192,8 +193,8 @@ def evaluate(
     random_state : int, default=0
         Seeds the transformers (heads, views, projection), the held-out fit
         samples and the splits.
-    batch_size, device, precision, num_workers, memory
-        As in ``FungiTransformer``.
+    batch_size, device, precision, num_workers, num_threads, memory
+        As in ``FungiTransformer`` (they change how fast, never which features).
     input_size : int or None
         Replaces the image backbone's input size (the side of every view).
     output_dir : str, path or None
@@ -257,6 +258,7 @@ def evaluate(
         "device": device,
         "precision": precision,
         "num_workers": num_workers,
+        "num_threads": num_threads,
         "memory": memory,
     }
     store_settings = {
