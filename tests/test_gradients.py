@@ -309,3 +309,38 @@ def test_features_of_a_shared_layer_are_its_projected_summed_gradient(projection
         image = torch.from_numpy(array).permute(2, 0, 1) / 255.0
         expected = F.normalize(matrix @ reference_gradient(fungi, fungi.losses_[0], image).flatten(), dim=0)
         np.testing.assert_allclose(features[index, width:], expected.numpy(), atol=1e-5)
+
+
+class InPlaceAfterTarget(nn.Module):
+    """The target convolution followed by an in-place add and an in-place ReLU (VGG's ``Conv2d,
+    ReLU(inplace=True)``), optionally applied twice (shared weights)."""
+
+    def __init__(self, calls: int = 1):
+        super().__init__()
+        self.calls = calls
+        self.stem = nn.Conv2d(3, 6, 3, padding=1)
+        self.target = nn.Conv2d(6, 6, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x):
+        h = torch.tanh(self.stem(x))
+        for _ in range(self.calls):
+            h = self.target(h)
+            h += 0.1
+            h = self.relu(h)
+        return h.flatten(2).mean(dim=2)
+
+
+@pytest.mark.parametrize("calls", [1, 2])
+def test_an_in_place_operation_after_the_target_layer_keeps_the_true_gradient(calls, images):
+    """The hook returned the recorded leaf itself: nn.ReLU(inplace=True) right after the target failed inside
+    torch ('a leaf Variable that requires grad is being used in an in-place operation')."""
+    torch.manual_seed(0)
+    backbone = ImageBackbone(InPlaceAfterTarget(calls).double(), layer="target", input_size=12)
+    fungi = FungiTransformer(backbone, losses=(LOSSES[0],), random_state=0, batch_size=3).fit(images)
+    batch = [torch.from_numpy(im).permute(2, 0, 1) / 255.0 for im in images]
+    fast = engine_gradients(fungi, fungi.losses_[0], batch)
+    for index, image in enumerate(batch):
+        slow = reference_gradient(fungi, fungi.losses_[0], image)
+        assert slow.abs().max() > 0
+        torch.testing.assert_close(fast[index], slow, rtol=1e-9, atol=1e-12)

@@ -124,7 +124,7 @@ class GradientCapture:
         recorded = output if output.requires_grad else output.detach().requires_grad_(True)
         self._records.append((inputs[0].detach(), recorded))
         torch.set_grad_enabled(True)  # record the tail; the enclosing no_grad restores the mode
-        return recorded
+        return _passed_on(recorded)
 
     def _attention_hook(self, attention, args, kwargs, output):
         values = _attention_values(attention, args, kwargs)
@@ -143,7 +143,7 @@ class GradientCapture:
         batch_first_values = values if attention.batch_first else values.transpose(0, 1)
         self._records.append((batch_first_values.detach(), recorded))
         torch.set_grad_enabled(True)
-        return (recorded, *output[1:])
+        return (_passed_on(recorded), *output[1:])
 
     def factors(
         self, loss: torch.Tensor, n_samples: int, retain_graph: bool = False, keep_all_tokens: bool = False
@@ -219,6 +219,14 @@ class GradientCapture:
         if self.conv is not None:
             return tensor.flatten(2).transpose(1, 2)
         return tensor.reshape(tensor.shape[0], -1, tensor.shape[-1])
+
+
+def _passed_on(recorded: torch.Tensor) -> torch.Tensor:
+    """What the forward goes on with: a copy of the recorded output, so that an in-place operation after the
+    layer (``nn.ReLU(inplace=True)`` right after a convolution, as in VGG) modifies the copy, neither a leaf
+    (which autograd refuses to modify in place) nor the recorded output (whose gradient would then be taken
+    after that operation)."""
+    return recorded.clone()
 
 
 # nn.Conv*'s padding modes -> F.pad's
