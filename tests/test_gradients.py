@@ -344,3 +344,25 @@ def test_an_in_place_operation_after_the_target_layer_keeps_the_true_gradient(ca
         slow = reference_gradient(fungi, fungi.losses_[0], image)
         assert slow.abs().max() > 0
         torch.testing.assert_close(fast[index], slow, rtol=1e-9, atol=1e-12)
+
+
+class DiscardedTarget(nn.Module):
+    """The target is called, but its output never reaches the embedding."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 6, 3, padding=1)
+        self.target = nn.Conv2d(6, 6, 3, padding=1)
+
+    def forward(self, x):
+        h = torch.tanh(self.stem(x))
+        self.target(h)
+        return h.flatten(2).mean(dim=2)
+
+
+def test_a_target_layer_whose_output_is_discarded_is_named(images):
+    """Failed inside torch.autograd.grad ('element 0 of tensors does not require grad and does not have a
+    grad_fn'), naming neither the layer nor the cause."""
+    backbone = ImageBackbone(DiscardedTarget(), layer="target", input_size=12)
+    with pytest.raises(RuntimeError, match=r"target layer 'target' was called .* does not depend on its output"):
+        FungiTransformer(backbone, losses=(LOSSES[0],), random_state=0).fit(images).transform(images)

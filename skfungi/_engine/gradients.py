@@ -163,6 +163,12 @@ class GradientCapture:
                 f"the target layer {self.layer_path!r} was never called in the forward pass; "
                 "it may be unused by the embedding or applied functionally."
             )
+        if not loss.requires_grad:
+            raise RuntimeError(
+                f"the target layer {self.layer_path!r} was called in the forward pass, but the embedding does not "
+                "depend on its output (it is discarded, detached or only used without a gradient): the gradient "
+                "of every loss at it would be zero. Choose a layer the embedding is computed from."
+            )
         outputs = [output for _, output in self._records]
         grads = torch.autograd.grad(loss, outputs, retain_graph=retain_graph, allow_unused=True)
         g_parts, a_parts = [], []
