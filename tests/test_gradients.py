@@ -366,3 +366,35 @@ def test_a_target_layer_whose_output_is_discarded_is_named(images):
     backbone = ImageBackbone(DiscardedTarget(), layer="target", input_size=12)
     with pytest.raises(RuntimeError, match=r"target layer 'target' was called .* does not depend on its output"):
         FungiTransformer(backbone, losses=(LOSSES[0],), random_state=0).fit(images).transform(images)
+
+
+class TiedConvolutions(nn.Module):
+    """Two convolutions that share one weight (``second.weight = first.weight``), or a parent that holds it."""
+
+    def __init__(self, holder: str):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 6, 3, padding=1)
+        self.first = nn.Conv2d(6, 6, 3, padding=1)
+        self.second = nn.Conv2d(6, 6, 3, padding=1)
+        if holder == "module":
+            self.second.weight = self.first.weight
+        else:
+            self.shared = self.first.weight
+
+    def forward(self, x):
+        h = torch.tanh(self.first(torch.tanh(self.stem(x))))
+        if hasattr(self, "shared"):
+            return F.conv2d(h, self.shared, padding=1).flatten(2).mean(dim=2)
+        return torch.tanh(self.second(h)).flatten(2).mean(dim=2)
+
+
+@pytest.mark.parametrize("holder", ["module", "parent"])
+def test_a_target_whose_weight_is_tied_to_another_module_is_refused(holder, images):
+    """The hook sees the target's calls only: the other module's use of the tied weight was silently left out of
+    the gradient (half of it here)."""
+    backbone = ImageBackbone(TiedConvolutions(holder), layer="first", input_size=12)
+    other = "second.weight" if holder == "module" else "shared"
+    with pytest.raises(ValueError, match=f"layer 'first' shares its parameters with '{other}'"):
+        FungiTransformer(backbone, losses=(LOSSES[0],), random_state=0).fit(images)
+    same_module = ImageBackbone(SharedLayerNet(2), layer="shared", input_size=16)  # one module, called twice
+    FungiTransformer(same_module, losses=(LOSSES[0],), random_state=0).fit(images)

@@ -71,7 +71,25 @@ def resolve_layer(module: nn.Module, path: str) -> nn.Module:
             f"layer {path!r} is a {type(layer).__name__}; FUNGI needs an nn.Linear, nn.Conv1d or nn.Conv2d; "
             f"{_candidates(candidates)}"
         )
+    _refuse_tied_weights(module, path, layer)
     return layer
+
+
+def _refuse_tied_weights(module: nn.Module, path: str, layer: nn.Module) -> None:
+    """A weight or bias of ``layer`` that another module also holds (tied weights) is used where the layer's hook
+    does not see it, so the gradient would miss that use: refuse it, naming the other module."""
+    own = [tensor for tensor in (layer.weight, layer.bias) if tensor is not None]
+    for name, other in module.named_modules(remove_duplicate=False):
+        if other is layer:
+            continue  # the same module under another name: its every call is hooked
+        for parameter_name, parameter in other.named_parameters(recurse=False):
+            if any(parameter is tensor for tensor in own):
+                where = f"{name}.{parameter_name}" if name else parameter_name
+                raise ValueError(
+                    f"layer {path!r} shares its parameters with {where!r} (tied weights): FUNGI records the calls "
+                    f"of {path!r} only, so the gradient would miss the other use of the shared weight. Choose "
+                    "another layer, or call the same module object where the weight is reused."
+                )
 
 
 def target_layer(backbone, layer: str) -> str:
