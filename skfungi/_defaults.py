@@ -14,6 +14,7 @@ __all__ = [
     "EVALUATION_TEST_SIZE",
     "LAYER",
     "LOSSES",
+    "MAX_THREADS",
     "NUM_THREADS",
     "PRECISION",
     "PROJECTION",
@@ -28,6 +29,9 @@ LAYER = "auto"
 PROJECTION = "srht"
 PRECISION = "float32"
 NUM_THREADS = "auto"
+# the most threads num_threads takes: torch.set_num_threads(10**6) kills the process (a segmentation fault, or
+# libgomp's "Thread creation failed" at 20 000 on a 2-core machine) instead of raising
+MAX_THREADS = 1024
 
 # skfungi.evaluation.evaluate's defaults (and skfungi evaluate's): the paper's kNN on 5 random
 # stratified splits of 70% train / 30% test, transformers fitted on 64 samples held out of the data

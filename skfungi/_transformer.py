@@ -111,7 +111,7 @@ default="srht"
         under 1 GFLOP in all, such as a MobileNetV2 on 32-px images) at one
         thread, where a second thread gains little on idle cores and costs up
         to 100x when another job holds a core, and leaves larger ones at
-        torch's count (``torch.set_num_threads``); an int sets the count;
+        torch's count (``torch.set_num_threads``); an int (at most 1024) sets the count;
         None leaves torch's setting alone. See the user guide's "Threads".
     compile : bool or dict, default=False
         Run the backbone's forward through ``torch.compile`` (a dict gives its
@@ -260,7 +260,7 @@ default="srht"
         "device": [str, torch.device],
         "precision": [StrOptions(set(PRECISIONS))],
         "num_workers": [int_range(0)],
-        "num_threads": [StrOptions({"auto"}), int_range(1), None],
+        "num_threads": [StrOptions({"auto"}), int_range(1, defaults.MAX_THREADS), None],
         "compile": ["boolean", dict],
         "random_state": ["random_state"],
         "modality": [StrOptions({"auto", *MODALITIES})],

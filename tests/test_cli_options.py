@@ -140,3 +140,13 @@ def test_threads_must_be_a_positive_integer(capsys):
         cli.main(["extract", "in", "-o", "f.npy", "--backbone", BACKBONE, "--threads", "0"])
     assert exit_info.value.code == 2
     assert "--threads: expected a positive integer, got '0'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["extract", "evaluate"])
+def test_threads_beyond_what_a_machine_can_start_are_refused(capsys, command):
+    """--threads 100000 reached torch.set_num_threads: the run died loading a library ('failed to map segment from
+    shared object'), and 10**6 with a segmentation fault."""
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([command, "in", "-o", "f.npy", "--backbone", BACKBONE, "--threads", "100000"])
+    assert exit_info.value.code == 2
+    assert "--threads: expected at most 1024 threads, got '100000'" in capsys.readouterr().err

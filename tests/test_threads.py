@@ -155,3 +155,16 @@ def test_num_threads_runs_small_forwards_at_one_thread_and_restores_the_count(
     assert fungi.extractor_.flops_per_view == 2 * width * 8
     assert set(module.seen[1:]) == {expected}  # the first forward, fit's probe, runs before the rule is known
     assert torch.get_num_threads() == 3
+
+
+@pytest.mark.parametrize("count", [1025, 10**6])
+def test_a_thread_count_no_machine_can_start_is_refused_naming_num_threads(count, restore_threads):
+    """num_threads=10**6 went to torch.set_num_threads, which killed the process (a segmentation fault)."""
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    model, rows = tabular_case()
+    with pytest.raises(InvalidParameterError, match=r"'num_threads' parameter .* range \[1, 1024\]"):
+        model.set_params(num_threads=count).fit(rows)
+    model.set_params(num_threads=1).fit(rows)
+    with pytest.raises(InvalidParameterError, match="'num_threads'"):
+        model.set_params(num_threads=count).transform(rows[:2])

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["non_negative_int", "positive_int", "sample_size"]
+from .._defaults import MAX_THREADS
+
+__all__ = ["non_negative_int", "positive_int", "sample_size", "thread_count"]
 
 
 def _int_at_least(text: str, low: int, what: str) -> int:
@@ -24,6 +26,15 @@ def non_negative_int(text: str) -> int:
 
 def positive_int(text: str) -> int:
     return _int_at_least(text, 1, "positive")
+
+
+def thread_count(text: str) -> int:
+    """A positive count of torch threads that a machine can start (torch.set_num_threads(10**6) kills the
+    process instead of raising)."""
+    value = positive_int(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"expected at most {MAX_THREADS} threads, got {text!r}")
+    return value
 
 
 def sample_size(text: str) -> int | float:

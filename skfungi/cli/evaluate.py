@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from . import options
-from .arguments import positive_int, sample_size
+from .arguments import positive_int, sample_size, thread_count
 from .errors import CommandError
 
 __all__ = ["EVALUATE_DESCRIPTION", "EVALUATE_EPILOG", "add_evaluate_arguments", "evaluate_command"]
@@ -137,7 +137,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=("float32", "bfloat16", "float16"), default=options.PRECISION)
     parser.add_argument(
         "--threads",
-        type=positive_int,
+        type=thread_count,
         metavar="N",
         help="torch's intra-op threads for this run (default: one thread for small forwards, torch's count otherwise)",
     )

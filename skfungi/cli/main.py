@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from . import options
-from .arguments import non_negative_int, positive_int
+from .arguments import non_negative_int, positive_int, thread_count
 from .options import COMMAND_LOSSES
 
 __all__ = ["EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_TERMINATED", "build_parser", "main"]
@@ -202,7 +202,7 @@ def _add_extract_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--threads",
-        type=positive_int,
+        type=thread_count,
         metavar="N",
         help="torch's intra-op threads for this run (default: one thread for forwards under 1 GFLOP a batch, torch's "
         "own count, one per core, for larger ones). On a machine busy with other jobs, 1 can be several times faster: "
