@@ -326,3 +326,52 @@ def test_save_and_load_give_the_same_index_without_pickle(tmp_path):
     assert loaded.partial_fit(X.iloc[:10]).n_samples_fit_ == 310  # it keeps growing
     with pytest.raises(ValueError, match="holds no saved HNSWTransformer"):
         HNSWTransformer.load(tmp_path)
+
+
+def damaged_index(tmp_path, damage: str):
+    """A saved index (20 rows of 4 features) with one of its files damaged."""
+    import json
+    import shutil
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / damage
+    HNSWTransformer(random_state=0).fit(rng.normal(size=(20, 4))).save(folder)
+    if damage == "other width":  # the hnsw.bin of an index of 8 features
+        HNSWTransformer(random_state=0).fit(rng.normal(size=(20, 8))).save(tmp_path / "wide")
+        shutil.copy(tmp_path / "wide" / "hnsw.bin", folder / "hnsw.bin")
+    elif damage == "no hnsw.bin":
+        (folder / "hnsw.bin").unlink()
+    elif damage == "truncated":
+        data = (folder / "hnsw.bin").read_bytes()
+        (folder / "hnsw.bin").write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        (folder / "hnsw.bin").write_bytes(b"not an index" * 10)
+    elif damage == "json list":
+        (folder / "hnsw.json").write_text("[1, 2]")
+    elif damage == "json keys":
+        (folder / "hnsw.json").write_text('{"format": 1}')
+    elif damage == "json params":
+        described = json.loads((folder / "hnsw.json").read_text())
+        (folder / "hnsw.json").write_text(json.dumps({**described, "params": {"n_clusters": 3}}))
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("other width", "hnsw.bin' holds vectors of 8 features, but hnsw.json says 4"),
+        ("no hnsw.bin", "cannot read the index file '.*hnsw.bin'"),
+        ("truncated", "hnsw.bin' is not an hnswlib index that can be read"),
+        ("garbage", "hnsw.bin' is not an hnswlib index"),
+        ("json list", "hnsw.json' holds format 'list', not 1"),
+        ("json keys", "hnsw.json' lacks params, n_samples_fit"),
+        ("json params", "hnsw.json' holds other parameters"),
+    ],
+)
+def test_a_damaged_saved_index_is_refused_naming_its_file(tmp_path, damage, message):
+    """An hnsw.bin of another width loaded without a word and answered with distances over the wrong bytes; a
+    missing or damaged one raised hnswlib's 'Cannot open file' / 'Index seems to be corrupted', a JSON of
+    another shape an AttributeError or KeyError, none naming the file."""
+    folder = damaged_index(tmp_path, damage)
+    with pytest.raises(ValueError, match=message):
+        HNSWTransformer.load(folder)
