@@ -165,3 +165,68 @@ def test_the_help_of_the_new_commands_imports_nothing_heavy():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "--workers N" in result.stdout and "--ef-construction N" in result.stdout
     assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
+def write_table(path, **columns):
+    import pyarrow as pa
+
+    pq.write_table(pa.table({name: pa.array(values, from_pandas=False) for name, values in columns.items()}), path)
+    return path
+
+
+def test_inputs_the_index_cannot_take_are_refused_naming_the_file_and_row(tmp_path, capsys):
+    """Each used to fail or pass silently: an empty FEATURES ('This HNSWTransformer instance is not fitted yet'),
+    a NaN row (named by its row within the batch, without the file; a failed search also printed pyarrow's
+    'Exception ignored ... write to closed file' traceback), a file that is not Parquet (pyarrow's message
+    without the file), a misspelt --id-column (row numbers instead, silently), repeated or missing ids (indexed,
+    then neighbours search could not tell apart)."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 3)).astype(np.float32)
+    ids = [f"s{i}" for i in range(12)]
+    features = {f"f{j}": X[:, j].copy() for j in range(3)}
+    good = write_table(tmp_path / "good.parquet", sample=ids, **features)
+    assert run("index", good, "-o", tmp_path / "index", "-q") == 0
+
+    empty = write_table(tmp_path / "empty.parquet", sample=ids[:0], **{name: v[:0] for name, v in features.items()})
+    assert run("index", empty, "-o", tmp_path / "out", "-q") == 1
+    assert f"FEATURES {str(empty)!r} has no rows" in error_line(capsys)
+
+    X[9, 1] = np.nan
+    nan = write_table(tmp_path / "nan.parquet", sample=ids, **{f"f{j}": X[:, j] for j in range(3)})
+    for command in (
+        ["index", nan, "-o", tmp_path / "out"],
+        ["search", tmp_path / "index", nan, "-o", tmp_path / "n.parquet"],
+    ):
+        assert run(*command, "--batch-size", 4, "-q") == 1
+        captured = capsys.readouterr().err
+        assert f"row 9 of {str(nan)!r} (id 's9') has a NaN" in captured and "Exception ignored" not in captured
+    np.save(tmp_path / "nan.npy", X)
+    assert run("search", tmp_path / "index", tmp_path / "nan.npy", "-o", tmp_path / "n.parquet", "--batch-size", 4) == 1
+    assert "row 9 of" in error_line(capsys)
+
+    (tmp_path / "text.parquet").write_text("not parquet")
+    assert run("index", tmp_path / "text.parquet", "-o", tmp_path / "out", "-q") == 1
+    assert f"cannot read {str(tmp_path / 'text.parquet')!r} as Parquet" in error_line(capsys)
+
+    assert run("index", good, "-o", tmp_path / "out", "--id-column", "smaple", "-q") == 1
+    assert "--id-column 'smaple' is not a column of" in error_line(capsys)
+    assert run("search", tmp_path / "index", good, "-o", tmp_path / "n.parquet", "--id-column", "id", "-q") == 1
+    assert "--id-column 'id' is not a column of" in error_line(capsys)
+
+    repeated = write_table(tmp_path / "repeated.parquet", sample=[*ids[:5], "s3", *ids[6:]], **features)
+    assert run("index", repeated, "-o", tmp_path / "out", "-q") == 1
+    assert "holds the id 's3' twice (rows 3 and 5)" in error_line(capsys)
+    missing = write_table(tmp_path / "missing.parquet", sample=[*ids[:7], None, *ids[8:]], **features)
+    assert run("index", missing, "-o", tmp_path / "out", "-q") == 1
+    assert "has no id in row 7" in error_line(capsys)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "n.parquet").exists()
+    assert not [path.name for path in tmp_path.iterdir() if path.name.startswith(".")]  # no temporary left
+
+
+def test_an_index_whose_ids_file_is_missing_is_named(tmp_path, capsys):
+    X, _ = features_and_labels(30)
+    write_features(tmp_path / "f.parquet", lambda: iter([X]), feature_names(), np.arange(30).astype(str), None)
+    assert run("index", tmp_path / "f.parquet", "-o", tmp_path / "index", "-q") == 0
+    (tmp_path / "index" / "ids.parquet").unlink()
+    assert run("search", tmp_path / "index", tmp_path / "f.parquet", "-o", tmp_path / "n.parquet", "-q") == 1
+    assert "is not an index written by skfungi index" in error_line(capsys)

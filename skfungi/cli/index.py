@@ -35,6 +35,7 @@ from pathlib import Path
 from . import options
 from .arguments import positive_int
 from .errors import CommandError
+from .feature_files import IdWriter, NumpyFeatures, ParquetFeatures
 
 __all__ = ["add_index_commands", "index_command", "search_command"]
 
@@ -42,7 +43,6 @@ logger = logging.getLogger(__name__)
 
 IDS_FILE, COLUMNS_FILE = "ids.parquet", "columns.json"
 INDEX_FILES = {"hnsw.bin", "hnsw.json", IDS_FILE, COLUMNS_FILE}
-NOT_FEATURES = ("sample", "label")  # columns of skfungi extract's outputs that are not features
 
 
 def add_index_commands(commands) -> None:
@@ -93,7 +93,7 @@ def add_index_commands(commands) -> None:
     search.add_argument("-k", type=positive_int, default=10, metavar="K", help="neighbours per query (default 10)")
     search.add_argument("-o", "--output", required=True, metavar="NEIGHBOURS", help="the .parquet file to write")
     search.add_argument("--ef", type=positive_int, metavar="N", help="search width (default: the index's)")
-    search.add_argument("--id-column", default="sample", metavar="NAME", help="ids of QUERIES (default 'sample')")
+    search.add_argument("--id-column", metavar="NAME", help="ids of QUERIES (default 'sample', else row numbers)")
     search.add_argument("--overwrite", action="store_true", help="replace NEIGHBOURS if it exists")
     _add_run_arguments(search)
 
@@ -107,7 +107,6 @@ def _add_columns_arguments(parser) -> None:
     )
     parser.add_argument(
         "--id-column",
-        default="sample",
         metavar="NAME",
         help="column of sample ids kept with the index (default 'sample'; without it, row numbers)",
     )
@@ -141,6 +140,8 @@ def index_command(args: argparse.Namespace) -> int:
     output = Path(args.output)
     _check_replaceable(output, args.overwrite, INDEX_FILES, "an index written by skfungi index")
     table = ParquetFeatures(args.features, args.columns, args.id_column)
+    if table.n_rows == 0:
+        raise CommandError(f"FEATURES {os.fspath(args.features)!r} has no rows: there is nothing to index.")
     estimator = HNSWTransformer(
         n_neighbors=args.n_neighbors,
         metric=args.metric,
@@ -163,6 +164,7 @@ def index_command(args: argparse.Namespace) -> int:
                 ids.write(batch_ids)
                 bars("index", len(features))
         bars.close_all()
+        _check_ids(temporary / IDS_FILE, table.id_column, args.features)
         estimator.save(temporary)
         columns = {"columns": table.columns, "id_column": table.id_column, "features": os.fspath(args.features)}
         (temporary / COLUMNS_FILE).write_text(json.dumps(columns, indent=1) + "\n", encoding="utf-8")
@@ -174,6 +176,27 @@ def index_command(args: argparse.Namespace) -> int:
         "indexed %d rows of %d features (%s) in %s", table.n_rows, table.width, ", ".join(table.columns), output
     )
     return 0
+
+
+def _check_ids(path: Path, id_column: str | None, features) -> None:
+    """Refuse missing or repeated ids: search would name a neighbour by an id that is no sample, or by one that
+    stands for several."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    ids = pq.read_table(path).column("sample")
+    where = f"column {id_column!r} of {os.fspath(features)!r}"
+    if ids.null_count:
+        row = pc.index(pc.is_null(ids), True).as_py()
+        raise CommandError(f"{where} has no id in row {row}; every indexed row needs one (--id-column).")
+    if pc.count_distinct(ids).as_py() < len(ids):
+        counts = pc.value_counts(ids)
+        repeated = counts.field("values")[pc.index(pc.greater(counts.field("counts"), 1), True).as_py()].as_py()
+        rows = pc.indices_nonzero(pc.equal(ids, repeated)).to_pylist()[:2]
+        raise CommandError(
+            f"{where} holds the id {repeated!r} twice (rows {rows[0]} and {rows[1]}): search could not tell "
+            "those neighbours apart. Give --id-column a column of unique ids."
+        )
 
 
 def _check_replaceable(output: Path, overwrite: bool, ours: set[str], what: str) -> None:
@@ -200,134 +223,6 @@ def _replace(temporary: Path, output: Path) -> None:
     os.rename(temporary, output)
 
 
-class IdWriter:
-    """The ids of the indexed rows, appended batch by batch to a Parquet file (one column, ``sample``)."""
-
-    def __init__(self, path: Path, kind):
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        self.schema = pa.schema([("sample", kind)])
-        self.writer = pq.ParquetWriter(os.fspath(path), self.schema)
-
-    def write(self, ids) -> None:
-        import pyarrow as pa
-
-        self.writer.write_table(pa.Table.from_arrays([pa.array(ids, self.schema.field(0).type)], schema=self.schema))
-
-    def __enter__(self) -> IdWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.writer.close()
-
-
-class ParquetFeatures:
-    """The feature rows of a Parquet file or folder of files (read in path order), batch by batch.
-
-    Parameters
-    ----------
-    path : str
-        A ``.parquet`` file, or a folder whose ``*.parquet`` files (hidden and
-        ``_`` files left out) are read in sorted order of relative path, as
-        pandas, pyarrow and Dask read a dataset.
-    columns : str or None
-        Comma-separated feature columns; None: every float column and list of
-        floats but ``id_column`` and ``label``.
-    id_column : str
-        Column of sample ids; row numbers when FEATURES has no such column.
-    """
-
-    def __init__(self, path, columns: str | None, id_column: str):
-        import pyarrow.parquet as pq
-
-        self.files = _parquet_files(Path(path))
-        schema = pq.read_schema(self.files[0])
-        self.n_rows = sum(pq.ParquetFile(file).metadata.num_rows for file in self.files)
-        self.id_column = id_column if id_column in schema.names else None
-        if columns is None:
-            chosen = [field.name for field in schema if field.name not in (id_column, *NOT_FEATURES)]
-            chosen = [name for name in chosen if _width(schema.field(name)) is not None]
-        else:
-            chosen = [name.strip() for name in columns.split(",")]
-        for name in chosen:
-            if name not in schema.names:
-                raise CommandError(f"{path!r} has no column {name!r} (its columns: {', '.join(schema.names)}).")
-            if _width(schema.field(name)) is None:
-                raise CommandError(
-                    f"column {name!r} of {path!r} holds {schema.field(name).type}, not floats or a fixed-size list "
-                    "of floats."
-                )
-        if not chosen:
-            raise CommandError(f"{path!r} has no float column or fixed-size list of floats to index; name --columns.")
-        self.columns = chosen
-        self.widths = [_width(schema.field(name)) for name in chosen]
-        self.width = sum(self.widths)
-        self._schema = schema
-
-    def id_type(self):
-        import pyarrow as pa
-
-        return pa.int64() if self.id_column is None else self._schema.field(self.id_column).type
-
-    def batches(self, batch_size: int):
-        """``(features, ids)`` of each batch of at most ``batch_size`` rows: a float32 array, an Arrow array."""
-        import numpy as np
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        start = 0
-        wanted = self.columns + ([] if self.id_column is None else [self.id_column])
-        for file in self.files:
-            parquet = pq.ParquetFile(file)
-            if parquet.schema_arrow.names != self._schema.names:
-                raise CommandError(f"{os.fspath(file)!r} does not have the columns of {os.fspath(self.files[0])!r}.")
-            for batch in parquet.iter_batches(batch_size=batch_size, columns=wanted):
-                blocks = [_matrix(batch.column(name), name, file) for name in self.columns]
-                features = np.ascontiguousarray(np.hstack(blocks), dtype=np.float32)
-                n = len(features)
-                ids = pa.array(np.arange(start, start + n)) if self.id_column is None else batch.column(self.id_column)
-                start += n
-                yield features, ids
-
-
-def _parquet_files(path: Path) -> list[Path]:
-    if not path.exists():
-        raise CommandError(f"{os.fspath(path)!r} does not exist.")
-    if path.is_file():
-        return [path]
-    files = sorted(
-        (file for file in path.rglob("*.parquet") if not any(part.startswith((".", "_")) for part in file.parts)),
-        key=lambda file: file.relative_to(path).as_posix(),
-    )
-    if not files:
-        raise CommandError(f"{os.fspath(path)!r} holds no .parquet file.")
-    return files
-
-
-def _width(field) -> int | None:
-    """Columns a field gives the feature matrix: 1 for a float, the size of a fixed-size list of floats."""
-    import pyarrow as pa
-
-    kind = field.type
-    if pa.types.is_floating(kind):
-        return 1
-    if pa.types.is_fixed_size_list(kind) and pa.types.is_floating(kind.value_type):
-        return kind.list_size
-    return None
-
-
-def _matrix(column, name: str, file: Path):
-    """A column of a record batch as a 2-D float array, refusing missing values."""
-    import pyarrow as pa
-
-    if column.null_count or (pa.types.is_fixed_size_list(column.type) and column.flatten().null_count):
-        raise CommandError(f"column {name!r} of {os.fspath(file)!r} has missing values; the index needs every one.")
-    if pa.types.is_fixed_size_list(column.type):
-        return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), column.type.list_size)
-    return column.to_numpy(zero_copy_only=False).reshape(-1, 1)
-
-
 # -- skfungi search --------------------------------------------------------------------------------------------
 
 
@@ -348,14 +243,16 @@ def search_command(args: argparse.Namespace) -> int:
     try:
         described = json.loads((folder / COLUMNS_FILE).read_text(encoding="utf-8"))
         estimator = HNSWTransformer.load(folder)
-    except (OSError, ValueError) as error:
+        ids = pq.read_table(folder / IDS_FILE).column("sample").combine_chunks()
+    except (OSError, ValueError, KeyError, pa.ArrowException) as error:
         raise CommandError(f"{os.fspath(folder)!r} is not an index written by skfungi index ({error}).") from error
     estimator.set_params(batch_size=args.batch_size, **({} if args.n_jobs is None else {"n_jobs": args.n_jobs}))
     if args.ef is not None:
         estimator.set_params(ef=args.ef)
     if args.k > estimator.n_samples_fit_:
         raise CommandError(f"-k {args.k} exceeds the {estimator.n_samples_fit_} samples of the index.")
-    ids = pq.read_table(folder / IDS_FILE).column("sample").combine_chunks()
+    if len(ids) != estimator.n_samples_fit_:
+        raise CommandError(f"{os.fspath(folder / IDS_FILE)!r} has {len(ids)} ids for {estimator.n_samples_fit_} rows.")
     queries = _queries(args.queries, described["columns"], args.id_column, estimator.n_features_in_)
     schema = pa.schema(
         [
@@ -366,17 +263,16 @@ def search_command(args: argparse.Namespace) -> int:
     )
 
     def write(file) -> None:
-        writer = pq.ParquetWriter(pa.PythonFile(file, mode="w"), schema)
-        for features, query_ids in queries.batches(args.batch_size):
-            distances, found = estimator.kneighbors(features, n_neighbors=args.k)
-            neighbors = ids.take(pa.array(found.ravel()))
-            columns = [
-                pa.array(query_ids, schema.field("query").type),
-                pa.FixedSizeListArray.from_arrays(neighbors, args.k),
-                pa.FixedSizeListArray.from_arrays(pa.array(np.asarray(distances, np.float32).ravel()), args.k),
-            ]
-            writer.write_table(pa.Table.from_arrays(columns, schema=schema))
-        writer.close()
+        with pq.ParquetWriter(pa.PythonFile(file, mode="w"), schema) as writer:  # closed on an error too
+            for features, query_ids in queries.batches(args.batch_size):
+                distances, found = estimator.kneighbors(features, n_neighbors=args.k)
+                neighbors = ids.take(pa.array(found.ravel()))
+                columns = [
+                    pa.array(query_ids, schema.field("query").type),
+                    pa.FixedSizeListArray.from_arrays(neighbors, args.k),
+                    pa.FixedSizeListArray.from_arrays(pa.array(np.asarray(distances, np.float32).ravel()), args.k),
+                ]
+                writer.write_table(pa.Table.from_arrays(columns, schema=schema))
 
     atomic_write(output, write)
     logger.info("wrote the %d nearest of %d queries to %s", args.k, queries.n_rows, output)
@@ -391,33 +287,3 @@ def _queries(path: str, columns: list[str], id_column: str, width: int):
             raise CommandError(f"the queries have {table.width} features, the index {width}.")
         return table
     return NumpyFeatures(path, width)
-
-
-class NumpyFeatures:
-    """Query features in a ``.npy`` array of shape ``(n, width)``, memory-mapped; ids are row numbers."""
-
-    def __init__(self, path: str, width: int):
-        import numpy as np
-
-        try:
-            self.array = np.load(path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise CommandError(f"cannot read {path!r} as a .npy array: {error}") from error
-        if self.array.ndim != 2 or self.array.shape[1] != width or self.array.dtype.kind != "f":
-            raise CommandError(
-                f"{path!r} holds a {self.array.dtype} array of shape {self.array.shape}; the index takes float rows "
-                f"of {width} features."
-            )
-        self.n_rows = len(self.array)
-
-    def id_type(self):
-        import pyarrow as pa
-
-        return pa.int64()
-
-    def batches(self, batch_size: int):
-        import numpy as np
-
-        for start in range(0, self.n_rows, batch_size):
-            rows = np.asarray(self.array[start : start + batch_size], dtype=np.float32)
-            yield rows, np.arange(start, start + len(rows))
