@@ -37,3 +37,12 @@ def test_every_stage_of_a_transform_shows_under_its_label(fungi, images):
 def test_the_labels_are_read_only():
     with pytest.raises(TypeError):
         PROFILER_LABELS["forward"] = "mine"
+
+
+@pytest.mark.parametrize("callback", [5, "print", None])
+def test_a_callback_that_cannot_be_called_is_refused_on_entry(callback):
+    """A non-callable callback was accepted, then failed in the middle of a transform ("'int' object is not
+    callable"), naming neither progress_listener nor its argument."""
+    with pytest.raises(TypeError, match="progress_listener's callback must be a function of"):
+        with progress_listener(callback):
+            pass

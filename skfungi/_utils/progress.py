@@ -23,6 +23,11 @@ def progress_listener(callback: Callable[[str, int], None]) -> Iterator[None]:
     ``stage`` is ``"fit"`` (a sample of a negative bank encoded) or ``"transform"``
     (samples whose features are computed).
     """
+    if not callable(callback):
+        raise TypeError(
+            f"progress_listener's callback must be a function of (stage, n_samples), got {type(callback).__name__} "
+            f"{callback!r}."
+        )
     token = _listener.set(callback)
     try:
         yield
