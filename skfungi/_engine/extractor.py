@@ -124,8 +124,7 @@ class FeatureExtractor:
     def fit(self, samples, n_components, options: RunOptions) -> FeatureExtractor:
         """Probe the backbone, fit the projection and every block."""
         with frozen_eval(self.backbone.module):
-            first = KeyedSample.of(self.backbone, samples, 0)
-            view = self.backbone.inference_view(first.sample)
+            view = self.backbone.inference_view(KeyedSample.of(self.backbone, samples, 0).sample)
             with torch_threads(thread_count(options.num_threads, None, options.batch_size)):  # an int is kept
                 probe, self.flops_per_view = counted_flops(lambda: ExtractionRun(self, options).embeddings([view]))
             self.embedding_dim = probe.shape[-1]
