@@ -398,3 +398,33 @@ def test_a_target_whose_weight_is_tied_to_another_module_is_refused(holder, imag
         FungiTransformer(backbone, losses=(LOSSES[0],), random_state=0).fit(images)
     same_module = ImageBackbone(SharedLayerNet(2), layer="shared", input_size=16)  # one module, called twice
     FungiTransformer(same_module, losses=(LOSSES[0],), random_state=0).fit(images)
+
+
+class FunctionalReuse(nn.Module):
+    """The target convolution, then its own weight applied again functionally (``F.conv2d(h, self.first.weight)``):
+    a use that no module holds and no hook sees."""
+
+    def __init__(self, where: str):
+        super().__init__()
+        self.where = where
+        self.stem = nn.Conv2d(3, 6, 3, padding=1)
+        self.first = nn.Conv2d(6, 6, 3, padding=1)
+
+    def forward(self, x):
+        h = torch.tanh(self.stem(x))
+        if self.where == "before":
+            h = torch.tanh(F.conv2d(h, self.first.weight, padding=1))
+        h = torch.tanh(self.first(h))
+        if self.where == "after":
+            h = torch.tanh(F.conv2d(h, self.first.weight, padding=1))
+        return h.flatten(2).mean(dim=2)
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_a_target_whose_weight_is_also_used_functionally_is_refused(where, images):
+    """Found by an audit: the gradient silently left that use out (relative error 0.5). The fit compares the
+    hook's gradient with autograd's gradient of the weight on one sample."""
+    backbone = ImageBackbone(FunctionalReuse(where), layer="first", input_size=12)
+    with pytest.raises(ValueError, match=r"target layer 'first' .* differs from autograd's gradient of its weight"):
+        FungiTransformer(backbone, losses=(LOSSES[0],), random_state=0).fit(images)
+    FungiTransformer(backbone, losses=(), random_state=0).fit(images)  # the embedding alone takes no gradient

@@ -50,7 +50,7 @@ from ..backbones.layers import layer_shape, resolve_layer
 from ..inputs.lazy import LazySequence
 from ..losses import LossContext
 from .bank_cache import BankEncoding, cached_bank
-from .gradients import GradientCapture
+from .gradients import GradientCapture, check_capture
 from .rows import NonFiniteFeaturesError, finite_rows, listed, write_rows
 from .samples import DECODE_LABEL, KeyedSample, concat_groups, decoded_batches, stack_views
 
@@ -65,11 +65,7 @@ PROJECTION_BUFFER_BYTES = 64 * 2**20
 # torch.profiler labels of the stages (benchmarks/throughput.py reads them).
 LABELS = {
     "decode": DECODE_LABEL,
-    "views": "skfungi.views",
-    "forward": "skfungi.forward",
-    "loss": "skfungi.loss",
-    "backward": "skfungi.backward",
-    "project": "skfungi.project",
+    **{stage: f"skfungi.{stage}" for stage in ("views", "forward", "loss", "backward", "project")},
 }
 
 
@@ -140,6 +136,9 @@ class FeatureExtractor:
                 negative_bank=functools.partial(self._negative_bank, options, probe.device),
             )
             with self._threads(options):
+                # the hook's gradient is autograd's (not checked compiled: a second graph takes minutes to compile)
+                if self.losses and getattr(self.backbone.module, "_compiled_call_impl", None) is None:
+                    check_capture(self.backbone.module, self.layer_path, lambda: self.backbone.embed([view]))
                 for block in self.blocks:
                     logger.info("fitting %s", type(block).__name__)
                     block.fit(context)

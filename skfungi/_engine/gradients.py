@@ -61,7 +61,7 @@ import torch.nn.functional as F
 
 from ..backbones.layers import CONVOLUTIONS, resolve_layer
 
-__all__ = ["GradientCapture"]
+__all__ = ["GradientCapture", "check_capture"]
 
 
 def _is_pointwise(conv: nn.Module) -> bool:
@@ -225,6 +225,52 @@ class GradientCapture:
         if self.conv is not None:
             return tensor.flatten(2).transpose(1, 2)
         return tensor.reshape(tensor.shape[0], -1, tensor.shape[-1])
+
+
+def check_capture(module: nn.Module, layer_path: str, embed) -> None:
+    """Refuse a target layer whose recorded gradient is not autograd's gradient of its weight.
+
+    The hook sees only the layer's own calls. A weight that the forward also uses
+    another way (``F.conv2d(x, layer.weight)`` beside ``layer(x)``, a weight tied
+    to a module the hook cannot see) gets a gradient from that use too, which
+    the factors would silently leave out. So, once at ``fit``, for ``embed()``
+    (one sample's embedding) and the loss ``<embedding, r>`` with a seeded
+    random ``r``, the gradient formed from the factors is compared with
+    ``torch.autograd.grad`` of the same loss with respect to the layer's weight
+    (and bias); they must agree to float32 rounding. A zero or non-finite
+    gradient proves nothing and is let through (the transform names it).
+    """
+    layer = resolve_layer(module, layer_path)
+    params = [layer.weight] + ([layer.bias] if layer.bias is not None else [])
+    with GradientCapture(module, layer_path) as capture, torch.no_grad():
+        embedding = embed()
+        direction = torch.randn(embedding.shape, generator=torch.Generator().manual_seed(0)).to(embedding)
+        g, a = capture.factors((embedding * direction).sum(), 1, keep_all_tokens=True)
+        recorded = (g[0].transpose(0, 1) @ a[0]).double()
+    flags = [param.requires_grad for param in params]
+    try:
+        with torch.enable_grad():
+            for param in params:
+                param.requires_grad_(True)
+            grads = torch.autograd.grad((embed() * direction).sum(), params, allow_unused=True)
+    finally:
+        for param, flag in zip(params, flags, strict=True):
+            param.requires_grad_(flag)
+    true = torch.cat(
+        [(torch.zeros_like(p) if d is None else d).reshape(len(p), -1) for p, d in zip(params, grads, strict=True)],
+        dim=1,
+    ).double()
+    scale = float(true.norm())
+    if scale == 0 or not (torch.isfinite(true).all() and torch.isfinite(recorded).all()):
+        return
+    difference = float((recorded.to(true.device) - true).norm()) / scale
+    if difference > 1e-3:
+        raise ValueError(
+            f"the gradient of the target layer {layer_path!r} seen through its calls differs from autograd's "
+            f"gradient of its weight by {difference:.2g} (relative): the forward also uses its weight another way "
+            "(e.g. F.conv2d(x, layer.weight) or F.linear beside the layer's own call), a use the per-sample "
+            "gradients would leave out. Choose a layer whose weight is used only through its calls."
+        )
 
 
 def _passed_on(recorded: torch.Tensor) -> torch.Tensor:
