@@ -375,3 +375,31 @@ def test_a_damaged_saved_index_is_refused_naming_its_file(tmp_path, damage, mess
     folder = damaged_index(tmp_path, damage)
     with pytest.raises(ValueError, match=message):
         HNSWTransformer.load(folder)
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine", "ip"])
+def test_rows_whose_float32_distances_overflow_are_refused_with_their_row(metric):
+    """Found by an audit: rows of norm ~1e30 (finite in float32) gave infinite squared distances in hnswlib,
+    and neighbours in no order, without an error."""
+    X = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+    X[7] *= 1e30
+    with pytest.raises(ValueError, match=r"row 7 has norm .* overflow to infinity"):
+        HNSWTransformer(n_neighbors=3, metric=metric).fit(X)
+    fitted = HNSWTransformer(n_neighbors=3, metric=metric).fit(X[:7])
+    with pytest.raises(ValueError, match=r"row 0 has norm"):
+        fitted.transform(X[7:8])
+    HNSWTransformer(n_neighbors=3, metric=metric).fit(X * 1e-30)  # small norms are fine
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_float64_rows_that_float32_cannot_tell_apart_are_refused(metric):
+    """Found by an audit: 1e8 + noise in float64 became equal rows in hnswlib's float32 copy: every distance
+    0 (or equal), neighbours in no order. Centred, the same rows index correctly."""
+    rng = np.random.default_rng(0)
+    X = 1e8 + rng.normal(size=(80, 5))
+    with pytest.raises(ValueError, match=r"differ by less than float32 can hold.*Center the rows first"):
+        HNSWTransformer(n_neighbors=5, metric=metric).fit(X)
+    centred = X - X.mean(axis=0)
+    graph = HNSWTransformer(n_neighbors=5, metric=metric).fit_transform(centred)
+    exact = KNeighborsTransformer(n_neighbors=5, metric=metric, mode="distance").fit_transform(centred)
+    assert (graph.indices == exact.indices).mean() > 0.95

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["SPACES", "check_finite_rows", "drop_self", "search", "search_training_rows"]
+__all__ = ["SPACES", "check_finite_rows", "check_float32_distances", "drop_self", "search", "search_training_rows"]
 
 # metric -> hnswlib space
 SPACES = {"euclidean": "l2", "sqeuclidean": "l2", "cosine": "cosine", "ip": "ip"}
@@ -93,13 +93,26 @@ def _to_metric(distances: np.ndarray, metric: str) -> np.ndarray:
     return np.maximum(distances, 0, out=distances)  # cosine's self-distance can be -1e-7
 
 
+# hnswlib adds squared differences (or products) in float32: below this norm no distance overflows.
+MAX_NORM = float(np.sqrt(np.finfo(np.float32).max / 4))
+
+
 def check_finite_rows(X: np.ndarray, batch_size: int) -> None:
-    """Refuse values that are not finite once stored as hnswlib stores them (float32), naming the first
-    offending row; batch by batch, so no full-size mask is made."""
+    """Refuse values that are not finite once stored as hnswlib stores them (float32), and rows so long that
+    hnswlib's float32 distances overflow, naming the first offending row; batch by batch, so no full-size
+    mask is made."""
     for start in range(0, X.shape[0], batch_size):
         with np.errstate(over="ignore", invalid="ignore"):
             batch = X[start : start + batch_size].astype(np.float32, copy=False)
             if np.isfinite(batch.sum(dtype=np.float64)):
+                norms = np.sqrt(np.square(batch, dtype=np.float64).sum(axis=1))
+                if norms.max(initial=0.0) > MAX_NORM:
+                    row = start + int(np.argmax(norms > MAX_NORM))
+                    raise ValueError(
+                        f"Input X's row {row} has norm {norms[row - start]:.3g}; hnswlib computes distances in "
+                        f"float32, which overflow to infinity beyond a norm of {MAX_NORM:.2g} and leave the "
+                        "neighbours in no order. Rescale the rows first (e.g. divide by their largest norm)."
+                    )
                 continue
         bad_rows = np.flatnonzero(~np.isfinite(batch).all(axis=1))
         if bad_rows.size:
@@ -124,3 +137,30 @@ def drop_self(distances: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, n
     not_self[np.all(not_self, axis=1), 0] = False
     # A row found twice cannot happen (labels are unique); keep exactly k - 1 per row.
     return distances[not_self].reshape(n_queries, k - 1), indices[not_self].reshape(n_queries, k - 1)
+
+
+def check_float32_distances(X: np.ndarray, space: str, n_rows: int = 64) -> None:
+    """Refuse float64 rows whose distances hnswlib's float32 copy cannot tell apart (``1e8 + noise``: all
+    distances 0 in float32, neighbours in no order), checked on the distances among the first ``n_rows``."""
+    if X.dtype != np.float64 or X.shape[0] < 2:
+        return
+    exact = X[:n_rows]
+    stored = exact.astype(np.float32).astype(np.float64)
+    if space == "cosine":
+        exact, stored = (
+            rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-300) for rows in (exact, stored)
+        )
+    if space == "l2":
+        true, seen = (np.stack([np.square(row - rows).sum(-1) for row in rows]) for rows in (exact, stored))
+    else:
+        true, seen = (-(rows @ rows.T) for rows in (exact, stored))
+    off_diagonal = ~np.eye(len(exact), dtype=bool)
+    spread = np.ptp(true[off_diagonal])
+    error = np.abs(seen - true)[off_diagonal].max()
+    if spread > 0 and error > 0.01 * spread:
+        raise ValueError(
+            f"Input X's float64 rows differ by less than float32 can hold: hnswlib stores float32 vectors, which "
+            f"move their distances by up to {error / spread:.0%} of their spread (rows 0 to {len(exact) - 1}), so "
+            "the neighbours would be in no order. Center the rows first (subtract their mean, e.g. "
+            "StandardScaler(with_std=False))."
+        )

@@ -35,7 +35,7 @@ from .._utils.seeding import base_seed, derive_seed
 from .._utils.sklearn_compat import StrOptions, fit_context
 from .._utils.validation import int_range
 from ._files import load, save
-from ._queries import SPACES, check_finite_rows, drop_self, search, search_training_rows
+from ._queries import SPACES, check_finite_rows, check_float32_distances, drop_self, search, search_training_rows
 
 __all__ = ["HNSWTransformer"]
 
@@ -407,11 +407,10 @@ class HNSWTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEst
 
     # -- internals --------------------------------------------------------------
 
-    # -- internals --------------------------------------------------------------
-
     def _validate(self, X, reset: bool) -> np.ndarray:
         X = validate_data(self, X, reset=reset, dtype=[np.float32, np.float64], ensure_all_finite=False)
         check_finite_rows(X, self.batch_size)
+        check_float32_distances(X, SPACES[self.metric])
         return X
 
     def _n_threads(self) -> int:
