@@ -432,3 +432,18 @@ def test_the_thread_count_reaches_every_transformer():
         backbone = ImageBackbone(module, layer="net.pointwise", input_size=12)
         evaluate(backbone, images, labels, losses=LOSSES[:2], fit_samples=4, splits=2, num_threads=asked)
         assert module.seen == expected
+
+
+def test_the_report_records_each_loss_with_its_settings_and_pairing_names_the_one_that_differs(report, tmp_path):
+    """Two runs with DINOLoss(latent_dim=8) and DINOLoss(latent_dim=256) recorded the same settings
+    (the losses' names only), so compare_runs said 'settings that differ: none'."""
+    document = json.loads(report.to_json())
+    assert document["settings"]["loss_settings"]["dino"] == "DINOLoss(latent_dim=8, n_local_crops=2)"
+    assert document["settings"]["loss_settings"]["dino_views"].startswith("ViewAverage(")
+    other = json.loads(report.to_json())
+    other["settings"]["loss_settings"]["dino"] = "DINOLoss(latent_dim=256, n_local_crops=2)"
+    comparison = compare_runs(document, other)
+    assert comparison.differences == {
+        "loss_settings.dino": ("DINOLoss(latent_dim=8, n_local_crops=2)", "DINOLoss(latent_dim=256, n_local_crops=2)")
+    }
+    assert "loss_settings.dino: DINOLoss(latent_dim=8" in comparison.table()

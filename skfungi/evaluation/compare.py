@@ -153,9 +153,22 @@ def compare_runs(run_a, run_b, *, protocol: str | None = None, allow_other_data:
         rows.append((features, compare_paired(ours, theirs, features)))
     if not rows:
         raise ValueError("the two runs share no feature set.")
+    settings_a, settings_b = _flat(a["settings"]), _flat(b["settings"])
     differences = {
-        name: (a["settings"].get(name), b["settings"].get(name))
-        for name in sorted(set(a["settings"]) | set(b["settings"]))
-        if a["settings"].get(name) != b["settings"].get(name)
+        name: (settings_a.get(name), settings_b.get(name))
+        for name in sorted(set(settings_a) | set(settings_b))
+        if settings_a.get(name) != settings_b.get(name)
     }
     return RunComparison(rows, protocol, metric, len(paired), differences)
+
+
+def _flat(settings: dict) -> dict:
+    """The settings with an object's entries as entries of their own (``loss_settings.dino``), so that a
+    difference names the block whose loss differs."""
+    flat = {}
+    for name, value in settings.items():
+        if isinstance(value, dict):
+            flat.update({f"{name}.{key}": item for key, item in value.items()})
+        else:
+            flat[name] = value
+    return flat

@@ -301,6 +301,7 @@ def evaluate(
         "backbone": _description(backbone),
         "layer": str(layer),
         "losses": [name for name in names if name != "embedding"],
+        "loss_settings": {name: " ".join(repr(loss).split()) for name, loss in blocks_plan.items() if loss is not None},
         "views": str(views),
         "projection": _description(projection),
         "projection_dim": str(projection_dim),
