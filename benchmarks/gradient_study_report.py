@@ -5,7 +5,9 @@ For every pair and setting: each gradient block against its matched control
 the embedding with every gradient block against the embedding with every
 control, as the runs' reports compare them (paired over the splits; verdict
 GAIN / LOSS beyond the spread, the largest std of the two scores and of their
-difference), and the cost of the embedding with every gradient block. The
+difference), the embedding with every gradient block against the same set
+of the default run (paired over the same splits: does the setting beat
+today's default?), and the cost of the embedding with every gradient block. The
 whitening row scores the default run's blocks after a whitening PCA, on the
 same splits.
 """
@@ -55,7 +57,11 @@ def comparison(document: dict, features: list[str], reference: str = "control") 
 
 
 def whitened_comparison(scores: dict, features: list[str], control: list[str]) -> dict | None:
-    ours, theirs = scores.get("+".join(features)), scores.get("+".join(control))
+    return paired(scores.get("+".join(features)), scores.get("+".join(control)))
+
+
+def paired(ours, theirs) -> dict | None:
+    """``ours`` against ``theirs``, two lists of per-split scores (fractions) on the same splits, in points."""
     if ours is None or theirs is None:
         return None
     ours, theirs = 100 * np.asarray(ours), 100 * np.asarray(theirs)
@@ -66,6 +72,14 @@ def whitened_comparison(scores: dict, features: list[str], control: list[str]) -
     return {"score": ours.mean(), "gain": gain, "gain_std": difference.std(), "spread": spread,
             "wins": int((difference > 0).sum()),
             "n": len(difference), "verdict": verdict, "ms": None, "ratio": None}  # fmt: skip
+
+
+def split_scores(document: dict, features: list[str]) -> list[float] | None:
+    row = row_of(document, features)
+    if row is None:
+        return None
+    protocol = document["protocols"][0]
+    return row["scores"][protocol][document["metrics"][protocol]]
 
 
 def cell(result: dict | None) -> str:
@@ -84,17 +98,21 @@ def pair_table(folder: Path, settings) -> tuple[str, list[str], dict]:
     everything = ["embedding", *blocks]
     controls = ["embedding", *(f"{name}_views" for name in blocks if name != "kl")]
     header = ["setting", *(f"{BLOCKS[name]} vs its control" for name in blocks), "emb + all vs control",
-              "emb + all vs best alt.", "emb + all", "cost"]  # fmt: skip
+              "emb + all vs best alt.", "emb + all vs default", "emb + all", "cost"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     results = {}
     for setting, document in runs.items():
         compared = {name: comparison(document, [name]) for name in blocks}
         compared["all"] = comparison(document, everything)
         alternative = comparison(document, everything, "alternative")
+        against_default = (
+            None if setting == "default" else paired(*(split_scores(run, everything) for run in (document, default)))
+        )
         results[setting] = compared
         cost = f"{compared['all']['ratio']:.0f}x" if compared["all"] else "-"
         score = f"{compared['all']['score']:.1f}" if compared["all"] else "-"
-        cells = [cell(compared[name]) for name in blocks] + [cell(compared["all"]), cell(alternative), score, cost]
+        cells = [cell(compared[name]) for name in blocks]
+        cells += [cell(compared["all"]), cell(alternative), cell(against_default), score, cost]
         lines.append(f"| {setting} | " + " | ".join(cells) + " |")
     whitened_path = folder / "whitened.json"
     if whitened_path.is_file():
@@ -104,7 +122,9 @@ def pair_table(folder: Path, settings) -> tuple[str, list[str], dict]:
         compared["all"] = whitened_comparison(scores, everything, controls)
         results["whitening PCA before the kNN"] = compared
         score = f"{compared['all']['score']:.1f}" if compared["all"] else "-"
-        cells = [cell(compared[name]) for name in blocks] + [cell(compared["all"]), "-", score, "as default"]
+        against_default = paired(scores.get("+".join(everything)), split_scores(default, everything))
+        cells = [cell(compared[name]) for name in blocks]
+        cells += [cell(compared["all"]), "-", cell(against_default), score, "as default"]
         lines.append("| whitening PCA before the kNN | " + " | ".join(cells) + " |")
     return "\n".join(lines), blocks, results
 

@@ -13,9 +13,11 @@ affects both alike:
   (the default) against 4 at a time, for the ImageNet-shaped MobileNetV2 and
   the ViT at 224 px (the Kronecker projection, so that the forwards dominate);
 * torch's thread count (``--sections threads``): the same fit and transform
-  at one torch thread against two, interleaved (1, 2, 1, 2, ...): the README's
-  quickstart (MobileNetV2 at 32 px on scikit-learn digits, every block, fast
-  views), MobileNetV2 at 224 px and a ViT-S/16 at 224 px (paper views);
+  with ``num_threads=1``, ``2`` and the default ``"auto"`` (one thread for
+  forwards under 1 GFLOP a batch, torch's count otherwise), interleaved: the
+  README's quickstart (MobileNetV2 at 32 px on scikit-learn digits, every
+  block, fast views), MobileNetV2 at 224 px and a ViT-S/16 at 224 px (paper
+  views);
 * ``compile`` (with ``--compile``; minutes of compilation on a CPU): the
   backbone's forward through ``torch.compile``, against eager, once compiled;
   the first call, which compiles, is reported on its own.
@@ -126,7 +128,7 @@ def forward_batch(args) -> list[tuple[str, float, float]]:
 
 
 def thread_counts(args) -> list[tuple[str, float, float]]:
-    """fit + transform at one torch thread against two, runs interleaved; the speed-up is two threads' over one."""
+    """fit + transform at num_threads 1, 2 and "auto", runs interleaved; the speed-up is each one's over one thread."""
     from sklearn.datasets import load_digits
 
     digits = np.repeat(
@@ -149,21 +151,21 @@ def thread_counts(args) -> list[tuple[str, float, float]]:
     rows = []
     for name, (backbone, images, views) in workloads.items():
         calls = {
-            threads: functools.partial(fit_and_transform, backbone, images, views, args.batch_size, threads)
-            for threads in (1, 2)
+            setting: functools.partial(fit_and_transform, backbone, images, views, args.batch_size, setting)
+            for setting in (1, 2, "auto")
         }
         seconds = medians(interleaved(calls, args.repeats))
         rows += [
-            (f"{name}, {threads} thread(s)", 1000 * value / len(images), seconds[1] / value)
-            for threads, value in seconds.items()
+            (f"{name}, num_threads={setting!r}", 1000 * value / len(images), seconds[1] / value)
+            for setting, value in seconds.items()
         ]
     return rows
 
 
-def fit_and_transform(backbone, images, views: str, batch_size: int, threads: int) -> None:
-    """A fresh transformer's fit and transform at ``threads`` torch threads."""
-    torch.set_num_threads(threads)
-    FungiTransformer(backbone, views=views, batch_size=batch_size, random_state=0).fit(images).transform(images)
+def fit_and_transform(backbone, images, views: str, batch_size: int, num_threads) -> None:
+    """A fresh transformer's fit and transform with ``num_threads`` (torch's own count stays as it is)."""
+    fungi = FungiTransformer(backbone, views=views, batch_size=batch_size, num_threads=num_threads, random_state=0)
+    fungi.fit(images).transform(images)
 
 
 def compiled(args) -> list[tuple[str, float, float]]:

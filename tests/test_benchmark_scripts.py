@@ -227,3 +227,54 @@ def test_benchmarks_import_only_public_names_and_patch_nothing():
         if (uses := private_uses(path.read_text(encoding="utf-8")))
     }
     assert found == {}
+
+
+def test_gradient_study_runs_each_setting_and_reports_it_against_its_control_and_the_default(
+    scripts, monkeypatch, tmp_path
+):
+    """benchmarks/gradient_study.py on a tiny pair: one report per setting (the blocks a setting does not
+    change read from the pair's store), the whitened scores of the default run, and the report's table and
+    picture: each block against its control, emb + all against its control, the best alternative and the
+    default run, the same splits throughout."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS.parent))
+    monkeypatch.syspath_prepend(str(BENCHMARKS.parent / "tests"))
+    study = scripts("benchmarks.gradient_study")
+    report = scripts("benchmarks.gradient_study_report")
+    data = scripts("benchmarks.evidence.data")
+    from conftest import tiny_cnn
+
+    from skfungi import ImageBackbone
+    from skfungi.losses import KLLoss, SimCLRLoss
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1, 2], 20)
+    images = rng.integers(0, 120, size=(60, 14, 14, 3)).astype(np.uint8)
+    images[..., 0] += (60 * labels).astype(np.uint8)[:, None, None]
+    small = {"kl": KLLoss(latent_dim=8), "simclr": SimCLRLoss(grid_size=2, latent_dim=8, n_negatives=4)}
+    settings = [
+        study.Setting("default", "all", small),
+        study.Setting("KL temperature 1", "kl", {**small, "kl": KLLoss(latent_dim=8, temperature=1.0)}),
+        study.Setting("projection 4", "all", small, projection_dim=4),
+    ]
+
+    def tiny_pair():
+        backbone = ImageBackbone(tiny_cnn(), layer="pointwise", input_size=12)
+        return data.Pair("tiny", "", backbone, "pointwise", {}, images[4:], labels[4:], images[:4],
+                         n_train=36, n_test=20, batch_size=16)  # fmt: skip
+
+    monkeypatch.setitem(study.PAIRS, "tiny", (tiny_pair, settings))
+    assert study.main(["--output", str(tmp_path), "--pairs", "tiny", "--threads", "1"]) == 0
+    folder = tmp_path / "tiny"
+    assert {path.name for path in folder.glob("*.json")} == {
+        "default.json", "kl-temperature-1.json", "projection-4.json", "whitened.json"
+    }  # fmt: skip
+    default, projected = (json.loads((folder / name).read_text()) for name in ("default.json", "projection-4.json"))
+    assert default["splits"] == projected["splits"]
+    stored = {block["name"]: block["stored"] for block in projected["blocks"]}
+    assert stored == {"embedding": True, "kl": False, "simclr": False, "simclr_views": True}
+    markdown = report.write_report(tmp_path, ["tiny"], tmp_path / "figures")
+    lines = [line for line in markdown.splitlines() if line.startswith("| ")]
+    assert "emb + all vs default" in lines[0] and len(lines) == 1 + 3 + 1  # header, 3 settings, whitening
+    default_row = next(line for line in lines if line.startswith("| default |"))
+    assert default_row.split(" | ")[-3] == "-"  # the default against itself: no cell
+    assert (tmp_path / "figures" / "where_gradients_help_tiny.png").stat().st_size > 1000
