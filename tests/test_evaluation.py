@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 import pytest
 from sklearn.model_selection import StratifiedShuffleSplit
 
@@ -447,3 +448,28 @@ def test_the_report_records_each_loss_with_its_settings_and_pairing_names_the_on
         "loss_settings.dino": ("DINOLoss(latent_dim=8, n_local_crops=2)", "DINOLoss(latent_dim=256, n_local_crops=2)")
     }
     assert "loss_settings.dino: DINOLoss(latent_dim=8" in comparison.table()
+
+
+def test_the_studys_advice_is_added_where_its_finding_shows_in_the_results(backbone):
+    """docs/where_gradients_help.md: on CNNs DINO's gradient block never beat its views' control, and on a
+    sentence encoder no setting made a gradient block beat its control; an evaluation that shows the same
+    says what that means, and says nothing otherwise."""
+    from skfungi.backbones import TabularBackbone
+    from skfungi.evaluation.advice import backbone_family, study_advice
+    from skfungi.evaluation.verdict import FeatureSetResult, compare_paired
+
+    assert backbone_family(backbone, "image", "auto") == "cnn"
+    assert backbone_family(TabularBackbone(torch.nn.Sequential(torch.nn.Linear(4, 3))), "tabular", "auto") is None
+    assert backbone_family(None, "text", "auto") == "text"
+
+    def dino(ours):
+        views = compare_paired(ours, [0.80, 0.82, 0.81], ("dino_views",))
+        comparisons = {"knn": {"control": views, "alternative": views}}
+        return FeatureSetResult(("dino",), True, {}, 1.0, 12.0, ("dino_views",), comparisons)
+
+    losing, level = dino([0.70, 0.71, 0.69]), dino([0.81, 0.81, 0.82])
+    assert "leaving DINO out" in study_advice("cnn", [losing], "knn", None)
+    assert study_advice("cnn", [level], "knn", None) == ""
+    assert study_advice(None, [losing], "knn", None) == ""
+    assert "keep the embedding" in study_advice("text", [level], "knn", None)
+    assert study_advice("text", [level], "knn", ("embedding", "kl")) == ""

@@ -14,6 +14,7 @@ from sklearn.model_selection import train_test_split
 from .. import _defaults
 from .._utils.sample_names import samples_named
 from ..protocols import PAPER_N_NEIGHBORS
+from .advice import backbone_family, study_advice
 from .extraction import estimate_extraction, extract_blocks, plan_blocks, resolve_once, settings_of
 from .feature_sets import control_of, is_gradient_set, no_gradient_sets, parse_feature_sets
 from .report import EvaluationReport
@@ -295,6 +296,7 @@ def evaluate(
     costs = {feature_set: sum(blocks[name].seconds_per_sample for name in feature_set) for feature_set in to_score}
     results = build_results(scores, costs, requested, references, names, protocols)
     text, recommended = recommend(results, protocols)
+    text += study_advice(backbone_family(adapter, modality, layer), results, protocols[0], recommended)
     done = time.perf_counter()
     settings = {
         "skfungi_version": _version(),
