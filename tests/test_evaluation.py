@@ -461,6 +461,8 @@ def test_the_studys_advice_is_added_where_its_finding_shows_in_the_results(backb
     assert backbone_family(backbone, "image", "auto") == "cnn"
     assert backbone_family(TabularBackbone(torch.nn.Sequential(torch.nn.Linear(4, 3))), "tabular", "auto") is None
     assert backbone_family(None, "text", "auto") == "text"
+    recurrent = TabularBackbone(torch.nn.Sequential(torch.nn.LSTM(4, 3), torch.nn.Linear(3, 2)), layer="1")
+    assert backbone_family(recurrent, "audio", "auto") == "recurrent"
 
     def dino(ours):
         views = compare_paired(ours, [0.80, 0.82, 0.81], ("dino_views",))
@@ -472,4 +474,5 @@ def test_the_studys_advice_is_added_where_its_finding_shows_in_the_results(backb
     assert study_advice("cnn", [level], "knn", None) == ""
     assert study_advice(None, [losing], "knn", None) == ""
     assert "keep the embedding" in study_advice("text", [level], "knn", None)
+    assert "Resemblyzer" in study_advice("recurrent", [level], "knn", None)
     assert study_advice("text", [level], "knn", ("embedding", "kl")) == ""
