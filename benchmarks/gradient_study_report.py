@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from skfungi.evaluation.verdict import compare_paired
+
 BLOCKS = {"kl": "KL", "dino": "DINO", "simclr": "SimCLR"}
 MARKS = {"GAIN": " ▲", "LOSS": " ▼", "within spread": ""}
 
@@ -61,17 +63,14 @@ def whitened_comparison(scores: dict, features: list[str], control: list[str]) -
 
 
 def paired(ours, theirs) -> dict | None:
-    """``ours`` against ``theirs``, two lists of per-split scores (fractions) on the same splits, in points."""
+    """``ours`` against ``theirs``, two lists of per-split scores (fractions) on the same splits, as
+    ``skfungi evaluate`` compares them (:func:`skfungi.evaluation.verdict.compare_paired`), in points."""
     if ours is None or theirs is None:
         return None
-    ours, theirs = 100 * np.asarray(ours), 100 * np.asarray(theirs)
-    difference = ours - theirs
-    spread = max(difference.std(), ours.std(), theirs.std())
-    gain = difference.mean()
-    verdict = "GAIN" if gain > spread else "LOSS" if gain < -spread else "within spread"
-    return {"score": ours.mean(), "gain": gain, "gain_std": difference.std(), "spread": spread,
-            "wins": int((difference > 0).sum()),
-            "n": len(difference), "verdict": verdict, "ms": None, "ratio": None}  # fmt: skip
+    compared = compare_paired(ours, theirs, ())
+    return {"score": 100 * float(np.mean(ours)), "gain": 100 * compared.gain, "gain_std": 100 * compared.gain_std,
+            "spread": 100 * compared.spread, "wins": compared.wins, "n": compared.n_splits,
+            "verdict": compared.verdict, "ms": None, "ratio": None}  # fmt: skip
 
 
 def split_scores(document: dict, features: list[str]) -> list[float] | None:
@@ -82,12 +81,25 @@ def split_scores(document: dict, features: list[str]) -> list[float] | None:
     return row["scores"][protocol][document["metrics"][protocol]]
 
 
-def cell(result: dict | None) -> str:
+def short(setting: str) -> str:
+    """A setting's name as the tables show it: shorter layer paths, "temp." for temperature."""
+    for long, brief in (
+        ("encoder.layer.", ""),
+        (".dense", ""),
+        ("temperature", "temp."),
+        ("layer features.", "layer "),
+    ):
+        setting = setting.replace(long, brief)
+    return setting
+
+
+def cell(result: dict | None, wins: bool = True) -> str:
+    """``+gain ± std (wins/splits)`` in points, marked where beyond the spread; without the wins for the
+    pairs' tables, which must fit a page."""
     if result is None:
         return "-"
-    return (
-        f"{result['gain']:+.1f} ± {result['gain_std']:.1f} ({result['wins']}/{result['n']}){MARKS[result['verdict']]}"
-    )
+    won = f" ({result['wins']}/{result['n']})" if wins else ""
+    return f"{result['gain']:+.1f} ± {result['gain_std']:.1f}{won}{MARKS[result['verdict']]}"
 
 
 def pair_table(folder: Path, settings) -> tuple[str, list[str], dict]:
@@ -97,8 +109,8 @@ def pair_table(folder: Path, settings) -> tuple[str, list[str], dict]:
     blocks = [name for name in BLOCKS if row_of(default, [name]) is not None]
     everything = ["embedding", *blocks]
     controls = ["embedding", *(f"{name}_views" for name in blocks if name != "kl")]
-    header = ["setting", *(f"{BLOCKS[name]} vs its control" for name in blocks), "emb + all vs control",
-              "emb + all vs best alt.", "emb + all vs default", "emb + all", "cost"]  # fmt: skip
+    header = ["setting", *(BLOCKS[name] for name in blocks), "emb + all", "vs best alt.", "vs default",
+              "top-1, cost"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     results = {}
     for setting, document in runs.items():
@@ -109,11 +121,11 @@ def pair_table(folder: Path, settings) -> tuple[str, list[str], dict]:
             None if setting == "default" else paired(*(split_scores(run, everything) for run in (document, default)))
         )
         results[setting] = compared
-        cost = f"{compared['all']['ratio']:.0f}x" if compared["all"] else "-"
-        score = f"{compared['all']['score']:.1f}" if compared["all"] else "-"
-        cells = [cell(compared[name]) for name in blocks]
-        cells += [cell(compared["all"]), cell(alternative), cell(against_default), score, cost]
-        lines.append(f"| {setting} | " + " | ".join(cells) + " |")
+        score = f"{compared['all']['score']:.1f}, {compared['all']['ratio']:.0f}x" if compared["all"] else "-"
+        cells = [cell(compared[name], wins=False) for name in blocks]
+        cells += [cell(result, wins=False) for result in (compared["all"], alternative, against_default)]
+        cells.append(score)
+        lines.append(f"| {short(setting)} | " + " | ".join(cells) + " |")
     whitened_path = folder / "whitened.json"
     if whitened_path.is_file():
         scores = json.loads(whitened_path.read_text())
@@ -121,11 +133,11 @@ def pair_table(folder: Path, settings) -> tuple[str, list[str], dict]:
                     for name in blocks}  # fmt: skip
         compared["all"] = whitened_comparison(scores, everything, controls)
         results["whitening PCA before the kNN"] = compared
-        score = f"{compared['all']['score']:.1f}" if compared["all"] else "-"
+        score = f"{compared['all']['score']:.1f}, as default" if compared["all"] else "-"
         against_default = paired(scores.get("+".join(everything)), split_scores(default, everything))
-        cells = [cell(compared[name]) for name in blocks]
-        cells += [cell(compared["all"]), "-", cell(against_default), score, "as default"]
-        lines.append("| whitening PCA before the kNN | " + " | ".join(cells) + " |")
+        cells = [cell(compared[name], wins=False) for name in blocks]
+        cells += [cell(compared["all"], wins=False), "-", cell(against_default, wins=False), score]
+        lines.append("| whitened kNN | " + " | ".join(cells) + " |")
     return "\n".join(lines), blocks, results
 
 
