@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import torch
 import pytest
+import torch
 from sklearn.model_selection import StratifiedShuffleSplit
 
 from skfungi import FungiTransformer, ImageBackbone
