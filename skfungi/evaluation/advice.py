@@ -9,9 +9,10 @@ no-gradient control. Its findings that held in every setting of a family, and sa
 * **CNN** (a convolution as the target layer): DINO's gradient block never beat its views' control
   beyond the spread; on digits it lost by 9 to 27 points in every setting. Where DINO's block loses
   to its control here too, leaving DINO out saves its 12 views' backward passes.
-* **Sentence encoder** and **recurrent encoder**: no gradient block beat its control in any setting
-  (most lost by 2 to 14 points), and the embedding with every block never beat its control. Where no
-  gradient set helps here either, the study found no layer or loss setting that changed it.
+* **Sentence encoder** and **recurrent encoder**: in no extraction setting did a gradient block, or
+  the embedding with every block, beat its control beyond the spread (most blocks scored 2 to 14
+  points below it). Where no gradient set helps here either, the study found no layer or loss
+  setting that changed it.
 """
 
 from __future__ import annotations
