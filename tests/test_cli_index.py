@@ -204,6 +204,11 @@ def test_inputs_the_index_cannot_take_are_refused_naming_the_file_and_row(tmp_pa
     assert run("search", tmp_path / "index", tmp_path / "nan.npy", "-o", tmp_path / "n.parquet", "--batch-size", 4) == 1
     assert "row 9 of" in error_line(capsys)
 
+    X[9, 1] = 1e30  # finite in float32, but hnswlib's float32 distances overflow: the index named row 1 of its batch
+    long_row = write_table(tmp_path / "long.parquet", sample=ids, **{f"f{j}": X[:, j] for j in range(3)})
+    assert run("index", long_row, "-o", tmp_path / "out", "--batch-size", 4, "-q") == 1
+    assert f"row 9 of {str(long_row)!r} (id 's9') has norm 1e+30" in error_line(capsys)
+
     (tmp_path / "text.parquet").write_text("not parquet")
     assert run("index", tmp_path / "text.parquet", "-o", tmp_path / "out", "-q") == 1
     assert f"cannot read {str(tmp_path / 'text.parquet')!r} as Parquet" in error_line(capsys)

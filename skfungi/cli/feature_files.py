@@ -121,17 +121,26 @@ def _parquet_file(path: Path):
 
 
 def _check_finite(features, ids, row: int, file: Path) -> None:
-    """Refuse a row that is not finite in float32 (NaN, infinite, or beyond float32's range), naming it."""
+    """Refuse a row that is not finite in float32 (NaN, infinite, or beyond float32's range), or so long that
+    hnswlib's float32 distances overflow, naming it by its row in ``file`` and its id (the index's own check
+    would name its row within the batch)."""
     import numpy as np
 
+    from ..neighbors._queries import MAX_NORM
+
     if np.isfinite(features.sum(dtype=np.float64)):
-        return
-    bad = int(np.flatnonzero(~np.isfinite(features).all(axis=1))[0])
+        norms = np.sqrt(np.square(features, dtype=np.float64).sum(axis=1))
+        if norms.max(initial=0.0) <= MAX_NORM:
+            return
+        bad = int(np.argmax(norms > MAX_NORM))
+        problem = f"has norm {norms[bad]:.3g}, beyond {MAX_NORM:.2g}, where hnswlib's float32 distances overflow"
+        remedy = "rescale the rows first"
+    else:
+        bad = int(np.flatnonzero(~np.isfinite(features).all(axis=1))[0])
+        problem = "has a NaN, infinite or beyond-float32 value (above 3.4e38)"
+        remedy = "the index needs finite float32 vectors: drop or fix such rows first"
     identifier = ids[bad].as_py() if hasattr(ids[bad], "as_py") else int(ids[bad])
-    raise CommandError(
-        f"row {row + bad} of {os.fspath(file)!r} (id {identifier!r}) has a NaN, infinite or beyond-float32 "
-        "value (above 3.4e38); the index needs finite float32 vectors: drop or fix such rows first."
-    )
+    raise CommandError(f"row {row + bad} of {os.fspath(file)!r} (id {identifier!r}) {problem}; {remedy}.")
 
 
 def _parquet_files(path: Path) -> list[Path]:
