@@ -109,10 +109,10 @@ default="srht"
         torch's intra-op threads during ``fit`` and ``transform`` (restored
         afterwards). ``"auto"`` runs small forwards (``batch_size`` views of
         under 1 GFLOP in all, such as a MobileNetV2 on 32-px images) at one
-        thread, where a second thread gains little on idle cores and costs up
-        to 100x when another job holds a core, and leaves larger ones at
-        torch's count (``torch.set_num_threads``); an int (at most 1024) sets the count;
-        None leaves torch's setting alone. See the user guide's "Threads".
+        thread, where a second thread gains little on idle cores and costs
+        several times over when another job holds a core, and leaves larger
+        ones at torch's count (``torch.set_num_threads``); an int (at most
+        1024) sets the count; None leaves torch alone (user guide: "Threads").
     compile : bool or dict, default=False
         Run the backbone's forward through ``torch.compile`` (a dict gives its
         keyword arguments, e.g. ``{"mode": "max-autotune"}``). Only a shallow

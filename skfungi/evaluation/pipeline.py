@@ -195,7 +195,7 @@ def evaluate(
         Seeds the transformers (heads, views, projection), the held-out fit
         samples and the splits.
     batch_size, device, precision, num_workers, num_threads, memory
-        As in ``FungiTransformer`` (they change how fast, never which features).
+        As in ``FungiTransformer``.
     input_size : int or None
         Replaces the image backbone's input size (the side of every view).
     output_dir : str, path or None
